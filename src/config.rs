@@ -1,0 +1,455 @@
+//! Typed configuration: `wxcc.toml`, then `WXCC_*` environment variables, then flags.
+//!
+//! The file and the environment are read once at the binary's edge (`cli`) and turned into a
+//! plain [`Config`] that is passed down by reference; nothing deeper reads the environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// Where the OAuth endpoints live for every Webex data centre.
+pub const DEFAULT_OAUTH_BASE_URL: &str = "https://webexapis.com";
+/// Where the output goes when nothing else is configured.
+pub const DEFAULT_OUTPUT: &str = "./wxcc-data";
+/// The documented per-client limit of the WxCC API.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
+
+/// WxCC data-centre regions and their API hosts (REFERENCE.md §2).
+pub const REGIONS: &[(&str, &str)] = &[
+    ("us1", "https://api.wxcc-us1.cisco.com"),
+    ("eu1", "https://api.wxcc-eu1.cisco.com"),
+    ("eu2", "https://api.wxcc-eu2.cisco.com"),
+    ("anz1", "https://api.wxcc-anz1.cisco.com"),
+    ("ca1", "https://api.wxcc-ca1.cisco.com"),
+    ("jp1", "https://api.wxcc-jp1.cisco.com"),
+    ("sg1", "https://api.wxcc-sg1.cisco.com"),
+    ("in1", "https://api.wxcc-in1.cisco.com"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown region {0:?}: use one of {known} or set WXCC_API_BASE_URL", known = region_names())]
+    UnknownRegion(String),
+    #[error("{name} is not a valid URL ({value:?}): {reason}")]
+    BadUrl {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("no WxCC API host configured: set WXCC_REGION (e.g. us1) or WXCC_API_BASE_URL")]
+    MissingApiBase,
+    #[error(
+        "missing credentials: {missing}. Set them as environment variables (WXCC_CLIENT_ID, \
+         WXCC_CLIENT_SECRET, WXCC_REFRESH_TOKEN) or in wxcc.toml, or provide WXCC_ACCESS_TOKEN"
+    )]
+    MissingCredentials { missing: String },
+    #[error(
+        "bad {name} {value:?}: expected a date YYYY-MM-DD (UTC midnight) or an RFC 3339 time such as 2026-01-05T10:00:00Z"
+    )]
+    BadTime { name: &'static str, value: String },
+    #[error("--from ({from}) must be before --to ({to})")]
+    EmptyRange {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    #[error("{name} must be {rule}, got {value}")]
+    OutOfRange {
+        name: &'static str,
+        rule: &'static str,
+        value: i64,
+    },
+}
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+fn region_names() -> String {
+    REGIONS
+        .iter()
+        .map(|(r, _)| *r)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `wxcc.toml` file. Every field is optional; unknown keys are an error so typos are caught.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub region: Option<String>,
+    pub api_base_url: Option<String>,
+    pub oauth_base_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub org_id: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    pub output: Option<String>,
+    #[serde(default)]
+    pub sync: SyncFileConfig,
+}
+
+/// `[sync]` table of `wxcc.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncFileConfig {
+    pub rate_limit_per_minute: Option<u32>,
+    pub download_concurrency: Option<usize>,
+    pub url_expiration_minutes: Option<u32>,
+    pub lookback_hours: Option<u32>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file is only an error when the user named it explicitly.
+    pub fn load(path: &Path, explicit: bool) -> Result<FileConfig> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(FileConfig::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// Values from flags and `WXCC_*` environment variables; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub region: Option<String>,
+    pub api_base_url: Option<String>,
+    pub oauth_base_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub org_id: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    pub output: Option<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub download_concurrency: Option<usize>,
+}
+
+impl Overrides {
+    /// Picks the `WXCC_*` variables out of an environment snapshot. Secrets are only ever taken
+    /// from here or the file, never from flags, which leak into shell history and `ps`.
+    pub fn from_env(env: &HashMap<String, String>) -> Overrides {
+        let get = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        Overrides {
+            region: get("WXCC_REGION"),
+            api_base_url: get("WXCC_API_BASE_URL"),
+            oauth_base_url: get("WXCC_OAUTH_BASE_URL"),
+            client_id: get("WXCC_CLIENT_ID"),
+            client_secret: get("WXCC_CLIENT_SECRET"),
+            org_id: get("WXCC_ORG_ID"),
+            refresh_token: get("WXCC_REFRESH_TOKEN"),
+            access_token: get("WXCC_ACCESS_TOKEN"),
+            output: get("WXCC_OUTPUT"),
+            rate_limit_per_minute: None,
+            download_concurrency: None,
+        }
+    }
+
+    /// `self` wins field by field over `lower`.
+    pub fn over(self, lower: Overrides) -> Overrides {
+        Overrides {
+            region: self.region.or(lower.region),
+            api_base_url: self.api_base_url.or(lower.api_base_url),
+            oauth_base_url: self.oauth_base_url.or(lower.oauth_base_url),
+            client_id: self.client_id.or(lower.client_id),
+            client_secret: self.client_secret.or(lower.client_secret),
+            org_id: self.org_id.or(lower.org_id),
+            refresh_token: self.refresh_token.or(lower.refresh_token),
+            access_token: self.access_token.or(lower.access_token),
+            output: self.output.or(lower.output),
+            rate_limit_per_minute: self.rate_limit_per_minute.or(lower.rate_limit_per_minute),
+            download_concurrency: self.download_concurrency.or(lower.download_concurrency),
+        }
+    }
+}
+
+impl From<FileConfig> for Overrides {
+    fn from(f: FileConfig) -> Overrides {
+        Overrides {
+            region: f.region,
+            api_base_url: f.api_base_url,
+            oauth_base_url: f.oauth_base_url,
+            client_id: f.client_id,
+            client_secret: f.client_secret,
+            org_id: f.org_id,
+            refresh_token: f.refresh_token,
+            access_token: f.access_token,
+            output: f.output,
+            rate_limit_per_minute: f.sync.rate_limit_per_minute,
+            download_concurrency: f.sync.download_concurrency,
+        }
+    }
+}
+
+/// Credentials for the Webex OAuth client (an Integration).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub refresh_token: Option<SecretString>,
+    pub access_token: Option<SecretString>,
+}
+
+/// Fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_base_url: Url,
+    pub oauth_base_url: Url,
+    pub org_id: Option<String>,
+    pub credentials: Credentials,
+    pub output: String,
+    pub rate_limit_per_minute: u32,
+    pub download_concurrency: usize,
+    pub url_expiration_minutes: u32,
+}
+
+impl Config {
+    /// Resolves layered values into a validated configuration.
+    pub fn resolve(values: Overrides, file_sync: &SyncFileConfig) -> Result<Config> {
+        let api_base = match (&values.api_base_url, &values.region) {
+            (Some(url), _) => parse_url("WXCC_API_BASE_URL", url)?,
+            (None, Some(region)) => region_url(region)?,
+            (None, None) => return Err(ConfigError::MissingApiBase),
+        };
+        if let (Some(_), Some(region)) = (&values.api_base_url, &values.region) {
+            region_url(region)?; // still reject a misspelt region
+        }
+        let oauth_base = parse_url(
+            "WXCC_OAUTH_BASE_URL",
+            values
+                .oauth_base_url
+                .as_deref()
+                .unwrap_or(DEFAULT_OAUTH_BASE_URL),
+        )?;
+        let rate = values
+            .rate_limit_per_minute
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
+        if rate == 0 {
+            return Err(ConfigError::OutOfRange {
+                name: "rate_limit_per_minute",
+                rule: "at least 1",
+                value: 0,
+            });
+        }
+        let concurrency = values.download_concurrency.unwrap_or(8);
+        if !(1..=256).contains(&concurrency) {
+            return Err(ConfigError::OutOfRange {
+                name: "download_concurrency",
+                rule: "between 1 and 256",
+                value: concurrency as i64,
+            });
+        }
+        let url_expiration = file_sync.url_expiration_minutes.unwrap_or(60);
+        if !(1..=60).contains(&url_expiration) {
+            return Err(ConfigError::OutOfRange {
+                name: "url_expiration_minutes",
+                rule: "between 1 and 60 (the API maximum)",
+                value: url_expiration as i64,
+            });
+        }
+        let secret = |v: Option<String>| v.map(SecretString::from);
+        Ok(Config {
+            api_base_url: api_base,
+            oauth_base_url: oauth_base,
+            org_id: values.org_id,
+            credentials: Credentials {
+                client_id: values.client_id,
+                client_secret: secret(values.client_secret),
+                refresh_token: secret(values.refresh_token),
+                access_token: secret(values.access_token),
+            },
+            output: values.output.unwrap_or_else(|| DEFAULT_OUTPUT.to_owned()),
+            rate_limit_per_minute: rate,
+            download_concurrency: concurrency,
+            url_expiration_minutes: url_expiration,
+        })
+    }
+}
+
+/// The API host of a WxCC region.
+pub fn region_url(region: &str) -> Result<Url> {
+    let wanted = region.trim().to_ascii_lowercase();
+    REGIONS
+        .iter()
+        .find(|(r, _)| *r == wanted)
+        .map(|(_, url)| Url::parse(url).expect("built-in region URLs are valid"))
+        .ok_or_else(|| ConfigError::UnknownRegion(region.to_owned()))
+}
+
+fn parse_url(name: &'static str, value: &str) -> Result<Url> {
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::BadUrl {
+        name,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::BadUrl {
+            name,
+            value: value.to_owned(),
+            reason: "only http and https are supported".into(),
+        });
+    }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(ConfigError::BadUrl {
+            name,
+            value: value.to_owned(),
+            reason:
+                "plain http is only allowed for loopback hosts (127.0.0.1, localhost); use https"
+                    .into(),
+        });
+    }
+    Ok(url)
+}
+
+/// True for 127.0.0.0/8, ::1 and localhost.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Parses `YYYY-MM-DD` (UTC midnight) or RFC 3339.
+pub fn parse_time(name: &'static str, value: &str) -> Result<DateTime<Utc>> {
+    let v = value.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ConfigError::BadTime {
+            name,
+            value: value.to_owned(),
+        })
+}
+
+/// A validated `[from, to)` range.
+pub fn time_range(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    if from >= to {
+        return Err(ConfigError::EmptyRange { from, to });
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(o: Overrides) -> Result<Config> {
+        Config::resolve(o, &SyncFileConfig::default())
+    }
+
+    #[test]
+    fn region_selects_api_host() {
+        let c = resolve(Overrides {
+            region: Some("EU1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.api_base_url.as_str(), "https://api.wxcc-eu1.cisco.com/");
+        assert_eq!(c.oauth_base_url.as_str(), "https://webexapis.com/");
+        assert_eq!(c.output, DEFAULT_OUTPUT);
+    }
+
+    #[test]
+    fn unknown_region_names_the_known_ones() {
+        let err = resolve(Overrides {
+            region: Some("mars1".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mars1") && err.contains("us1") && err.contains("anz1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_wins_over_file_and_flags_win_over_env() {
+        let file: Overrides =
+            FileConfig::parse("region = \"us1\"\noutput = \"file-out\"\norg_id = \"a\"")
+                .unwrap()
+                .into();
+        let env = Overrides::from_env(&HashMap::from([
+            ("WXCC_OUTPUT".to_string(), "env-out".to_string()),
+            ("WXCC_ORG_ID".to_string(), "b".to_string()),
+        ]));
+        let flags = Overrides {
+            output: Some("flag-out".into()),
+            ..Default::default()
+        };
+        let c = resolve(flags.over(env.over(file))).unwrap();
+        assert_eq!(c.output, "flag-out");
+        assert_eq!(c.org_id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn malformed_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("wxcc.toml");
+        std::fs::write(&p, "regoin = \"us1\"").unwrap();
+        let err = FileConfig::load(&p, false).unwrap_err().to_string();
+        assert!(err.contains("wxcc.toml") && err.contains("regoin"), "{err}");
+        assert!(FileConfig::load(&dir.path().join("absent.toml"), false).is_ok());
+        assert!(FileConfig::load(&dir.path().join("absent.toml"), true).is_err());
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let err = resolve(Overrides {
+            api_base_url: Some("http://api.example.com".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("loopback"));
+        assert!(
+            resolve(Overrides {
+                api_base_url: Some("http://127.0.0.1:8080".into()),
+                ..Default::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn times_accept_dates_and_rfc3339() {
+        let d = parse_time("--from", "2026-01-05").unwrap();
+        assert_eq!(d.to_rfc3339(), "2026-01-05T00:00:00+00:00");
+        let t = parse_time("--to", "2026-01-05T10:30:00+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-01-05T08:30:00+00:00");
+        let err = parse_time("--from", "05/01/2026").unwrap_err().to_string();
+        assert!(
+            err.contains("--from") && err.contains("YYYY-MM-DD"),
+            "{err}"
+        );
+        assert!(time_range(t, d).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The lake: WxCC tasks, capture metadata and the audio manifest as Hive-partitioned Parquet
+//! in object storage (local disk, S3, GCS, Azure or memory).
+//!
+//! - `schemas/*.toml` declare each table once ([`schema`]); Arrow schemas, batch builders, the
+//!   writer and the query layer all derive from that declaration, so they cannot drift apart.
+//! - [`rows`] turns plain row structs (filled by the orchestrator from API payloads; this module
+//!   knows nothing of HTTP) into record batches with exactly the file schema.
+//! - [`store`] opens a location as an [`object_store::ObjectStore`] plus a root prefix.
+//! - [`partition`] upserts one `(org_id, date)` partition at a time: one Parquet file per
+//!   partition, replaced atomically, de-duplicated on the table key.
+//!
+//! Layout: `<root>/<table>/org_id=<org>/date=<YYYY-MM-DD>/part-0.parquet`, partition columns
+//! only in the folder names, so DuckDB, pyarrow, Spark and Trino read it unchanged.
+
+mod error;
+pub mod partition;
+pub mod rows;
+pub mod schema;
+pub mod store;
+
+pub use error::{LakeError, Result};
+pub use rows::{CaptureRow, ManifestRow, TaskRow, captures_batch, manifest_batch, tasks_batch};
+pub use schema::{ColumnDef, ColumnType, Table, TableDef};
+pub use store::Lake;

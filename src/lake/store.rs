@@ -1,0 +1,301 @@
+//! Opening a lake location as an object store plus a root prefix.
+//!
+//! The store is always rooted at the bucket/container (or `/` for local disk) and the lake's
+//! folder is kept as a path prefix. That is the same split DataFusion makes for a table URL
+//! (`scheme://authority` selects the registered store, the URL path is the object prefix), so the
+//! query layer can register [`Lake::store`] under [`Lake::url`] and list `<root>/<table>/`.
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme};
+use url::Url;
+
+use super::error::{LakeError, Result};
+
+/// A lake root: where the tables (and the audio the manifest points at) live.
+///
+/// Cheap to clone; clones share the store (for `memory://`, clones see the same objects,
+/// separate [`Lake::open`] calls do not).
+#[derive(Debug, Clone)]
+pub struct Lake {
+    url: Url,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+}
+
+impl Lake {
+    /// Opens `location`: a plain path (relative or absolute; created if missing), `file:///abs`,
+    /// `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://container[/prefix]` (also `azure://`,
+    /// `adl://`, `abfs[s]://container@account.dfs.core.windows.net/prefix`) or `memory://`.
+    ///
+    /// Cloud credentials, regions and endpoints come from each cloud's standard environment
+    /// variables (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, `AWS_REGION`, `GOOGLE_SERVICE_ACCOUNT`,
+    /// `AZURE_STORAGE_ACCOUNT_NAME`, ...) through the object_store builders' `from_env()`.
+    /// Building a cloud store does not touch the network; bad credentials show on first use.
+    pub fn open(location: &str) -> Result<Lake> {
+        Lake::open_with_options(location, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// Like [`Lake::open`], with object_store config keys (e.g. `aws_endpoint`,
+    /// `azure_storage_account_name`) applied on top of the environment, so configuration from
+    /// flags or a config file can override env vars. Keys for local/memory lakes are ignored.
+    pub fn open_with_options<I, K, V>(location: &str, options: I) -> Result<Lake>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let unsupported = |reason: &str| LakeError::UnsupportedLocation {
+            location: location.to_string(),
+            reason: reason.to_string(),
+        };
+        let url = if location.trim().is_empty() {
+            return Err(unsupported("empty location"));
+        } else if location == "memory://" || location == "memory:" {
+            // `memory://` parses with an empty host; object_store wants `memory:///`.
+            Url::parse("memory:///").map_err(|e| unsupported(&e.to_string()))?
+        } else if location.contains("://") {
+            Url::parse(location).map_err(|e| unsupported(&e.to_string()))?
+        } else {
+            local_dir_url(location)?
+        };
+
+        let config_err = |source| LakeError::StoreConfig {
+            location: location.to_string(),
+            source,
+        };
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => {
+                let dir = url
+                    .to_file_path()
+                    .map_err(|()| unsupported("not an absolute local path"))?;
+                std::fs::create_dir_all(&dir).map_err(|source| LakeError::LocalDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                Arc::new(LocalFileSystem::new())
+            }
+            "memory" => Arc::new(InMemory::new()),
+            "s3" | "s3a" => {
+                let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
+                for (k, v) in options {
+                    b = b.with_config(parse_key(&k, "S3")?, v);
+                }
+                Arc::new(b.build().map_err(config_err)?)
+            }
+            "gs" => {
+                let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                for (k, v) in options {
+                    b = b.with_config(parse_key(&k, "GCS")?, v);
+                }
+                Arc::new(b.build().map_err(config_err)?)
+            }
+            "az" | "azure" | "adl" | "abfs" | "abfss" => {
+                let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                for (k, v) in options {
+                    b = b.with_config(parse_key(&k, "Azure")?, v);
+                }
+                Arc::new(b.build().map_err(config_err)?)
+            }
+            // https:// forms of S3/Azure put the bucket in the path, which would not match the
+            // way DataFusion keys stores by scheme and host; ask for the canonical form instead.
+            other => return Err(unsupported(&format!("scheme `{other}` is not supported"))),
+        };
+        let (_, root) = ObjectStoreScheme::parse(&url).map_err(|e| unsupported(&e.to_string()))?;
+
+        // Canonical root URL: normalised prefix, always with a trailing slash.
+        let mut root_url = url.clone();
+        root_url.set_query(None);
+        root_url.set_fragment(None);
+        root_url.set_path(&if root.as_ref().is_empty() {
+            "/".to_string()
+        } else {
+            format!("/{root}/")
+        });
+        tracing::debug!(lake = %root_url, "opened lake");
+        Ok(Lake {
+            url: root_url,
+            store,
+            root,
+        })
+    }
+
+    /// Root URL with a trailing slash, e.g. `file:///abs/wxcc-data/` or `s3://bucket/prefix/`.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The object store, rooted at the bucket/container (or `/`), not at the lake folder:
+    /// always combine with [`Lake::path`].
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The object path of `relative` (`/`-separated) under the lake root. Each segment is
+    /// encoded as one path part, so `..` cannot climb out of the root.
+    pub fn path(&self, relative: &str) -> Path {
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            Path::from(relative)
+        } else {
+            Path::from(format!("{root}/{relative}"))
+        }
+    }
+
+    /// Full URI of an object (for the manifest), e.g. `s3://bucket/prefix/audio/<org>/<task>/<rec>.wav`.
+    pub fn uri(&self, path: &Path) -> String {
+        let mut u = self.url.clone();
+        u.set_path(&format!("/{path}"));
+        u.to_string()
+    }
+}
+
+/// `file://` URL of a plain local folder, creating it first so it can be canonicalised.
+fn local_dir_url(location: &str) -> Result<Url> {
+    let io_err = |source| LakeError::LocalDir {
+        path: location.to_string(),
+        source,
+    };
+    std::fs::create_dir_all(location).map_err(io_err)?;
+    let abs = std::fs::canonicalize(location).map_err(io_err)?;
+    Url::from_directory_path(&abs).map_err(|()| LakeError::UnsupportedLocation {
+        location: location.to_string(),
+        reason: "cannot turn the folder into a file:// URL".to_string(),
+    })
+}
+
+fn parse_key<K: AsRef<str>, T: std::str::FromStr>(key: &K, backend: &'static str) -> Result<T> {
+    key.as_ref()
+        .to_ascii_lowercase()
+        .parse()
+        .map_err(|_| LakeError::UnknownOption {
+            backend,
+            key: key.as_ref().to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_path_is_created_and_becomes_an_absolute_file_url() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rel = tmp.path().join("nested/wxcc-data");
+        // A relative spelling of the same folder, from the current directory.
+        let cwd = std::env::current_dir().expect("cwd");
+        let relative = pathdiff(&rel, &cwd);
+        let lake = Lake::open(&relative).expect("open");
+        assert!(rel.is_dir());
+        assert_eq!(lake.url().scheme(), "file");
+        assert!(
+            lake.url().as_str().ends_with("/nested/wxcc-data/"),
+            "{}",
+            lake.url()
+        );
+        let p = lake.path("tasks/part-0.parquet");
+        assert!(
+            lake.uri(&p)
+                .ends_with("/nested/wxcc-data/tasks/part-0.parquet")
+        );
+    }
+
+    /// `target` relative to `base` using `..` segments (enough for two absolute paths).
+    fn pathdiff(target: &std::path::Path, base: &std::path::Path) -> String {
+        let t: Vec<_> = target.components().collect();
+        let b: Vec<_> = base.components().collect();
+        let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+        parts.extend(
+            t[common..]
+                .iter()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+        );
+        parts.join("/")
+    }
+
+    #[test]
+    fn file_url_keeps_its_folder_and_adds_a_trailing_slash() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("lake");
+        let url = Url::from_file_path(&dir).expect("url");
+        let lake = Lake::open(url.as_str()).expect("open");
+        assert!(dir.is_dir());
+        assert_eq!(lake.url().as_str(), format!("{url}/"));
+        let p = lake.path("audio/o/t/r.wav");
+        assert_eq!(lake.uri(&p), format!("{url}/audio/o/t/r.wav"));
+    }
+
+    #[test]
+    fn memory_lake_has_an_empty_root() {
+        let lake = Lake::open("memory://").expect("open");
+        assert_eq!(lake.url().as_str(), "memory:///");
+        assert_eq!(lake.path("tasks/x").as_ref(), "tasks/x");
+        assert_eq!(lake.uri(&lake.path("tasks/x")), "memory:///tasks/x");
+    }
+
+    #[test]
+    fn s3_bucket_opens_without_network_and_keeps_its_prefix() {
+        let opts = [
+            ("aws_access_key_id", "dummy"),
+            ("aws_secret_access_key", "dummy"),
+            ("aws_region", "us-east-1"),
+            ("aws_endpoint", "http://127.0.0.1:9"),
+            ("aws_allow_http", "true"),
+        ];
+        let lake = Lake::open_with_options("s3://bucket/exports/wxcc", opts).expect("open");
+        assert_eq!(lake.url().as_str(), "s3://bucket/exports/wxcc/");
+        assert_eq!(lake.path("tasks").as_ref(), "exports/wxcc/tasks");
+        assert_eq!(
+            lake.uri(&lake.path("audio/a.wav")),
+            "s3://bucket/exports/wxcc/audio/a.wav"
+        );
+        let bare = Lake::open_with_options("s3://bucket", opts).expect("open");
+        assert_eq!(bare.url().as_str(), "s3://bucket/");
+        // Plain `open` reads AWS_* from the environment; building still needs no network.
+        assert!(Lake::open("s3://bucket").is_ok());
+    }
+
+    #[test]
+    fn azure_container_opens_with_an_account_option() {
+        let opts = [
+            ("azure_storage_account_name", "devstoreaccount1"),
+            ("azure_storage_use_emulator", "true"),
+        ];
+        let lake = Lake::open_with_options("az://recordings/wxcc", opts).expect("open");
+        assert_eq!(lake.url().as_str(), "az://recordings/wxcc/");
+    }
+
+    #[test]
+    fn unknown_store_option_is_named_in_the_error() {
+        let err = Lake::open_with_options("s3://bucket", [("aws_colour", "blue")])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("aws_colour"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_scheme_error_lists_the_supported_ones() {
+        let err = Lake::open("ftp://host/dir").expect_err("must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("ftp"), "{msg}");
+        for s in ["s3://", "gs://", "az://", "file://", "memory://"] {
+            assert!(msg.contains(s), "{msg} lacks {s}");
+        }
+        assert!(Lake::open("https://example.com/x").is_err());
+    }
+
+    #[test]
+    fn path_segments_cannot_climb_out_of_the_root() {
+        let lake = Lake::open_with_options("s3://bucket/root", [("aws_region", "us-east-1")])
+            .expect("open");
+        let p = lake.path("../../etc/passwd");
+        assert!(p.as_ref().starts_with("root/"), "{p}");
+        assert!(!p.parts().any(|part| part.as_ref() == ".."));
+    }
+}

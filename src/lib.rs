@@ -1,0 +1,16 @@
+//! wxcc: export Webex Contact Center tasks, capture metadata and call recordings
+//! into Hive-partitioned Parquet and object storage, and query them with SQL.
+//!
+//! Modules follow the data flow: `cli` → `sync` → `api` / `auth` / `lake` / `audio` / `query`.
+//! `sim` is a stand-alone simulator of the Webex and WxCC APIs; it never imports the client's types.
+
+pub mod api;
+pub mod audio;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod lake;
+pub mod net;
+pub mod query;
+pub mod sim;
+pub mod sync;

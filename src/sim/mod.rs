@@ -1,0 +1,356 @@
+//! A local simulator of the Webex OAuth endpoints, the WxCC Tasks and Captures APIs and the
+//! pre-signed recording downloads, behaving as `REFERENCE.md` describes the real services
+//! (not as our client expects them to).
+//!
+//! It stands apart from the rest of the crate on purpose: it builds its own JSON and never
+//! imports the client's payload types, so it cannot share the client's assumptions.
+//! One HTTP server serves everything:
+//!
+//! | route | module |
+//! |---|---|
+//! | `GET /v1/authorize`, `POST /v1/access_token` | [`oauth`] |
+//! | `GET /v1/tasks`, `POST /v1/captures/query` | [`wxcc`] (guarded by [`limits`]) |
+//! | `GET /media/{org}/{task}/{file}` | [`media`] |
+
+mod generate;
+mod limits;
+mod media;
+mod oauth;
+mod tokens;
+mod wav;
+mod world;
+mod wxcc;
+
+#[cfg(test)]
+mod http_tests;
+#[cfg(test)]
+mod world_tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use wav::AudioPlan;
+pub use world::{RecordingKind, SimRecording, SimRef, SimTask, SimTranscription, World};
+
+use wav::mix64;
+
+/// Label of the random stream the client credentials and the URL-signing key are drawn from.
+const SECRETS_STREAM: u64 = 0x5345_4352_4554_5300;
+
+/// Everything that shapes the simulated world and the server's behaviour.
+///
+/// The world (tasks, recordings, audio) depends only on `seed`, `start`, `days`, `calls_per_day`,
+/// `median_call_secs` and `max_call_secs`; the other knobs change how the server answers.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of everything random: the same seed gives byte-identical data.
+    pub seed: u64,
+    /// First simulated UTC day (fixed, so the world does not depend on the wall clock).
+    pub start: NaiveDate,
+    /// Days of history.
+    pub days: u32,
+    /// Tasks per day, all channels.
+    pub calls_per_day: u32,
+    /// Requests per minute per client id on the API endpoints; 0 disables the limit.
+    pub rate_limit_per_minute: u32,
+    /// Share of API requests answered with an injected 500/502/503 (not processed).
+    pub error_rate: f64,
+    /// Share of audio downloads cut off half-way (full `Content-Length`, connection dropped).
+    pub truncate_rate: f64,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// If set, download URLs expire after this instead of `urlExpiration` minutes.
+    pub url_ttl: Option<Duration>,
+    /// Median talk time (log-normal).
+    pub median_call_secs: u32,
+    /// Longest talk time.
+    pub max_call_secs: u32,
+    /// If set, `/v1/tasks` answers 400 when `to - from` exceeds this many days.
+    pub max_range_days: Option<u32>,
+    /// `from` boundary: `false` selects `createdTime >= from`, `true` selects `> from`
+    /// (REFERENCE.md §3.2 leaves this UNCONFIRMED).
+    pub from_exclusive: bool,
+    /// Honour the undocumented 0-based `page` query parameter on `/v1/tasks`.
+    pub honour_page_param: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            start: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default(),
+            days: 3,
+            calls_per_day: 100,
+            rate_limit_per_minute: 300,
+            error_rate: 0.0,
+            truncate_rate: 0.0,
+            access_token_ttl: Duration::from_secs(1_209_599),
+            refresh_token_ttl: Duration::from_secs(7_776_000),
+            url_ttl: None,
+            median_call_secs: 240,
+            max_call_secs: 3600,
+            max_range_days: None,
+            from_exclusive: false,
+            honour_page_param: true,
+        }
+    }
+}
+
+/// Errors starting the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source} (pick another port, or 0 for a free one)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid simulator configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// The registered integration and the seeded user grant a client needs to talk to the simulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+    pub org_id: String,
+    /// Valid for `refresh_token_ttl` from start, scopes `cjp:config cjp:config_read`.
+    pub refresh_token: String,
+}
+
+/// Counters of what the simulator did, for tests and the demo summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Requests to `/v1/tasks` and `/v1/captures/query`, whatever their outcome.
+    pub api_requests: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// Injected 500/502/503 answers.
+    pub injected_errors: u64,
+    /// Downloads deliberately cut short.
+    pub truncated_downloads: u64,
+    /// Audio downloads started (200 or 206).
+    pub downloads: u64,
+    /// Successful token endpoint answers.
+    pub token_grants: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    api_requests: AtomicU64,
+    rate_limited: AtomicU64,
+    injected_errors: AtomicU64,
+    truncated_downloads: AtomicU64,
+    downloads: AtomicU64,
+    token_grants: AtomicU64,
+}
+
+/// Shared state of all handlers.
+pub(crate) struct AppState {
+    config: SimConfig,
+    world: Arc<World>,
+    base_url: String,
+    credentials: SimCredentials,
+    oauth: tokens::OAuthStore,
+    guard: limits::ApiGuard,
+    media_secret: String,
+    counters: Counters,
+    tracking_seq: AtomicU64,
+}
+
+impl AppState {
+    /// A fresh tracking id: deterministic per seed and request order, unique per server.
+    fn tracking_uuid(&self) -> String {
+        let n = self.tracking_seq.fetch_add(1, Ordering::Relaxed);
+        let hi = mix64(self.config.seed ^ 0x7472_6163_6b00_0000 ^ n);
+        let lo = mix64(hi ^ n);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_le_bytes());
+        bytes[8..].copy_from_slice(&lo.to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running simulator; dropping it stops the server too.
+pub struct Simulator {
+    state: Arc<AppState>,
+    shutdown_tx: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Generates the world, binds `addr` (use `127.0.0.1:0` for a free port) and serves in a
+    /// tokio task until [`Simulator::shutdown`] or drop.
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<Simulator, SimError> {
+        for (name, rate) in [
+            ("error_rate", config.error_rate),
+            ("truncate_rate", config.truncate_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(SimError::InvalidConfig(format!(
+                    "{name} must be within 0..=1, got {rate}"
+                )));
+            }
+        }
+        let world_cfg = config.clone();
+        let world = tokio::task::spawn_blocking(move || generate::generate(&world_cfg))
+            .await
+            .map_err(|e| SimError::InvalidConfig(format!("world generation failed: {e}")))?;
+        let world = Arc::new(world);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let shown = if local.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        } else {
+            local
+        };
+        let base_url = format!("http://{shown}");
+        let mut secrets = ChaCha8Rng::seed_from_u64(mix64(config.seed ^ SECRETS_STREAM));
+        let client_id = format!("C{}", hex::encode(secrets.random::<[u8; 32]>()));
+        let client_secret = hex::encode(secrets.random::<[u8; 32]>());
+        let media_secret = hex::encode(secrets.random::<[u8; 32]>());
+        let oauth = tokens::OAuthStore::new(&config, &client_id, &client_secret, world.org_id());
+        let credentials = SimCredentials {
+            client_id,
+            client_secret,
+            org_id: world.org_id().to_string(),
+            refresh_token: oauth.seeded_refresh_token().to_string(),
+        };
+        let state = Arc::new(AppState {
+            guard: limits::ApiGuard::new(&config),
+            config,
+            world,
+            base_url,
+            credentials,
+            oauth,
+            media_secret,
+            counters: Counters::default(),
+            tracking_seq: AtomicU64::new(0),
+        });
+        let app = router(state.clone());
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "simulator server stopped with an error");
+            }
+        });
+        tracing::info!(base_url = %state.base_url, tasks = state.world.tasks().len(), "simulator started");
+        Ok(Simulator {
+            state,
+            shutdown_tx: Some(shutdown_tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` without a trailing slash; serves OAuth, the API and the media.
+    pub fn base_url(&self) -> String {
+        self.state.base_url.clone()
+    }
+
+    pub fn credentials(&self) -> &SimCredentials {
+        &self.state.credentials
+    }
+
+    pub fn world(&self) -> &Arc<World> {
+        &self.state.world
+    }
+
+    /// `export VAR=value` lines that point any client at this simulator.
+    pub fn env_lines(&self) -> String {
+        let c = &self.state.credentials;
+        let base = &self.state.base_url;
+        [
+            ("WXCC_API_BASE_URL", base.as_str()),
+            ("WXCC_OAUTH_BASE_URL", base.as_str()),
+            ("WXCC_CLIENT_ID", c.client_id.as_str()),
+            ("WXCC_CLIENT_SECRET", c.client_secret.as_str()),
+            ("WXCC_ORG_ID", c.org_id.as_str()),
+            ("WXCC_REFRESH_TOKEN", c.refresh_token.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("export {k}={v}\n"))
+        .collect()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let c = &self.state.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SimStats {
+            api_requests: get(&c.api_requests),
+            rate_limited: get(&c.rate_limited),
+            injected_errors: get(&c.injected_errors),
+            truncated_downloads: get(&c.truncated_downloads),
+            downloads: get(&c.downloads),
+            token_grants: get(&c.token_grants),
+        }
+    }
+
+    /// Revokes a refresh token (as a user removing the integration would); access tokens
+    /// already issued stay valid until they expire.
+    pub fn revoke_refresh_token(&self, token: &str) {
+        self.state.oauth.revoke_refresh_token(token);
+    }
+
+    /// Stops accepting connections and waits (at most a few seconds) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(3), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/authorize", get(oauth::authorize))
+        .route("/v1/access_token", post(oauth::access_token))
+        .route("/v1/tasks", get(wxcc::tasks))
+        .route("/v1/captures/query", post(wxcc::captures_query))
+        .route("/media/{org}/{task}/{file}", get(media::download))
+        .with_state(state)
+}

@@ -1,0 +1,134 @@
+//! Mapping API payloads to the lake's row types. Signed URLs are dropped here: only the file
+//! name of a recording reaches a table.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use chrono::NaiveDate;
+
+use crate::api::model::{Recording, Task};
+use crate::audio::{self, AudioError, StoredAudio};
+use crate::lake::{CaptureRow, Lake, ManifestRow, Result, Table, TaskRow};
+
+pub const STATUS_STORED: &str = "stored";
+pub const STATUS_FAILED: &str = "failed";
+
+pub fn task_rows(tasks: &[Task]) -> Vec<TaskRow> {
+    tasks
+        .iter()
+        .map(|t| {
+            let a = &t.attributes;
+            TaskRow {
+                task_id: t.id.clone(),
+                channel_type: a.channel_type.clone(),
+                status: a.status.clone(),
+                created_time: a.created_time,
+                last_updated_time: a.last_updated_time,
+                capture_requested: a.capture_requested,
+                owner_id: a.owner.as_ref().and_then(|o| o.id.clone()),
+                owner_name: a.owner.as_ref().and_then(|o| o.name.clone()),
+                queue_id: a.queue.as_ref().and_then(|q| q.id.clone()),
+                queue_name: a.queue.as_ref().and_then(|q| q.name.clone()),
+                origin: a.origin.clone(),
+                destination: a.destination.clone(),
+                direction: a.direction.clone(),
+                reason_code: a.reason_code.clone(),
+            }
+        })
+        .collect()
+}
+
+pub fn capture_rows(recordings: &[(&str, &Recording)]) -> Vec<CaptureRow> {
+    recordings
+        .iter()
+        .map(|(task_id, r)| {
+            let a = &r.attributes;
+            CaptureRow {
+                task_id: (*task_id).to_owned(),
+                recording_id: r.id.clone(),
+                call_type: a.call_type.clone(),
+                segment: r.segment,
+                file_name: a.file_name.clone(),
+                start_time: a.start_time,
+                stop_time: a.stop_time,
+                channel1: a.channel1.clone(),
+                channel2: a.channel2.clone(),
+                participants: a.participants.clone(),
+                sensitive: a.sensitive,
+            }
+        })
+        .collect()
+}
+
+pub fn manifest_row(
+    task_id: &str,
+    recording_id: &str,
+    object_uri: String,
+    result: std::result::Result<&StoredAudio, &AudioError>,
+) -> ManifestRow {
+    let (size, sha, status, error) = match result {
+        Ok(s) => (
+            Some(s.size as i64),
+            Some(s.sha256.clone()),
+            STATUS_STORED,
+            None,
+        ),
+        Err(e) => (None, None, STATUS_FAILED, Some(e.to_string())),
+    };
+    ManifestRow {
+        task_id: task_id.to_owned(),
+        recording_id: recording_id.to_owned(),
+        object_uri,
+        size_bytes: size,
+        sha256: sha,
+        content_type: Some(audio::WAV_CONTENT_TYPE.to_owned()),
+        status: status.to_owned(),
+        error,
+    }
+}
+
+/// The manifest rows already in a partition, to skip audio that is stored.
+pub async fn manifest_from_lake(
+    lake: &Lake,
+    org: &str,
+    date: NaiveDate,
+) -> Result<Vec<ManifestRow>> {
+    let Some(batch) = lake.read_partition(Table::Manifest, org, date).await? else {
+        return Ok(Vec::new());
+    };
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .map(|c| c.as_string::<i32>().clone())
+    };
+    let (Some(task), Some(rec), Some(uri), Some(sha), Some(ctype), Some(status), Some(error)) = (
+        text("task_id"),
+        text("recording_id"),
+        text("object_uri"),
+        text("sha256"),
+        text("content_type"),
+        text("status"),
+        text("error"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let Some(size) = batch
+        .column_by_name("size_bytes")
+        .map(|c| c.as_primitive::<Int64Type>().clone())
+    else {
+        return Ok(Vec::new());
+    };
+    let opt =
+        |a: &arrow::array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    Ok((0..batch.num_rows())
+        .map(|i| ManifestRow {
+            task_id: task.value(i).to_owned(),
+            recording_id: rec.value(i).to_owned(),
+            object_uri: uri.value(i).to_owned(),
+            size_bytes: (!size.is_null(i)).then(|| size.value(i)),
+            sha256: opt(&sha, i),
+            content_type: opt(&ctype, i),
+            status: status.value(i).to_owned(),
+            error: opt(&error, i),
+        })
+        .collect())
+}

@@ -1,0 +1,104 @@
+//! Bad input gets a clear message and a documented, non-zero exit code.
+
+use std::collections::HashMap;
+
+use crate::util::{text, wxcc};
+
+const USAGE: i32 = 2;
+
+async fn fails_with(args: &[&str], env: &[(&str, &str)], expect_in_stderr: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = wxcc(args, &env, dir.path()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(USAGE),
+        "args {args:?}\nstderr: {stderr}"
+    );
+    for needle in expect_in_stderr {
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} not in stderr: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_named() {
+    fails_with(
+        &["sync", "--from", "2026-01-05", "--to", "2026-01-06"],
+        &[("WXCC_REGION", "us1")],
+        &["WXCC_CLIENT_ID", "WXCC_CLIENT_SECRET", "WXCC_REFRESH_TOKEN"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_region_lists_the_known_ones() {
+    fails_with(
+        &["sync", "--from", "2026-01-05", "--to", "2026-01-06"],
+        &[("WXCC_REGION", "xx9")],
+        &["unknown region", "xx9", "us1"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn from_after_to_is_refused() {
+    fails_with(
+        &["sync", "--from", "2026-01-07", "--to", "2026-01-06"],
+        &[("WXCC_REGION", "us1")],
+        &["--from", "before"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_dates_show_the_expected_format() {
+    fails_with(
+        &["sync", "--from", "yesterday"],
+        &[("WXCC_REGION", "us1")],
+        &["--from", "YYYY-MM-DD"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unsupported_output_scheme_is_refused() {
+    fails_with(
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-06",
+            "--output",
+            "ftp://host/x",
+        ],
+        &[
+            ("WXCC_API_BASE_URL", "http://127.0.0.1:9"),
+            ("WXCC_CLIENT_ID", "c"),
+            ("WXCC_CLIENT_SECRET", "s"),
+            ("WXCC_REFRESH_TOKEN", "r"),
+        ],
+        &["ftp://host/x", "s3://"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_config_file_names_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wxcc.toml"), "regoin = 'us1'\n").unwrap();
+    let out = wxcc(&["sync"], &HashMap::new(), dir.path()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(USAGE), "{stderr}");
+    assert!(
+        stderr.contains("wxcc.toml") && stderr.contains("regoin"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `wxcc` binary against the in-process simulator on 127.0.0.1,
+//! writing to temporary directories. One test binary (ripgrep's layout) so it links once.
+
+mod cli;
+mod sync;
+mod util;
