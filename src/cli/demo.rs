@@ -37,8 +37,8 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
         seed: args.seed,
         days: args.days,
         calls_per_day: args.calls_per_day,
-        median_call_secs: 45,
-        max_call_secs: 600,
+        median_call_secs: 30,
+        max_call_secs: 300,
         ..SimConfig::default()
     };
     let start = sim_cfg.start;
@@ -83,23 +83,25 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
 
     let session = QuerySession::open(&ctx.lake).await?;
     let per_queue = query::saved_query("calls_per_queue_per_day").context("saved query missing")?;
-    let batches = session.sql(per_queue.sql).await?;
-    println!("\n{}:", per_queue.description);
-    print!("{}", query::format_batches(&batches, OutputFormat::Table)?);
-    let to_transcribe = session
-        .sql("SELECT count(*) AS recordings_ready FROM manifest WHERE status = 'stored'")
-        .await?;
-    print!(
-        "{}",
-        query::format_batches(&to_transcribe, OutputFormat::Table)?
+    let sql = format!(
+        "SELECT date, queue_name, calls, completed, abandoned, recorded FROM ({}) AS q",
+        per_queue.sql.trim().trim_end_matches(';')
     );
-
+    println!(
+        "\n{} (queries/{}.sql):",
+        per_queue.description.trim_end_matches('.'),
+        per_queue.name
+    );
+    println!(
+        "{}",
+        query::format_batches(&session.sql(&sql).await?, OutputFormat::Table)?
+    );
     let root = ctx.lake.url();
     println!(
         "\nWhat just happened:\n  \
          a simulated Webex Contact Center served {tasks} tasks; wxcc paged them by time window,\n  \
          asked for captures of the calls that can have recordings, and streamed {stored} recordings\n  \
-         ({mb:.1} MB, SHA-256 verified) into storage, in {secs:.1} s with {requests} API requests\n  \
+         ({mb:.1} MB, SHA-256 recorded) into storage, in {secs:.1} s with {requests} API requests\n  \
          under the real 300 requests/minute limit.\n\n\
          Where your files are ({root}):\n  \
          tasks/org_id=…/date=…/part-0.parquet     one row per task\n  \

@@ -709,3 +709,69 @@ async fn env_lines_point_a_client_at_the_simulator() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn tasks_boundary_paging_and_range_switches_follow_the_config() {
+    let sim = start(SimConfig {
+        from_exclusive: true,
+        honour_page_param: false,
+        max_range_days: Some(1),
+        ..small()
+    })
+    .await;
+    let http = client();
+    let token = bearer(&sim, &http).await;
+    let world = sim.world().clone();
+    let at = world
+        .tasks()
+        .windows(2)
+        .find(|p| p[0].created_ms == p[1].created_ms)
+        .map(|p| p[0].created_ms)
+        .expect("a tie");
+    let query = format!("from={at}&to={}&pageSize=1000", at + 3_600_000);
+    let body: Value = get_tasks(&sim, &http, &token, &query)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let data = body["data"].as_array().expect("data");
+    assert!(
+        data.iter()
+            .all(|t| t["attributes"]["createdTime"].as_i64() > Some(at)),
+        "from is exclusive"
+    );
+    let to = world.tasks()[10].created_ms + 1;
+    let page0: Value = get_tasks(
+        &sim,
+        &http,
+        &token,
+        &format!("from={}&to={to}&pageSize=3", to - 86_400_000),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let page1: Value = get_tasks(
+        &sim,
+        &http,
+        &token,
+        &format!("from={}&to={to}&pageSize=3&page=1", to - 86_400_000),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(page0["data"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        page0["data"], page1["data"],
+        "page is ignored when not honoured"
+    );
+    let too_long = get_tasks(
+        &sim,
+        &http,
+        &token,
+        &format!("from=0&to={}", 2 * 86_400_000),
+    )
+    .await;
+    assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
+}

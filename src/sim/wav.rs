@@ -131,7 +131,12 @@ impl AudioPlan {
 
     /// Total file size in bytes, header included.
     pub fn len(&self) -> u64 {
-        HEADER_LEN + self.frames * BYTES_PER_FRAME
+        Self::len_for_frames(self.frames)
+    }
+
+    /// File size of a recording of `frames` frames, without planning its audio.
+    pub fn len_for_frames(frames: u64) -> u64 {
+        HEADER_LEN + frames.min(MAX_FRAMES) * BYTES_PER_FRAME
     }
 
     /// Never true: even a zero-length recording has its header.

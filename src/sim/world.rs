@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::wav::{AudioPlan, FRAMES_PER_MS, HEADER_LEN, mix64};
+use super::wav::{AudioPlan, FRAMES_PER_MS, mix64};
 
 /// An `{id, name}` pair as used by task `owner` and `queue`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,15 +230,16 @@ impl World {
 
     /// The audio plan of a recording: its length follows `stop - start`.
     pub fn audio_plan(&self, rec: &SimRecording) -> AudioPlan {
-        let ms = (rec.stop_ms - rec.start_ms).max(0) as u64;
-        AudioPlan::new(mix64(self.seed ^ rec.audio_seed), ms * FRAMES_PER_MS)
+        AudioPlan::new(mix64(self.seed ^ rec.audio_seed), Self::frames(rec))
+    }
+
+    fn frames(rec: &SimRecording) -> u64 {
+        (rec.stop_ms - rec.start_ms).max(0) as u64 * FRAMES_PER_MS
     }
 
     /// Size in bytes of the WAV file served for `rec`.
     pub fn wav_len(&self, rec: &SimRecording) -> u64 {
-        let plan = self.audio_plan(rec);
-        debug_assert!(plan.len() >= HEADER_LEN);
-        plan.len()
+        AudioPlan::len_for_frames(Self::frames(rec))
     }
 
     /// Lowercase hex SHA-256 of the exact bytes served for `rec` (computed by streaming).

@@ -147,7 +147,7 @@ fn parse_task_query(state: &AppState, raw: Option<&str>) -> Result<TaskQuery, St
         && to - from > i64::from(days) * 86_400_000
     {
         return Err(format!(
-            "the time range between 'from' and 'to' must not exceed {days} days"
+            "the time range between 'from' and 'to' must not exceed {days} day(s)"
         ));
     }
     let page_size = int("pageSize")?.unwrap_or(DEFAULT_PAGE_SIZE);
