@@ -50,11 +50,6 @@ pub enum ConfigError {
     #[error("no WxCC API host configured: set WXCC_REGION (e.g. us1) or WXCC_API_BASE_URL")]
     MissingApiBase,
     #[error(
-        "missing credentials: {missing}. Set them as environment variables (WXCC_CLIENT_ID, \
-         WXCC_CLIENT_SECRET, WXCC_REFRESH_TOKEN) or in wxcc.toml, or provide WXCC_ACCESS_TOKEN"
-    )]
-    MissingCredentials { missing: String },
-    #[error(
         "bad {name} {value:?}: expected a date YYYY-MM-DD (UTC midnight) or an RFC 3339 time such as 2026-01-05T10:00:00Z"
     )]
     BadTime { name: &'static str, value: String },

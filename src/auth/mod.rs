@@ -17,6 +17,9 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
+use crate::config::Config;
+use crate::net::RetryPolicy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The refresh token (or the only configured access token) is no longer accepted. Only a new
@@ -66,6 +69,51 @@ impl TokenProvider {
             current: Mutex::new(initial),
             refreshes: AtomicU64::new(0),
         }))
+    }
+
+    /// The provider for the configured credentials: a refresh token with the Integration's
+    /// client id and secret, or a bare access token.
+    pub fn from_config(
+        cfg: &Config,
+        http: reqwest::Client,
+        retry: RetryPolicy,
+    ) -> Result<Arc<TokenProvider>> {
+        let creds = &cfg.credentials;
+        if creds.access_token.is_none() {
+            let missing: Vec<&str> = [
+                ("WXCC_CLIENT_ID", creds.client_id.is_none()),
+                ("WXCC_CLIENT_SECRET", creds.client_secret.is_none()),
+                ("WXCC_REFRESH_TOKEN", creds.refresh_token.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
+            if !missing.is_empty() {
+                return Err(AuthError::Missing(format!(
+                    "missing credentials: {}. Set them as environment variables or in wxcc.toml, \
+                     or provide WXCC_ACCESS_TOKEN",
+                    missing.join(", ")
+                )));
+            }
+        }
+        let oauth = match (&creds.client_id, &creds.client_secret) {
+            (Some(id), Some(secret)) => Some(OAuthClient::new(
+                http,
+                &cfg.oauth_base_url,
+                id.clone(),
+                secret.clone(),
+                retry,
+            )?),
+            _ => None,
+        };
+        TokenProvider::new(
+            oauth,
+            TokenSet {
+                access_token: creds.access_token.clone(),
+                refresh_token: creds.refresh_token.clone(),
+                ..Default::default()
+            },
+        )
     }
 
     /// How many refresh grants this provider has made.

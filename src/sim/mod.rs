@@ -9,9 +9,12 @@
 //! | route | module |
 //! |---|---|
 //! | `GET /v1/authorize`, `POST /v1/access_token` | [`oauth`] |
-//! | `GET /v1/tasks`, `POST /v1/captures/query` | [`wxcc`] (guarded by [`limits`]) |
+//! | `GET /v1/tasks` | [`wxcc`] (guarded by [`limits`]) |
+//! | `POST /v1/captures/query` | [`captures`] (guarded by [`limits`]) |
 //! | `GET /media/{org}/{task}/{file}` | [`media`] |
 
+mod captures;
+mod cast;
 mod generate;
 mod limits;
 mod media;
@@ -350,7 +353,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/authorize", get(oauth::authorize))
         .route("/v1/access_token", post(oauth::access_token))
         .route("/v1/tasks", get(wxcc::tasks))
-        .route("/v1/captures/query", post(wxcc::captures_query))
+        .route("/v1/captures/query", post(captures::captures_query))
         .route("/media/{org}/{task}/{file}", get(media::download))
         .with_state(state)
 }

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::api::model::{Recording, Task, TaskCaptures};
 use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings, MAX_CAPTURE_IDS, Reject};
 use crate::audio::{self, AudioError, StoredAudio};
-use crate::auth::{AuthError, OAuthClient, TokenProvider, TokenSet};
+use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError};
 use crate::lake::{self, Lake, LakeError, ManifestRow, Table};
 use crate::net::{self, RetryPolicy};
@@ -69,41 +69,7 @@ impl SyncContext {
     pub fn from_config(cfg: &Config) -> Result<SyncContext> {
         let http = net::api_http_client();
         let retry = RetryPolicy::default();
-        let creds = &cfg.credentials;
-        let oauth = match (&creds.client_id, &creds.client_secret) {
-            (Some(id), Some(secret)) => Some(OAuthClient::new(
-                http.clone(),
-                &cfg.oauth_base_url,
-                id.clone(),
-                secret.clone(),
-                retry.clone(),
-            )?),
-            _ => None,
-        };
-        if creds.access_token.is_none() {
-            let missing: Vec<&str> = [
-                ("WXCC_CLIENT_ID", creds.client_id.is_none()),
-                ("WXCC_CLIENT_SECRET", creds.client_secret.is_none()),
-                ("WXCC_REFRESH_TOKEN", creds.refresh_token.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(name, absent)| absent.then_some(name))
-            .collect();
-            if !missing.is_empty() {
-                return Err(ConfigError::MissingCredentials {
-                    missing: missing.join(", "),
-                }
-                .into());
-            }
-        }
-        let tokens = TokenProvider::new(
-            oauth,
-            TokenSet {
-                access_token: creds.access_token.clone(),
-                refresh_token: creds.refresh_token.clone(),
-                ..Default::default()
-            },
-        )?;
+        let tokens = TokenProvider::from_config(cfg, http.clone(), retry.clone())?;
         let mut settings = ApiSettings::new(cfg.api_base_url.clone());
         settings.org_id = cfg.org_id.clone();
         settings.rate_limit_per_minute = cfg.rate_limit_per_minute;
