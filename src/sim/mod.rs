@@ -122,6 +122,8 @@ pub enum SimError {
     },
     #[error("invalid simulator configuration: {0}")]
     InvalidConfig(String),
+    #[error("generating the simulated world failed: {0}")]
+    Generation(String),
 }
 
 /// The registered integration and the seeded user grant a client needs to talk to the simulator.
@@ -217,7 +219,7 @@ impl Simulator {
         let world_cfg = config.clone();
         let world = tokio::task::spawn_blocking(move || generate::generate(&world_cfg))
             .await
-            .map_err(|e| SimError::InvalidConfig(format!("world generation failed: {e}")))?;
+            .map_err(|e| SimError::Generation(e.to_string()))?;
         let world = Arc::new(world);
         let listener = tokio::net::TcpListener::bind(addr)
             .await

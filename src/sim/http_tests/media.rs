@@ -8,7 +8,7 @@ async fn recording_json_matches_the_sample_and_download_matches_world_sha() {
     let http = client();
     let token = bearer(&sim, &http).await;
     let fixture: Value = serde_json::from_str(include_str!(
-        "../../fixtures/captures-response.derived-concrete.json"
+        "../../../fixtures/captures-response.derived-concrete.json"
     ))
     .expect("fixture");
     let sample = &fixture["data"][0]["recording"][0];
