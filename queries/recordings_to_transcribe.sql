@@ -1,29 +1,29 @@
--- Stored recordings with their task context, ready to hand to a transcription job.
+-- Stored recordings to hand to a transcription job, oldest first, with the party on each channel.
 --
--- One row per audio object the connector stored (manifest.status = 'stored'), with the
--- recording's capture metadata and its task. channel1/channel2 say which party is on which
--- audio channel (Caller, Agent, VA, Others): read them per recording, the mapping is not fixed.
--- Rows whose task or capture metadata is not synced yet keep their NULLs (LEFT JOINs).
--- To limit the days read, add e.g. `AND m.date >= '2024-03-01'` to the WHERE clause
--- (`date` is the UTC day of the task's creation, a partition folder).
+-- One row per stored recording (the `recordings` view) whose task was created in [since, until)
+-- (UTC days), optionally of one queue. channel1/channel2 say which party is on which audio
+-- channel (Caller, Agent, VA, Others): read them per recording, the mapping is not fixed.
+-- `wxcc export --query recordings_to_transcribe --param since=... --sign 1h` turns these rows
+-- into a job list with pre-signed download URLs.
+-- param: since DATE default 1970-01-01 -- first UTC day to include (the task's creation date)
+-- param: until DATE default 9999-12-31 -- first UTC day not to include
+-- param: queue TEXT default null -- only this queue (by name); every queue when not given
 SELECT
-    m.org_id,
-    m.task_id,
-    m.recording_id,
-    t.created_time,
-    t.queue_name AS queue,
-    t.owner_name AS agent,
-    c.call_type,
-    c.duration_ms,
-    c.channel1,
-    c.channel2,
-    m.object_uri,
-    m.size_bytes,
-    m.sha256
-FROM manifest AS m
-LEFT JOIN captures AS c
-    ON c.org_id = m.org_id AND c.task_id = m.task_id AND c.recording_id = m.recording_id
-LEFT JOIN tasks AS t
-    ON t.org_id = m.org_id AND t.task_id = m.task_id
-WHERE m.status = 'stored'
-ORDER BY t.created_time, m.recording_id;
+    org_id,
+    date,
+    task_id,
+    recording_id,
+    created_time,
+    queue_name AS queue,
+    agent_name AS agent,
+    call_type,
+    duration_ms,
+    channel1,
+    channel2,
+    object_uri,
+    size_bytes,
+    sha256
+FROM recordings
+WHERE date >= $since AND date < $until
+  AND ($queue IS NULL OR queue_name = $queue)
+ORDER BY created_time, task_id, recording_id;

@@ -9,6 +9,17 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Python tools the end-to-end tests drive: an S3-compatible server (moto) and two other
+# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere.
+# Installed once into a venv outside the clone; reinstalled only when something is missing.
+VENV="${WXCC_TEST_VENV:-$HOME/.cache/wxcc-venv}"
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb' >/dev/null 2>&1; then
+  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb
+fi
+export WXCC_TEST_PYTHON="$VENV/bin/python"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

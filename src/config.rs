@@ -15,6 +15,9 @@ use url::Url;
 pub const DEFAULT_OAUTH_BASE_URL: &str = "https://webexapis.com";
 /// Where the output goes when nothing else is configured.
 pub const DEFAULT_OUTPUT: &str = "./wxcc-data";
+/// Redirect URI of `wxcc auth login` when none is configured: register exactly this in the
+/// Integration (Webex compares redirect URIs literally).
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:8765/callback";
 /// The documented per-client limit of the WxCC API.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
 
@@ -53,11 +56,17 @@ pub enum ConfigError {
         "bad {name} {value:?}: expected a date YYYY-MM-DD (UTC midnight) or an RFC 3339 time such as 2026-01-05T10:00:00Z"
     )]
     BadTime { name: &'static str, value: String },
+    #[error("--to needs --from: give the start of the range to backfill")]
+    MissingFrom,
     #[error("--from ({from}) must be before --to ({to})")]
     EmptyRange {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     },
+    #[error(
+        "cannot tell where to keep tokens: set WXCC_TOKEN_DIR (neither XDG_CONFIG_HOME nor HOME is set)"
+    )]
+    NoTokenDir,
     #[error("{name} must be {rule}, got {value}")]
     OutOfRange {
         name: &'static str,
@@ -89,6 +98,12 @@ pub struct FileConfig {
     pub refresh_token: Option<String>,
     pub access_token: Option<String>,
     pub output: Option<String>,
+    /// Directory of the token store (`wxcc auth login`).
+    pub token_dir: Option<String>,
+    /// File holding the token-store encryption key (base64 of 32 bytes).
+    pub token_key_file: Option<String>,
+    /// Redirect URI registered for the Integration.
+    pub redirect_uri: Option<String>,
     #[serde(default)]
     pub sync: SyncFileConfig,
 }
@@ -101,6 +116,7 @@ pub struct SyncFileConfig {
     pub download_concurrency: Option<usize>,
     pub url_expiration_minutes: Option<u32>,
     pub lookback_hours: Option<u32>,
+    pub initial_days: Option<u32>,
 }
 
 impl FileConfig {
@@ -140,6 +156,14 @@ pub struct Overrides {
     pub output: Option<String>,
     pub rate_limit_per_minute: Option<u32>,
     pub download_concurrency: Option<usize>,
+    pub token_dir: Option<String>,
+    /// `WXCC_TOKEN_KEY`: environment only (a key belongs in neither a flag nor the config file).
+    pub token_key: Option<String>,
+    pub token_key_file: Option<String>,
+    pub redirect_uri: Option<String>,
+    /// `$XDG_CONFIG_HOME/wxcc/tokens` or `~/.config/wxcc/tokens`, used when no layer names a
+    /// token directory. Kept apart so a default from the environment never beats the file.
+    pub default_token_dir: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -159,6 +183,11 @@ impl Overrides {
             output: get("WXCC_OUTPUT"),
             rate_limit_per_minute: None,
             download_concurrency: None,
+            token_dir: get("WXCC_TOKEN_DIR"),
+            token_key: get("WXCC_TOKEN_KEY"),
+            token_key_file: get("WXCC_TOKEN_KEY_FILE"),
+            redirect_uri: get("WXCC_REDIRECT_URI"),
+            default_token_dir: default_token_dir(env),
         }
     }
 
@@ -176,8 +205,26 @@ impl Overrides {
             output: self.output.or(lower.output),
             rate_limit_per_minute: self.rate_limit_per_minute.or(lower.rate_limit_per_minute),
             download_concurrency: self.download_concurrency.or(lower.download_concurrency),
+            token_dir: self.token_dir.or(lower.token_dir),
+            token_key: self.token_key.or(lower.token_key),
+            token_key_file: self.token_key_file.or(lower.token_key_file),
+            redirect_uri: self.redirect_uri.or(lower.redirect_uri),
+            default_token_dir: self.default_token_dir.or(lower.default_token_dir),
         }
     }
+}
+
+/// `$XDG_CONFIG_HOME/wxcc/tokens`, else `$HOME/.config/wxcc/tokens` (XDG base directories).
+pub fn default_token_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
+    let get = |k: &str| {
+        env.get(k)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty() && Path::new(v).is_absolute())
+            .map(PathBuf::from)
+    };
+    get("XDG_CONFIG_HOME")
+        .or_else(|| get("HOME").map(|h| h.join(".config")))
+        .map(|base| base.join("wxcc").join("tokens"))
 }
 
 impl From<FileConfig> for Overrides {
@@ -194,6 +241,11 @@ impl From<FileConfig> for Overrides {
             output: f.output,
             rate_limit_per_minute: f.sync.rate_limit_per_minute,
             download_concurrency: f.sync.download_concurrency,
+            token_dir: f.token_dir,
+            token_key: None,
+            token_key_file: f.token_key_file,
+            redirect_uri: f.redirect_uri,
+            default_token_dir: None,
         }
     }
 }
@@ -207,6 +259,78 @@ pub struct Credentials {
     pub access_token: Option<SecretString>,
 }
 
+/// Where `wxcc auth` keeps tokens, and the key that encrypts them.
+#[derive(Debug, Clone, Default)]
+pub struct TokenStoreConfig {
+    /// `None`: no token store (e.g. the demo, or a library caller that passes tokens itself).
+    pub dir: Option<PathBuf>,
+    /// `WXCC_TOKEN_KEY` (base64 of 32 bytes); wins over `key_file`.
+    pub key: Option<SecretString>,
+    /// `WXCC_TOKEN_KEY_FILE` / `token_key_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// What the `wxcc auth` commands and the token provider need. Resolvable without a WxCC API
+/// host: authorizing talks only to the (global) Webex OAuth service.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub oauth_base_url: Url,
+    pub org_id: Option<String>,
+    pub credentials: Credentials,
+    pub token_store: TokenStoreConfig,
+    /// Where Webex sends the browser back to after authorization.
+    pub redirect_uri: Url,
+}
+
+impl AuthConfig {
+    /// Resolves the auth-related values; the token directory falls back to the XDG default.
+    pub fn resolve(values: &Overrides) -> Result<AuthConfig> {
+        let oauth_base = parse_url(
+            "WXCC_OAUTH_BASE_URL",
+            values
+                .oauth_base_url
+                .as_deref()
+                .unwrap_or(DEFAULT_OAUTH_BASE_URL),
+        )?;
+        let redirect_uri = parse_url(
+            "WXCC_REDIRECT_URI",
+            values
+                .redirect_uri
+                .as_deref()
+                .unwrap_or(DEFAULT_REDIRECT_URI),
+        )?;
+        let secret = |v: &Option<String>| v.clone().map(SecretString::from);
+        Ok(AuthConfig {
+            oauth_base_url: oauth_base,
+            org_id: values.org_id.clone(),
+            credentials: Credentials {
+                client_id: values.client_id.clone(),
+                client_secret: secret(&values.client_secret),
+                refresh_token: secret(&values.refresh_token),
+                access_token: secret(&values.access_token),
+            },
+            token_store: TokenStoreConfig {
+                dir: values
+                    .token_dir
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .or_else(|| values.default_token_dir.clone()),
+                key: secret(&values.token_key),
+                key_file: values.token_key_file.as_deref().map(PathBuf::from),
+            },
+            redirect_uri,
+        })
+    }
+
+    /// The token directory, or a clear error when there is none.
+    pub fn token_dir(&self) -> Result<&Path> {
+        self.token_store
+            .dir
+            .as_deref()
+            .ok_or(ConfigError::NoTokenDir)
+    }
+}
+
 /// Fully resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -214,10 +338,16 @@ pub struct Config {
     pub oauth_base_url: Url,
     pub org_id: Option<String>,
     pub credentials: Credentials,
+    pub token_store: TokenStoreConfig,
+    pub redirect_uri: Url,
     pub output: String,
     pub rate_limit_per_minute: u32,
     pub download_concurrency: usize,
     pub url_expiration_minutes: u32,
+    /// Incremental runs re-read this much before the watermark, for late changes.
+    pub lookback_hours: u32,
+    /// How far back the first incremental run goes.
+    pub initial_days: u32,
 }
 
 impl Config {
@@ -231,13 +361,7 @@ impl Config {
         if let (Some(_), Some(region)) = (&values.api_base_url, &values.region) {
             region_url(region)?; // still reject a misspelt region
         }
-        let oauth_base = parse_url(
-            "WXCC_OAUTH_BASE_URL",
-            values
-                .oauth_base_url
-                .as_deref()
-                .unwrap_or(DEFAULT_OAUTH_BASE_URL),
-        )?;
+        let auth = AuthConfig::resolve(&values)?;
         let rate = values
             .rate_limit_per_minute
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
@@ -264,22 +388,33 @@ impl Config {
                 value: url_expiration as i64,
             });
         }
-        let secret = |v: Option<String>| v.map(SecretString::from);
         Ok(Config {
             api_base_url: api_base,
-            oauth_base_url: oauth_base,
-            org_id: values.org_id,
-            credentials: Credentials {
-                client_id: values.client_id,
-                client_secret: secret(values.client_secret),
-                refresh_token: secret(values.refresh_token),
-                access_token: secret(values.access_token),
-            },
+            oauth_base_url: auth.oauth_base_url,
+            org_id: auth.org_id,
+            credentials: auth.credentials,
+            token_store: auth.token_store,
+            redirect_uri: auth.redirect_uri,
             output: values.output.unwrap_or_else(|| DEFAULT_OUTPUT.to_owned()),
             rate_limit_per_minute: rate,
             download_concurrency: concurrency,
             url_expiration_minutes: url_expiration,
+            lookback_hours: file_sync.lookback_hours.unwrap_or(24),
+            initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
         })
+    }
+}
+
+impl Config {
+    /// The auth part of the configuration (for the token provider).
+    pub fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            oauth_base_url: self.oauth_base_url.clone(),
+            org_id: self.org_id.clone(),
+            credentials: self.credentials.clone(),
+            token_store: self.token_store.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+        }
     }
 }
 
@@ -432,6 +567,43 @@ mod tests {
             })
             .is_ok()
         );
+    }
+
+    #[test]
+    fn token_dir_follows_xdg_and_never_beats_an_explicit_one() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        assert_eq!(
+            default_token_dir(&env(&[("HOME", "/home/a"), ("XDG_CONFIG_HOME", "/x")])),
+            Some(PathBuf::from("/x/wxcc/tokens"))
+        );
+        assert_eq!(
+            default_token_dir(&env(&[("HOME", "/home/a"), ("XDG_CONFIG_HOME", "rel")])),
+            Some(PathBuf::from("/home/a/.config/wxcc/tokens"))
+        );
+        assert_eq!(default_token_dir(&env(&[])), None);
+        let file: Overrides = FileConfig::parse("token_dir = \"/from/file\"")
+            .unwrap()
+            .into();
+        let values = Overrides::from_env(&env(&[("HOME", "/home/a")])).over(file);
+        let auth = AuthConfig::resolve(&values).unwrap();
+        assert_eq!(auth.token_dir().unwrap(), Path::new("/from/file"));
+        assert_eq!(auth.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
+    }
+
+    #[test]
+    fn redirect_uri_must_be_https_or_loopback() {
+        let bad = AuthConfig::resolve(&Overrides {
+            redirect_uri: Some("http://example.com/cb".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("WXCC_REDIRECT_URI"), "{bad}");
     }
 
     #[test]

@@ -122,7 +122,52 @@ pub struct ApiClient {
     settings: Arc<ApiSettings>,
     tokens: Arc<TokenProvider>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    backpressure: Arc<Backpressure>,
     stats: Arc<ApiStats>,
+}
+
+/// What the client learnt from 429s, shared by every request of the process: a pause until the
+/// server's `Retry-After` has passed (one request's 429 holds back all of them, instead of each
+/// finding out on its own), and extra spacing that grows with each 429 and decays with each
+/// success, because the configured rate is only a ceiling (Cisco's pages say 300/min and 50/min).
+#[derive(Debug, Default)]
+struct Backpressure {
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Extra spacing as a percentage of the nominal interval between requests.
+    slowdown_percent: std::sync::atomic::AtomicU32,
+}
+
+impl Backpressure {
+    const STEP: u32 = 25;
+    const MAX: u32 = 400;
+
+    async fn wait(&self, interval: Duration) {
+        let until = *self.paused_until.lock().expect("not poisoned");
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+        let slow = self.slowdown_percent.load(Ordering::Relaxed);
+        if slow > 0 {
+            tokio::time::sleep(interval * slow / 100).await;
+        }
+    }
+
+    fn rate_limited(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut paused = self.paused_until.lock().expect("not poisoned");
+        *paused = Some(paused.map_or(until, |p| p.max(until)));
+        let _ = self
+            .slowdown_percent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some((s + Self::STEP).min(Self::MAX))
+            });
+    }
+
+    fn succeeded(&self) {
+        let _ = self
+            .slowdown_percent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1));
+    }
 }
 
 impl ApiClient {
@@ -140,6 +185,7 @@ impl ApiClient {
             settings: Arc::new(settings),
             tokens,
             limiter: Arc::new(RateLimiter::direct(quota)),
+            backpressure: Arc::new(Backpressure::default()),
             stats: Arc::new(ApiStats::default()),
         }
     }
@@ -209,7 +255,9 @@ impl ApiClient {
         B: Fn(&reqwest::Client, &SecretString) -> reqwest::RequestBuilder,
     {
         let refreshed_once = std::sync::atomic::AtomicBool::new(false);
+        let interval = Duration::from_secs(60) / self.settings.rate_limit_per_minute.max(1);
         let attempt = || async {
+            self.backpressure.wait(interval).await;
             self.limiter.until_ready().await;
             let token = self.tokens.access_token().await.map_err(Attempt::auth)?;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +267,7 @@ impl ApiClient {
                 .map_err(|e| Attempt::transport(endpoint, e))?;
             let status = resp.status();
             if status.is_success() {
+                self.backpressure.succeeded();
                 let body = resp
                     .bytes()
                     .await
@@ -256,6 +305,9 @@ impl ApiClient {
                 }
                 429 => {
                     self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let floor = self.settings.retry.min_rate_limited_delay;
+                    self.backpressure
+                        .rate_limited(retry_after.unwrap_or(floor).max(floor));
                     Err(Attempt::Retry {
                         reason: "429 rate limited".into(),
                         after: retry_after,

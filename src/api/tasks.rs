@@ -72,6 +72,15 @@ impl ApiClient {
         Ok(listing)
     }
 
+    /// The org the token belongs to, as the API reports it in `meta.orgId` (one small request).
+    pub async fn org_id(&self) -> Result<Option<String>> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut listing = TaskListing::default();
+        self.tasks_page(now - 60_000, now, None, &mut listing)
+            .await?;
+        Ok(listing.org_id)
+    }
+
     async fn tasks_page(
         &self,
         from_ms: i64,

@@ -4,10 +4,13 @@
 //! stays flat however long the call. Size is checked against `Content-Length`, and a short
 //! body aborts the upload instead of leaving a truncated object behind.
 
+pub mod facts;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
+use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
@@ -87,16 +90,26 @@ pub fn check_id(id: &str) -> Result<()> {
     }
 }
 
+/// A stored recording and, when asked for, the analysis of the very bytes that were stored.
+#[derive(Debug)]
+pub struct Fetched {
+    pub stored: StoredAudio,
+    pub facts: Option<facts::Result<facts::AudioFacts>>,
+}
+
 /// Streams `url` into `store` at `path`, retrying transient failures (5xx, resets, short
 /// bodies) under `retry`. An expired URL is returned at once so the caller can get a new one.
+/// With `analyze`, the bytes are also fed to [`facts::analyze`] on a blocking thread as they
+/// pass, so analysis costs no second read and keeps pace with the transfer.
 pub async fn fetch_to_store(
     http: &reqwest::Client,
     url: &SecretString,
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     retry: &RetryPolicy,
-) -> Result<StoredAudio> {
-    let attempt = || fetch_once(http, url, store, path);
+    analyze: bool,
+) -> Result<Fetched> {
+    let attempt = || fetch_once(http, url, store, path, analyze);
     attempt
         .retry(retry.backoff().with_max_times(retry.max_retries.min(5)))
         .sleep(tokio::time::sleep)
@@ -110,7 +123,8 @@ async fn fetch_once(
     url: &SecretString,
     store: &Arc<dyn ObjectStore>,
     path: &Path,
-) -> Result<StoredAudio> {
+    analyze: bool,
+) -> Result<Fetched> {
     // Never log or echo the URL: it is a bearer credential until it expires.
     let resp = http
         .get(url.expose_secret())
@@ -125,6 +139,13 @@ async fn fetch_once(
     let expected = resp.content_length();
     let upload = start_upload(store, path).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let (mut tap, analysis) = if analyze {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
+        let task = tokio::task::spawn_blocking(move || facts::analyze(TapReader::new(rx)));
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
     let mut hasher = Sha256::new();
     let mut received: u64 = 0;
     let mut body = resp.bytes_stream();
@@ -147,6 +168,12 @@ async fn fetch_once(
         }
         hasher.update(&chunk);
         received += chunk.len() as u64;
+        // An analyser that stopped reading (not a WAV, say) just stops getting bytes.
+        if let Some(tx) = &tap
+            && tx.send(chunk.clone()).await.is_err()
+        {
+            tap = None;
+        }
         writer.put(chunk);
     }
     if let Some(expected) = expected
@@ -156,10 +183,75 @@ async fn fetch_once(
         return Err(AudioError::Truncated { expected, received });
     }
     writer.finish().await?;
-    Ok(StoredAudio {
-        size: received,
-        sha256: hex::encode(hasher.finalize()),
+    drop(tap); // end of input for the analyser
+    let facts =
+        match analysis {
+            Some(task) => Some(task.await.unwrap_or_else(|e| {
+                Err(facts::FactsError::Io(std::io::Error::other(e.to_string())))
+            })),
+            None => None,
+        };
+    Ok(Fetched {
+        stored: StoredAudio {
+            size: received,
+            sha256: hex::encode(hasher.finalize()),
+        },
+        facts,
     })
+}
+
+/// Chunks buffered between the transfer and the analyser (bounded, so a slow analyser slows the
+/// transfer instead of growing memory).
+const TAP_CHUNKS: usize = 16;
+
+/// `Read` over the chunks of a transfer in progress, for the blocking analyser thread.
+struct TapReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl TapReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> TapReader {
+        TapReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for TapReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Analyses an object already in the store, streaming it (for audio stored before analysis
+/// existed, or found without a manifest row).
+pub async fn analyze_object(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<facts::Result<facts::AudioFacts>> {
+    let got = store.get(path).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
+    let task = tokio::task::spawn_blocking(move || facts::analyze(TapReader::new(rx)));
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        if tx.send(chunk?).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    Ok(task
+        .await
+        .unwrap_or_else(|e| Err(facts::FactsError::Io(std::io::Error::other(e.to_string())))))
 }
 
 /// Starts a multipart upload tagged `audio/wav` where the backend keeps metadata (S3, GCS,

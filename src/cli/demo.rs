@@ -9,7 +9,7 @@ use clap::Args;
 use crate::config::{Config, Overrides, SyncFileConfig};
 use crate::query::{self, OutputFormat, QuerySession};
 use crate::sim::{SimConfig, Simulator};
-use crate::sync::{self, SyncContext, SyncOptions};
+use crate::sync::{self, SyncContext, SyncOptions, SyncRange};
 
 use super::exit;
 
@@ -72,8 +72,8 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
     let summary = sync::run(
         &ctx,
         &SyncOptions {
-            from,
-            to,
+            range: SyncRange::Explicit { from, to },
+            dry_run: false,
             download_concurrency: cfg.download_concurrency,
             org_id: cfg.org_id.clone(),
         },

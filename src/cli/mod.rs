@@ -1,23 +1,23 @@
 //! Command-line interface: clap commands that turn flags, environment and `wxcc.toml` into
 //! plain config structs and call the library. No business logic lives here.
 
+mod auth;
 mod demo;
+mod query;
 mod sim;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{Duration, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::ApiError;
 use crate::auth::AuthError;
 use crate::config::{self, Config, ConfigError, FileConfig, Overrides};
-use crate::lake::Lake;
-use crate::query::{self, OutputFormat, QuerySession};
-use crate::sync::{self, SyncContext, SyncError, SyncOptions, SyncSummary};
+use crate::sync::{self, SyncContext, SyncError, SyncOptions, SyncRange, SyncSummary};
 
 /// Documented exit codes, for schedulers.
 pub mod exit {
@@ -26,6 +26,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const REAUTHORIZE: u8 = 3;
     pub const PARTIAL: u8 = 4;
+    /// `wxcc auth status`: the refresh token expires within `--warn-days`.
+    pub const REFRESH_EXPIRING: u8 = 5;
 }
 
 #[derive(Debug, Parser)]
@@ -61,12 +63,18 @@ pub enum LogFormat {
 pub enum Command {
     /// Copy tasks, capture metadata and recordings for a time range into the output store.
     Sync(SyncArgs),
-    /// Run SQL over the tasks, captures and manifest tables.
-    Sql(SqlArgs),
+    /// Run SQL over the tables (tasks, captures, manifest, audio_facts) and the recordings view.
+    Sql(query::SqlArgs),
+    /// List or run the saved, parameterised queries (queries/*.sql).
+    Query(query::QueryArgs),
+    /// Write a transcription job list: one line per recording, optionally with pre-signed URLs.
+    Export(query::ExportArgs),
     /// Serve the built-in WxCC API simulator on 127.0.0.1.
     Sim(sim::SimArgs),
     /// Simulator → sync → Parquet + audio → SQL, in one command.
     Demo(demo::DemoArgs),
+    /// Authorize wxcc with Webex and manage the stored tokens.
+    Auth(auth::AuthArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -91,12 +99,19 @@ pub struct ConnectionArgs {
 pub struct SyncArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Start of the range, inclusive: YYYY-MM-DD (UTC midnight) or RFC 3339. Default: 24 h ago.
+    /// Start of a backfill, inclusive: YYYY-MM-DD (UTC midnight) or RFC 3339. Without --from
+    /// and --to, sync continues from the stored watermark (minus the look-back window).
     #[arg(long)]
     pub from: Option<String>,
-    /// End of the range, exclusive: YYYY-MM-DD (UTC midnight) or RFC 3339. Default: now.
-    #[arg(long)]
+    /// End of a backfill, exclusive: YYYY-MM-DD (UTC midnight) or RFC 3339. Default: now.
+    #[arg(long, requires = "from")]
     pub to: Option<String>,
+    /// Plan only: print the windows that would be synced, call no data API.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Re-hash stored audio before trusting it (default: a matching size is enough).
+    #[arg(long)]
+    pub verify_checksums: bool,
     /// Output location: a path, file://, s3://, gs:// or az:// URL. Default ./wxcc-data.
     #[arg(long, short, env = "WXCC_OUTPUT")]
     pub output: Option<String>,
@@ -108,42 +123,16 @@ pub struct SyncArgs {
     pub rate_limit: Option<u32>,
 }
 
-#[derive(Debug, Args)]
-pub struct SqlArgs {
-    /// The SQL statement, or @NAME for a saved query from queries/.
-    pub sql: String,
-    /// Data location (as written by sync). Default: WXCC_OUTPUT or ./wxcc-data.
-    #[arg(long, env = "WXCC_OUTPUT")]
-    pub data: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
-}
-
-impl From<Format> for OutputFormat {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Table => OutputFormat::Table,
-            Format::Csv => OutputFormat::Csv,
-            Format::Json => OutputFormat::Json,
-        }
-    }
-}
-
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Sync(args) => run_sync(cli.config, args).await,
-        Command::Sql(args) => run_sql(args).await.map(|()| exit::OK),
+        Command::Sql(args) => query::run_sql(args).await.map(|()| exit::OK),
+        Command::Query(args) => query::run_query(args).await.map(|()| exit::OK),
+        Command::Export(args) => query::run_export(args).await.map(|()| exit::OK),
         Command::Sim(args) => sim::run(args).await.map(|()| exit::OK),
         Command::Demo(args) => demo::run(args).await,
+        Command::Auth(args) => auth::run(cli.config, args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -165,9 +154,17 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::lake::LakeError::UnsupportedLocation { .. }) = lake_error(cause) {
             return exit::USAGE;
         }
+        if query::is_usage_error(cause) {
+            return exit::USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::auth::StoreError>()
+            && e.is_usage()
+        {
+            return exit::USAGE;
+        }
         match auth_error(cause) {
             Some(AuthError::ReauthorizationRequired { .. }) => return exit::REAUTHORIZE,
-            Some(AuthError::Missing(_)) => return exit::USAGE,
+            Some(a) if a.is_usage() => return exit::USAGE,
             _ => {}
         }
     }
@@ -203,6 +200,15 @@ fn auth_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a AuthEr
 
 /// Layers wxcc.toml < environment < flags.
 fn load_config(config_path: Option<PathBuf>, flags: Overrides) -> Result<Config> {
+    let (values, sync_file) = load_layers(config_path, flags)?;
+    Ok(Config::resolve(values, &sync_file)?)
+}
+
+/// The merged values of wxcc.toml < environment < flags, and the file's `[sync]` table.
+fn load_layers(
+    config_path: Option<PathBuf>,
+    flags: Overrides,
+) -> Result<(Overrides, config::SyncFileConfig)> {
     let (path, explicit) = match config_path {
         Some(p) => (p, true),
         None => (PathBuf::from("wxcc.toml"), false),
@@ -210,21 +216,23 @@ fn load_config(config_path: Option<PathBuf>, flags: Overrides) -> Result<Config>
     let file = FileConfig::load(&path, explicit)?;
     let sync_file = file.sync.clone();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let values = flags.over(Overrides::from_env(&env).over(file.into()));
-    Ok(Config::resolve(values, &sync_file)?)
+    Ok((
+        flags.over(Overrides::from_env(&env).over(file.into())),
+        sync_file,
+    ))
 }
 
 async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
-    let now = Utc::now();
-    let to = match &args.to {
-        Some(t) => config::parse_time("--to", t)?,
-        None => now,
-    };
-    let from = match &args.from {
-        Some(f) => config::parse_time("--from", f)?,
-        None => to - Duration::hours(24),
-    };
-    let (from, to) = config::time_range(from, to)?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|f| config::parse_time("--from", f))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| config::parse_time("--to", t))
+        .transpose()?;
     let flags = Overrides {
         region: args.connection.region,
         api_base_url: args.connection.api_base_url,
@@ -236,14 +244,27 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         ..Default::default()
     };
     let cfg = load_config(config_path, flags)?;
-    let ctx = SyncContext::from_config(&cfg)?;
+    let range = match (from, to) {
+        (None, None) => SyncRange::Incremental {
+            lookback: Duration::hours(i64::from(cfg.lookback_hours)),
+            initial: Duration::days(i64::from(cfg.initial_days)),
+        },
+        (from, to) => {
+            let to = to.unwrap_or_else(Utc::now);
+            let from = from.ok_or(ConfigError::MissingFrom)?;
+            let (from, to) = config::time_range(from, to)?;
+            SyncRange::Explicit { from, to }
+        }
+    };
+    let mut ctx = SyncContext::from_config(&cfg)?;
+    ctx.verify_checksums = args.verify_checksums;
     let opts = SyncOptions {
-        from,
-        to,
+        range,
         download_concurrency: cfg.download_concurrency,
         org_id: cfg.org_id.clone(),
+        dry_run: args.dry_run,
     };
-    tracing::info!(output = %ctx.lake.url(), %from, %to, "sync starting");
+    tracing::info!(output = %ctx.lake.url(), "sync starting");
     let summary = sync::run(&ctx, &opts).await?;
     print_summary(&summary)?;
     Ok(if summary.is_partial() {
@@ -256,26 +277,5 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
 /// The run summary as one JSON line on standard output, for schedulers to collect.
 fn print_summary(summary: &SyncSummary) -> Result<()> {
     println!("{}", serde_json::to_string(summary)?);
-    Ok(())
-}
-
-async fn run_sql(args: SqlArgs) -> Result<()> {
-    let location = args
-        .data
-        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
-    let sql = match args.sql.strip_prefix('@') {
-        Some(name) => query::saved_query(name)
-            .with_context(|| {
-                let names: Vec<&str> = query::saved_queries().iter().map(|q| q.name).collect();
-                format!("no saved query {name:?}; available: {}", names.join(", "))
-            })?
-            .sql
-            .to_owned(),
-        None => args.sql,
-    };
-    let lake = Lake::open(&location)?;
-    let session = QuerySession::open(&lake).await?;
-    let batches = session.sql(&sql).await?;
-    print!("{}", query::format_batches(&batches, args.format.into())?);
     Ok(())
 }

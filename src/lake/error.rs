@@ -81,6 +81,22 @@ pub enum LakeError {
         source: object_store::Error,
     },
 
+    /// Pre-signed URLs were asked of a store that cannot make them (local disk, memory).
+    #[error(
+        "pre-signed URLs need an S3, GCS or Azure store; `{location}` is not one \
+         (leave out --sign to export object URIs only)"
+    )]
+    SigningUnsupported { location: String },
+
+    /// The store could not sign a URL (e.g. GCS without a service-account key, Azure without
+    /// an account key).
+    #[error("cannot pre-sign a URL for {path}: {source}")]
+    Sign {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
     /// A blocking encode/decode task panicked or was cancelled.
     #[error("background parquet task for {path} failed: {source}")]
     Task {

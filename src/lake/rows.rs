@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
@@ -143,19 +143,23 @@ pub fn manifest_batch(rows: &[ManifestRow]) -> Result<RecordBatch> {
     )
 }
 
-fn strings<'a, R>(rows: &'a [R], f: impl Fn(&'a R) -> Option<&'a str>) -> ArrayRef {
+pub(super) fn strings<'a, R>(rows: &'a [R], f: impl Fn(&'a R) -> Option<&'a str>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())
 }
 
-fn bools<R>(rows: &[R], f: impl Fn(&R) -> Option<bool>) -> ArrayRef {
+pub(super) fn bools<R>(rows: &[R], f: impl Fn(&R) -> Option<bool>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<BooleanArray>())
 }
 
-fn ints<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
+pub(super) fn ints<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<Int64Array>())
 }
 
-fn times<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
+pub(super) fn floats<R>(rows: &[R], f: impl Fn(&R) -> Option<f64>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Float64Array>())
+}
+
+pub(super) fn times<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
     Arc::new(
         rows.iter()
             .map(f)
@@ -196,7 +200,10 @@ fn string_lists<'a, R>(
 
 /// Orders `columns` by the declared file schema; errors on a missing or extra column and (via
 /// `RecordBatch::try_new`) on a type or nullability disagreement.
-fn assemble(table: Table, columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
+pub(super) fn assemble(
+    table: Table,
+    columns: Vec<(&'static str, ArrayRef)>,
+) -> Result<RecordBatch> {
     let schema = table.def().file_schema();
     let mut by_name: HashMap<&str, ArrayRef> = columns.into_iter().collect();
     let mut ordered = Vec::with_capacity(schema.fields().len());
@@ -259,6 +266,10 @@ mod tests {
             (Table::Tasks, tasks_batch(&[]).expect("tasks")),
             (Table::Captures, captures_batch(&[]).expect("captures")),
             (Table::Manifest, manifest_batch(&[]).expect("manifest")),
+            (
+                Table::AudioFacts,
+                crate::lake::audio_facts_batch(&[]).expect("audio_facts"),
+            ),
         ] {
             let declared: Vec<&str> = table
                 .def()

@@ -20,11 +20,18 @@ pub enum Table {
     Tasks,
     Captures,
     Manifest,
+    AudioFacts,
 }
 
 impl Table {
-    /// Every table, in the order data flows (tasks, then their captures, then stored audio).
-    pub const ALL: [Table; 3] = [Table::Tasks, Table::Captures, Table::Manifest];
+    /// Every table, in the order data flows (tasks, then their captures, then stored audio, then
+    /// what was measured on that audio).
+    pub const ALL: [Table; 4] = [
+        Table::Tasks,
+        Table::Captures,
+        Table::Manifest,
+        Table::AudioFacts,
+    ];
 
     /// Table name: the SQL table name, the top-level folder and the `schemas/<name>.toml` stem.
     pub fn name(self) -> &'static str {
@@ -32,6 +39,7 @@ impl Table {
             Table::Tasks => "tasks",
             Table::Captures => "captures",
             Table::Manifest => "manifest",
+            Table::AudioFacts => "audio_facts",
         }
     }
 
@@ -50,6 +58,7 @@ impl Table {
             Table::Tasks => include_str!("../../schemas/tasks.toml"),
             Table::Captures => include_str!("../../schemas/captures.toml"),
             Table::Manifest => include_str!("../../schemas/manifest.toml"),
+            Table::AudioFacts => include_str!("../../schemas/audio_facts.toml"),
         }
     }
 }
@@ -93,6 +102,18 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    /// The name used in `schemas/*.toml` (`string`, `timestamp_ms`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Bool => "bool",
+            ColumnType::Int64 => "int64",
+            ColumnType::Float64 => "float64",
+            ColumnType::TimestampMs => "timestamp_ms",
+            ColumnType::ListString => "list<string>",
+        }
+    }
+
     /// The Arrow type stored for this column.
     pub fn data_type(self) -> DataType {
         match self {
@@ -347,6 +368,35 @@ mod tests {
                 f.name()
             );
         }
+    }
+
+    #[test]
+    fn audio_facts_are_keyed_like_captures_and_analysis_columns_are_nullable() {
+        let def = Table::AudioFacts.def();
+        assert_eq!(def.key, vec!["task_id", "recording_id"]);
+        assert_eq!(def.partition_by, vec!["org_id", "date"]);
+        for c in def.columns.iter().filter(|c| !c.partition) {
+            let required = ["task_id", "recording_id", "status"].contains(&c.name.as_str());
+            assert_eq!(c.nullable, !required, "{}", c.name);
+        }
+        let file = def.file_schema();
+        for name in ["ch1_rms_dbfs", "crosstalk_share", "ch2_silence_share"] {
+            let f = file.field_with_name(name).expect(name);
+            assert_eq!(f.data_type(), &DataType::Float64, "{name}");
+        }
+        for name in [
+            "sample_rate",
+            "duration_ms",
+            "ch1_talk_ms",
+            "duration_mismatch_ms",
+        ] {
+            let f = file.field_with_name(name).expect(name);
+            assert_eq!(f.data_type(), &DataType::Int64, "{name}");
+        }
+        assert!(
+            file.fields().iter().all(|f| !f.name().starts_with("ch3")),
+            "only two channels are represented"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! query layer can register [`Lake::store`] under [`Lake::url`] and list `<root>/<table>/`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -13,6 +14,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
@@ -26,6 +28,8 @@ use super::error::{LakeError, Result};
 pub struct Lake {
     url: Url,
     store: Arc<dyn ObjectStore>,
+    /// The same store as a URL signer, for backends that can pre-sign (S3, GCS, Azure).
+    signer: Option<Arc<dyn Signer>>,
     root: Path,
 }
 
@@ -70,7 +74,7 @@ impl Lake {
             location: location.to_string(),
             source,
         };
-        let store: Arc<dyn ObjectStore> = match url.scheme() {
+        let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) = match url.scheme() {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -79,29 +83,29 @@ impl Lake {
                     path: dir.display().to_string(),
                     source,
                 })?;
-                Arc::new(LocalFileSystem::new())
+                (Arc::new(LocalFileSystem::new()), None)
             }
-            "memory" => Arc::new(InMemory::new()),
+            "memory" => (Arc::new(InMemory::new()), None),
             "s3" | "s3a" => {
                 let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
                 for (k, v) in options {
                     b = b.with_config(parse_key(&k, "S3")?, v);
                 }
-                Arc::new(b.build().map_err(config_err)?)
+                signing(Arc::new(b.build().map_err(config_err)?))
             }
             "gs" => {
                 let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
                     b = b.with_config(parse_key(&k, "GCS")?, v);
                 }
-                Arc::new(b.build().map_err(config_err)?)
+                signing(Arc::new(b.build().map_err(config_err)?))
             }
             "az" | "azure" | "adl" | "abfs" | "abfss" => {
                 let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
                     b = b.with_config(parse_key(&k, "Azure")?, v);
                 }
-                Arc::new(b.build().map_err(config_err)?)
+                signing(Arc::new(b.build().map_err(config_err)?))
             }
             // https:// forms of S3/Azure put the bucket in the path, which would not match the
             // way DataFusion keys stores by scheme and host; ask for the canonical form instead.
@@ -122,6 +126,7 @@ impl Lake {
         Ok(Lake {
             url: root_url,
             store,
+            signer,
             root,
         })
     }
@@ -148,12 +153,59 @@ impl Lake {
         }
     }
 
+    /// The object path of a full URI produced by [`Lake::uri`] (e.g. a manifest `object_uri`),
+    /// or `None` when the URI is not in this lake's store (another scheme, bucket or host).
+    pub fn path_of_uri(&self, uri: &str) -> Option<Path> {
+        let parsed = Url::parse(uri).ok()?;
+        let same_store = parsed.scheme() == self.url.scheme()
+            && parsed.host_str() == self.url.host_str()
+            && parsed.port() == self.url.port();
+        if !same_store {
+            return None;
+        }
+        Path::from_url_path(parsed.path()).ok()
+    }
+
+    /// A pre-signed HTTPS `GET` URL for `path`, valid for `expires_in`, that a transcription
+    /// service can fetch without credentials. Computed locally from the store's credentials (no
+    /// request is sent); S3, GCS and Azure only.
+    pub async fn signed_get_url(&self, path: &Path, expires_in: Duration) -> Result<Url> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| LakeError::SigningUnsupported {
+                location: self.url.to_string(),
+            })?;
+        signer
+            .signed_url(reqwest::Method::GET, path, expires_in)
+            .await
+            .map_err(|source| LakeError::Sign {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// Whether [`Lake::signed_get_url`] can work for this store (S3, GCS or Azure).
+    pub fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// Full URI of an object (for the manifest), e.g. `s3://bucket/prefix/audio/<org>/<task>/<rec>.wav`.
     pub fn uri(&self, path: &Path) -> String {
         let mut u = self.url.clone();
         u.set_path(&format!("/{path}"));
         u.to_string()
     }
+}
+
+/// One concrete cloud store, used both as the object store and as its URL signer.
+fn signing<S: ObjectStore + Signer>(
+    store: Arc<S>,
+) -> (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) {
+    (
+        Arc::clone(&store) as Arc<dyn ObjectStore>,
+        Some(store as Arc<dyn Signer>),
+    )
 }
 
 /// `file://` URL of a plain local folder, creating it first so it can be canonicalised.
@@ -260,6 +312,60 @@ mod tests {
         assert_eq!(bare.url().as_str(), "s3://bucket/");
         // Plain `open` reads AWS_* from the environment; building still needs no network.
         assert!(Lake::open("s3://bucket").is_ok());
+    }
+
+    #[tokio::test]
+    async fn s3_lake_pre_signs_get_urls_offline() {
+        let opts = [
+            ("aws_access_key_id", "AKIDEXAMPLE"),
+            ("aws_secret_access_key", "dummy-secret"),
+            ("aws_region", "us-east-1"),
+            ("aws_endpoint", "http://127.0.0.1:9"),
+            ("aws_allow_http", "true"),
+        ];
+        let lake = Lake::open_with_options("s3://bucket/wxcc", opts).expect("open");
+        assert!(lake.can_sign());
+        let uri = lake.uri(&lake.path("audio/o/t/r 1.wav"));
+        let path = lake.path_of_uri(&uri).expect("own object");
+        assert_eq!(path.as_ref(), "wxcc/audio/o/t/r 1.wav");
+        let url = lake
+            .signed_get_url(&path, Duration::from_secs(3600))
+            .await
+            .expect("signs without network");
+        let s = url.as_str();
+        assert!(
+            s.starts_with("http://127.0.0.1:9/bucket/wxcc/audio/o/t/r%201.wav?"),
+            "{s}"
+        );
+        assert!(
+            s.contains("X-Amz-Signature=") && s.contains("X-Amz-Expires=3600"),
+            "{s}"
+        );
+        assert!(!s.contains("dummy-secret"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn local_lake_refuses_to_pre_sign_with_a_clear_message() {
+        let lake = Lake::open("memory://").expect("open");
+        assert!(!lake.can_sign());
+        let err = lake
+            .signed_get_url(&lake.path("a.wav"), Duration::from_secs(60))
+            .await
+            .expect_err("must fail");
+        assert!(
+            err.to_string()
+                .contains("pre-signed URLs need an S3, GCS or Azure store"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn uri_from_another_store_has_no_path_in_this_lake() {
+        let lake = Lake::open_with_options("s3://bucket/wxcc", [("aws_region", "us-east-1")])
+            .expect("open");
+        assert!(lake.path_of_uri("s3://other/wxcc/audio/a.wav").is_none());
+        assert!(lake.path_of_uri("gs://bucket/wxcc/audio/a.wav").is_none());
+        assert!(lake.path_of_uri("not a uri").is_none());
     }
 
     #[test]

@@ -3,10 +3,12 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 
-/// Errors from registering tables, running SQL and formatting results.
+use crate::lake::LakeError;
+
+/// Errors from registering tables, running SQL, formatting and writing results, and exports.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// A table of the lake could not be registered with DataFusion.
+    /// A table or view of the lake could not be registered with DataFusion.
     #[error("cannot register table `{table}` at {url}: {source}")]
     Register {
         table: &'static str,
@@ -26,6 +28,49 @@ pub enum QueryError {
         #[source]
         source: ArrowError,
     },
+
+    /// Results could not be written as Parquet.
+    #[error("cannot write Parquet output: {0}")]
+    Parquet(#[source] parquet::errors::ParquetError),
+
+    /// Writing the results to their destination failed.
+    #[error("cannot write results to {destination}: {source}")]
+    Write {
+        destination: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A query parameter is unknown, missing or not of its declared type (bad usage).
+    #[error("{0}")]
+    Param(String),
+
+    /// No saved query has this name (bad usage).
+    #[error("no saved query `{name}`; available: {available} (see `wxcc query list`)")]
+    UnknownQuery { name: String, available: String },
+
+    /// The request cannot be carried out as given (bad usage), e.g. binary output to a terminal
+    /// or an export query without the key columns.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The lake refused something (opening an output location, signing URLs).
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+impl QueryError {
+    /// Whether the error is the caller's to fix (exit code 2) rather than a failure.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            QueryError::Param(_) | QueryError::UnknownQuery { .. } | QueryError::Usage(_) => true,
+            QueryError::Lake(l) => matches!(
+                l,
+                LakeError::SigningUnsupported { .. } | LakeError::UnsupportedLocation { .. }
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Result alias for the query module.

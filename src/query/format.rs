@@ -1,4 +1,4 @@
-//! Rendering query results as a text table, CSV or JSON.
+//! Rendering query results as a text table, CSV, JSON or JSON Lines.
 
 use std::sync::Arc;
 
@@ -6,70 +6,165 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::json::{ArrayWriter, WriterBuilder as JsonWriterBuilder, writer::JsonArray};
+use datafusion::arrow::json::{
+    LineDelimitedWriter, WriterBuilder as JsonWriterBuilder, writer::LineDelimited,
+};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::error::{QueryError, Result};
 
-/// How [`format_batches`] renders results.
+/// How results are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
-    /// Boxed text table for people at a terminal.
+    /// Boxed text table for people at a terminal (needs every row before it prints).
     #[default]
     Table,
     /// RFC 4180 CSV with a header row; nested values (lists) are rendered as text.
     Csv,
     /// One JSON array of objects, nulls written explicitly, times as ISO 8601 strings.
     Json,
+    /// Newline-delimited JSON (JSON Lines): one object per line, nulls written explicitly.
+    Ndjson,
+    /// A Parquet file (ZSTD), readable by any Parquet reader. Binary: see [`super::output`].
+    Parquet,
 }
 
 impl OutputFormat {
-    fn name(self) -> &'static str {
+    /// The format's name, as on the command line.
+    pub fn name(self) -> &'static str {
         match self {
             OutputFormat::Table => "table",
             OutputFormat::Csv => "csv",
             OutputFormat::Json => "json",
+            OutputFormat::Ndjson => "ndjson",
+            OutputFormat::Parquet => "parquet",
         }
+    }
+
+    /// Whether the output is binary (must not be printed to a terminal).
+    pub fn is_binary(self) -> bool {
+        self == OutputFormat::Parquet
     }
 }
 
-/// Renders `batches` (all with the same schema) in `format`.
+/// Renders `batches` (all with the same schema) in a text format; Parquet is refused here
+/// (write it with [`super::output::write_stream`]).
 pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
-    let rendered = match format {
-        OutputFormat::Table => pretty_format_batches(batches).map(|t| t.to_string()),
-        OutputFormat::Csv => csv(batches),
-        OutputFormat::Json => json(batches),
-    };
-    rendered.map_err(|source| QueryError::Format {
+    let mut encoder = TextEncoder::new(format);
+    let mut out = encoder.begin();
+    for batch in batches {
+        out.extend(encoder.batch(batch)?);
+    }
+    out.extend(encoder.finish()?);
+    String::from_utf8(out).map_err(|e| QueryError::Format {
         format: format.name(),
-        source,
+        source: ArrowError::ExternalError(Box::new(e)),
     })
 }
 
-fn csv(batches: &[RecordBatch]) -> std::result::Result<String, ArrowError> {
-    let mut buf = Vec::new();
-    {
-        let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut buf);
-        for batch in batches {
-            writer.write(&flatten_nested(batch)?)?;
-        }
-    }
-    String::from_utf8(buf).map_err(|e| ArrowError::CsvError(e.to_string()))
+/// Incremental text encoding, so results can be written batch by batch as they arrive
+/// (except `table`, which needs every row to size its columns, and holds them until `finish`).
+#[derive(Debug)]
+pub struct TextEncoder {
+    format: OutputFormat,
+    rows_written: usize,
+    batches_seen: usize,
+    held: Vec<RecordBatch>,
 }
 
-fn json(batches: &[RecordBatch]) -> std::result::Result<String, ArrowError> {
+impl TextEncoder {
+    /// An encoder for a text format (`Parquet` yields an error on the first batch).
+    pub fn new(format: OutputFormat) -> TextEncoder {
+        TextEncoder {
+            format,
+            rows_written: 0,
+            batches_seen: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// Bytes that open the output.
+    pub fn begin(&mut self) -> Vec<u8> {
+        match self.format {
+            OutputFormat::Json => b"[".to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Bytes for one more batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let first_batch = self.batches_seen == 0;
+        self.batches_seen += 1;
+        let encoded = match self.format {
+            OutputFormat::Table => {
+                self.held.push(batch.clone());
+                Ok(Vec::new())
+            }
+            // The header comes with the first batch, even an empty one.
+            OutputFormat::Csv => csv(batch, first_batch),
+            OutputFormat::Ndjson => ndjson(batch),
+            OutputFormat::Json => ndjson(batch).map(|lines| {
+                let mut out = Vec::with_capacity(lines.len() + 2);
+                for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    out.extend_from_slice(if self.rows_written == 0 {
+                        b"\n"
+                    } else {
+                        b",\n"
+                    });
+                    out.extend_from_slice(line);
+                    self.rows_written += 1;
+                }
+                out
+            }),
+            OutputFormat::Parquet => Err(ArrowError::InvalidArgumentError(
+                "parquet is a binary format; write it to a file or object".into(),
+            )),
+        };
+        encoded.map_err(|source| self.error(source))
+    }
+
+    /// Bytes that close the output.
+    pub fn finish(&mut self) -> Result<Vec<u8>> {
+        match self.format {
+            OutputFormat::Json if self.rows_written == 0 => Ok(b"]\n".to_vec()),
+            OutputFormat::Json => Ok(b"\n]\n".to_vec()),
+            OutputFormat::Table => {
+                let table = pretty_format_batches(&self.held).map_err(|e| self.error(e))?;
+                self.held.clear();
+                Ok(format!("{table}\n").into_bytes())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn error(&self, source: ArrowError) -> QueryError {
+        QueryError::Format {
+            format: self.format.name(),
+            source,
+        }
+    }
+}
+
+fn csv(batch: &RecordBatch, header: bool) -> std::result::Result<Vec<u8>, ArrowError> {
     let mut buf = Vec::new();
     {
-        let mut writer: ArrayWriter<_> = JsonWriterBuilder::new()
+        let mut writer = CsvWriterBuilder::new().with_header(header).build(&mut buf);
+        writer.write(&flatten_nested(batch)?)?;
+    }
+    Ok(buf)
+}
+
+fn ndjson(batch: &RecordBatch) -> std::result::Result<Vec<u8>, ArrowError> {
+    let mut buf = Vec::new();
+    {
+        let mut writer: LineDelimitedWriter<_> = JsonWriterBuilder::new()
             .with_explicit_nulls(true)
-            .build::<_, JsonArray>(&mut buf);
-        for batch in batches {
-            writer.write(batch)?;
-        }
+            .build::<_, LineDelimited>(&mut buf);
+        writer.write(batch)?;
         writer.finish()?;
     }
-    String::from_utf8(buf).map_err(|e| ArrowError::JsonError(e.to_string()))
+    Ok(buf)
 }
 
 /// CSV has no nested values: lists, structs and maps become their display text (`[a, b]`).

@@ -1,8 +1,10 @@
-//! A DataFusion session with the lake's tables registered.
+//! A DataFusion session with the lake's tables and the `recordings` view registered.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -13,18 +15,22 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use super::error::{QueryError, Result};
 use crate::lake::{Lake, Table};
 
-/// SQL over one lake: `tasks`, `captures` and `manifest`, each with its stored columns plus the
-/// partition columns `org_id` and `date` (`'YYYY-MM-DD'`, UTC). Filters on those two skip
-/// whole folders.
+/// `CREATE VIEW recordings AS ...`: one row per stored recording with friendly columns.
+pub const RECORDINGS_VIEW: &str = include_str!("../../queries/views/recordings.sql");
+
+/// SQL over one lake: `tasks`, `captures`, `manifest` and `audio_facts`, each with its stored
+/// columns plus the partition columns `org_id` and `date` (`'YYYY-MM-DD'`, UTC), and the
+/// `recordings` view joining them. Filters on `org_id` and `date` skip whole folders.
 pub struct QuerySession {
     ctx: SessionContext,
 }
 
 impl QuerySession {
-    /// Registers the lake's object store and its three tables.
+    /// Registers the lake's object store, its tables and the `recordings` view.
     ///
     /// Schemas come from `schemas/`, not from the files, so a table whose folder does not exist
-    /// yet is simply empty, and files never disagree with the declared types.
+    /// yet (e.g. `audio_facts` before any analysis) is simply empty, and files never disagree
+    /// with the declared types.
     pub async fn open(lake: &Lake) -> Result<QuerySession> {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
@@ -32,16 +38,24 @@ impl QuerySession {
         for table in Table::ALL {
             register(&ctx, lake, table)?;
         }
+        // Our own DDL, run before the session refuses DDL to its callers.
+        ctx.sql(RECORDINGS_VIEW)
+            .await
+            .map_err(|source| QueryError::Register {
+                table: "recordings",
+                url: lake.url().to_string(),
+                source,
+            })?;
         tracing::debug!(lake = %lake.url(), "query session ready");
         Ok(QuerySession { ctx })
     }
 
-    /// Runs one read-only SQL statement and collects the result.
+    /// Plans one read-only SQL statement, with `$name` placeholders bound to `params`.
     ///
     /// DDL and DML (`CREATE`, `COPY`, `INSERT`, ...) are refused: a query must not write into
-    /// the lake behind the sync's back. An empty result still carries its schema (one empty
-    /// batch), so formatted output keeps its header.
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+    /// the lake behind the sync's back. Parameter values become typed literals in the plan,
+    /// never SQL text, so no value can change what the statement does.
+    pub async fn dataframe(&self, sql: &str, params: Option<ParamValues>) -> Result<DataFrame> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false);
@@ -50,19 +64,43 @@ impl QuerySession {
             .sql_with_options(sql, options)
             .await
             .map_err(QueryError::Sql)?;
-        let schema = Arc::clone(df.schema().inner());
-        let batches = df.collect().await.map_err(QueryError::Sql)?;
-        if batches.is_empty() {
-            Ok(vec![RecordBatch::new_empty(schema)])
-        } else {
-            Ok(batches)
+        match params {
+            Some(p) => df.with_param_values(p).map_err(QueryError::Sql),
+            None => Ok(df),
         }
+    }
+
+    /// Runs one read-only SQL statement and collects the result (see [`QuerySession::dataframe`]).
+    ///
+    /// An empty result still carries its schema (one empty batch), so formatted output keeps
+    /// its header.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        collect(self.dataframe(sql, None).await?).await
+    }
+
+    /// Like [`QuerySession::sql`], with `$name` placeholders bound to `params`.
+    pub async fn sql_with_params(
+        &self,
+        sql: &str,
+        params: ParamValues,
+    ) -> Result<Vec<RecordBatch>> {
+        collect(self.dataframe(sql, Some(params)).await?).await
     }
 
     /// The DataFusion context, for callers that need more than [`QuerySession::sql`]
     /// (streaming, DataFrame API, registering more tables).
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+}
+
+async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>> {
+    let schema = Arc::clone(df.schema().inner());
+    let batches = df.collect().await.map_err(QueryError::Sql)?;
+    if batches.is_empty() {
+        Ok(vec![RecordBatch::new_empty(schema)])
+    } else {
+        Ok(batches)
     }
 }
 

@@ -1,132 +1,13 @@
-//! Tests for the query session and the saved queries over real lakes.
-
-use chrono::NaiveDate;
+//! Tests for the query session over real lakes: tables, the recordings view, pruning, binding.
 
 use super::*;
-use crate::lake::{CaptureRow, ManifestRow, TaskRow, captures_batch, manifest_batch, tasks_batch};
-use crate::query::{OutputFormat, format_batches, saved_queries, saved_query};
-
-const ORG: &str = "3dae8fdd-06e2-411a-9035-51f3719f5b65";
-
-fn day(d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2024, 3, d).expect("valid date")
-}
-
-fn at(d: u32, hour: u32) -> i64 {
-    day(d)
-        .and_hms_opt(hour, 0, 0)
-        .expect("valid time")
-        .and_utc()
-        .timestamp_millis()
-}
-
-fn task(
-    id: &str,
-    d: u32,
-    hour: u32,
-    status: &str,
-    requested: Option<bool>,
-    queue: &str,
-) -> TaskRow {
-    TaskRow {
-        task_id: id.into(),
-        channel_type: Some("telephony".into()),
-        status: Some(status.into()),
-        created_time: at(d, hour),
-        capture_requested: requested,
-        queue_id: Some(format!("q-{queue}")),
-        queue_name: Some(queue.into()),
-        owner_name: Some("Alice".into()),
-        ..TaskRow::default()
-    }
-}
-
-fn capture(task: &str, rec: &str, call_type: &str, start: i64) -> CaptureRow {
-    CaptureRow {
-        task_id: task.into(),
-        recording_id: rec.into(),
-        call_type: Some(call_type.into()),
-        start_time: Some(start),
-        stop_time: Some(start + 90_000),
-        channel1: Some("Caller".into()),
-        channel2: Some("Agent".into()),
-        participants: vec!["agent-1".into()],
-        ..CaptureRow::default()
-    }
-}
-
-fn stored(lake: &Lake, task: &str, rec: &str) -> ManifestRow {
-    ManifestRow {
-        task_id: task.into(),
-        recording_id: rec.into(),
-        object_uri: lake.uri(&lake.path(&format!("audio/{ORG}/{task}/{rec}.wav"))),
-        size_bytes: Some(1024),
-        sha256: Some("ab".repeat(32)),
-        content_type: Some("audio/wav".into()),
-        status: "stored".into(),
-        error: None,
-    }
-}
-
-/// Two days: t1 recorded twice (main + consult), t2 abandoned, t3 requested but never stored,
-/// a chat that telephony queries must ignore, and t5 whose download failed.
-async fn populate(lake: &Lake) {
-    let mut chat = task("t4", 5, 11, "completed", Some(true), "Support");
-    chat.channel_type = Some("chat".into());
-    let day5 = [
-        task("t1", 5, 9, "completed", Some(true), "Support"),
-        task("t2", 5, 10, "abandoned", Some(false), "Support"),
-        task("t3", 5, 12, "completed", Some(true), "Sales"),
-        chat,
-    ];
-    let mut failed = stored(lake, "t5", "r9");
-    failed.status = "failed".into();
-    failed.error = Some("HTTP 403 from download URL".into());
-    failed.size_bytes = None;
-    failed.sha256 = None;
-    let writes = [
-        (Table::Tasks, 5, tasks_batch(&day5)),
-        (
-            Table::Tasks,
-            6,
-            tasks_batch(&[task("t5", 6, 8, "completed", Some(true), "Support")]),
-        ),
-        (
-            Table::Captures,
-            5,
-            captures_batch(&[
-                capture("t1", "r2", "consult", at(5, 9) + 5),
-                capture("t1", "r1", "main", at(5, 9)),
-            ]),
-        ),
-        (
-            Table::Captures,
-            6,
-            captures_batch(&[capture("t5", "r9", "main", at(6, 8))]),
-        ),
-        (
-            Table::Manifest,
-            5,
-            manifest_batch(&[stored(lake, "t1", "r1"), stored(lake, "t1", "r2")]),
-        ),
-        (Table::Manifest, 6, manifest_batch(&[failed])),
-    ];
-    for (table, d, batch) in writes {
-        let batch = batch.expect("batch builds");
-        lake.upsert_partition(table, ORG, day(d), batch)
-            .await
-            .expect("upsert");
-    }
-}
-
-async fn csv(session: &QuerySession, sql: &str) -> Vec<String> {
-    let batches = session.sql(sql).await.expect("query runs");
-    let text = format_batches(&batches, OutputFormat::Csv).expect("csv");
-    text.lines().map(str::to_string).collect()
-}
+use crate::query::fixtures::{ORG, csv, lines, populate};
+use crate::query::saved_queries;
+use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
 
 #[tokio::test]
-async fn empty_lake_has_three_empty_tables_and_saved_queries_run() {
+async fn empty_lake_has_empty_tables_and_every_saved_query_runs_with_defaults() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for lake in [
         Lake::open("memory://").expect("memory"),
@@ -146,8 +27,9 @@ async fn empty_lake_has_three_empty_tables_and_saved_queries_run() {
             assert_eq!(batches[0].schema(), table.def().table_schema(), "{table}");
         }
         for q in saved_queries() {
+            let params = q.bind(&[]).expect("defaults bind");
             let batches = session
-                .sql(q.sql)
+                .sql_with_params(q.sql, params)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", q.name));
             assert_eq!(
@@ -203,90 +85,6 @@ async fn partition_columns_are_visible_and_filterable() {
 }
 
 #[tokio::test]
-async fn recordings_to_transcribe_lists_stored_recordings_with_task_context() {
-    let lake = Lake::open("memory://").expect("open");
-    populate(&lake).await;
-    let session = QuerySession::open(&lake).await.expect("open");
-    let sql = saved_query("recordings_to_transcribe").expect("saved").sql;
-    let rows = csv(&session, sql).await;
-    assert_eq!(
-        rows[0],
-        "org_id,task_id,recording_id,created_time,queue,agent,call_type,duration_ms,channel1,channel2,object_uri,size_bytes,sha256"
-    );
-    assert_eq!(rows.len(), 3, "{rows:#?}");
-    assert!(
-        rows[1].starts_with(&format!("{ORG},t1,r1,2024-03-05T09:00:00")),
-        "{}",
-        rows[1]
-    );
-    assert!(
-        rows[1].contains(",Support,Alice,main,90000,Caller,Agent,memory:///audio/"),
-        "{}",
-        rows[1]
-    );
-    assert!(
-        rows[2].contains(",t1,r2,") && rows[2].contains(",consult,"),
-        "{}",
-        rows[2]
-    );
-}
-
-#[tokio::test]
-async fn calls_per_queue_per_day_counts_outcomes_and_recordings() {
-    let lake = Lake::open("memory://").expect("open");
-    populate(&lake).await;
-    let session = QuerySession::open(&lake).await.expect("open");
-    let rows = csv(
-        &session,
-        saved_query("calls_per_queue_per_day").expect("saved").sql,
-    )
-    .await;
-    assert_eq!(
-        rows,
-        vec![
-            "org_id,date,queue_id,queue_name,calls,completed,abandoned,capture_requested,recorded"
-                .to_string(),
-            format!("{ORG},2024-03-05,q-Sales,Sales,1,1,0,1,0"),
-            format!("{ORG},2024-03-05,q-Support,Support,2,1,1,1,1"),
-            format!("{ORG},2024-03-06,q-Support,Support,1,1,0,1,0"),
-        ]
-    );
-}
-
-#[tokio::test]
-async fn missing_recordings_reports_unstored_requests_and_failed_downloads() {
-    let lake = Lake::open("memory://").expect("open");
-    populate(&lake).await;
-    let session = QuerySession::open(&lake).await.expect("open");
-    let rows = csv(
-        &session,
-        saved_query("missing_recordings").expect("saved").sql,
-    )
-    .await;
-    assert_eq!(
-        rows[0],
-        "org_id,date,task_id,recording_id,created_time,queue,agent,reason,error"
-    );
-    assert_eq!(rows.len(), 4, "{rows:#?}");
-    // Chat t4 asked for a capture and has none: it is listed too (not only telephony).
-    assert!(
-        rows[1].contains(",t4,,") && rows[1].contains(",not_stored,"),
-        "{}",
-        rows[1]
-    );
-    assert!(
-        rows[2].contains(",t3,,") && rows[2].contains(",not_stored,"),
-        "{}",
-        rows[2]
-    );
-    assert!(
-        rows[3].contains(",t5,r9,") && rows[3].ends_with(",failed,HTTP 403 from download URL"),
-        "{}",
-        rows[3]
-    );
-}
-
-#[tokio::test]
 async fn queries_cannot_write_to_the_lake() {
     let lake = Lake::open("memory://").expect("open");
     let session = QuerySession::open(&lake).await.expect("open");
@@ -320,4 +118,150 @@ async fn sql_errors_carry_datafusions_message() {
         .expect_err("bad column");
     assert!(matches!(err, QueryError::Sql(_)));
     assert!(err.to_string().contains("no_such_column"), "{err}");
+}
+
+#[tokio::test]
+async fn recordings_view_has_one_row_per_stored_recording_with_friendly_columns() {
+    let lake = Lake::open("memory://").expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+    let rows = csv(
+        &session,
+        "SELECT task_id, recording_id, date, queue_name, agent_name, direction, call_type, \
+         duration_ms, channel1, channel2, audio_status, audio_duration_ms, caller_talk_ms, \
+         agent_talk_ms FROM recordings ORDER BY task_id, recording_id",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            "task_id,recording_id,date,queue_name,agent_name,direction,call_type,duration_ms,\
+             channel1,channel2,audio_status,audio_duration_ms,caller_talk_ms,agent_talk_ms",
+            // r1 analysed: caller on channel 1 (30 s of talk), agent on channel 2 (45 s).
+            "t1,r1,2024-03-05,Support,Alice,inbound,main,90000,Caller,Agent,ok,90000,30000,45000",
+            // r2 not analysed yet: audio columns null; the failed t5 download is not a recording.
+            "t1,r2,2024-03-05,Support,Alice,inbound,consult,90000,Caller,Agent,,,,",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn talk_time_follows_the_channel_labels_not_the_channel_number() {
+    let lake = Lake::open("memory://").expect("open");
+    populate(&lake).await;
+    let mut swapped = crate::query::fixtures::facts("t1", "r2", 10_000, 20_000);
+    swapped.channel1_label = Some("Agent".into());
+    swapped.channel2_label = Some("Caller".into());
+    lake.upsert_partition(
+        Table::AudioFacts,
+        ORG,
+        crate::query::fixtures::day(5),
+        crate::lake::audio_facts_batch(&[swapped]).expect("batch"),
+    )
+    .await
+    .expect("upsert");
+    let session = QuerySession::open(&lake).await.expect("open");
+    let rows = csv(
+        &session,
+        "SELECT caller_talk_ms, agent_talk_ms FROM recordings WHERE recording_id = 'r2'",
+    )
+    .await;
+    assert_eq!(rows, vec!["caller_talk_ms,agent_talk_ms", "20000,10000"]);
+}
+
+/// The physical plan's file list, from EXPLAIN.
+async fn plan(session: &QuerySession, sql: &str) -> String {
+    let batches = session
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .expect("explain");
+    lines(&batches).join("\n")
+}
+
+#[tokio::test]
+async fn date_filter_prunes_other_partitions_from_the_plan() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(tmp.path().to_str().expect("utf8")).expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+
+    let all = plan(&session, "SELECT task_id FROM tasks").await;
+    assert!(all.contains("date=2024-03-05/part-0.parquet"), "{all}");
+    assert!(all.contains("date=2024-03-06/part-0.parquet"), "{all}");
+
+    let one = plan(
+        &session,
+        "SELECT task_id FROM tasks WHERE date = '2024-03-06'",
+    )
+    .await;
+    assert!(one.contains("tasks/org_id="), "{one}");
+    assert!(one.contains("date=2024-03-06/part-0.parquet"), "{one}");
+    assert!(!one.contains("date=2024-03-05"), "pruned: {one}");
+
+    // Through the view, every joined table is pruned, not only the manifest.
+    let view = plan(
+        &session,
+        "SELECT task_id, queue_name, caller_talk_ms FROM recordings WHERE date = '2024-03-06'",
+    )
+    .await;
+    for table in ["manifest", "tasks", "captures"] {
+        assert!(
+            view.contains(&format!(
+                "{table}/org_id={ORG}/date=2024-03-06/part-0.parquet"
+            )),
+            "{table}: {view}"
+        );
+    }
+    assert!(!view.contains("date=2024-03-05"), "pruned: {view}");
+}
+
+#[tokio::test]
+async fn placeholders_bind_typed_values_and_a_hostile_value_is_only_a_literal() {
+    let lake = Lake::open("memory://").expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+    let sql =
+        "SELECT task_id FROM tasks WHERE date >= $since AND queue_name = $queue ORDER BY task_id";
+    let bind = |queue: &str| {
+        ParamValues::from(vec![
+            ("since", ScalarValue::Utf8(Some("2024-03-05".into()))),
+            ("queue", ScalarValue::Utf8(Some(queue.into()))),
+        ])
+    };
+    let rows = lines(
+        &session
+            .sql_with_params(sql, bind("Support"))
+            .await
+            .expect("runs"),
+    );
+    assert_eq!(rows, vec!["task_id", "t1", "t2", "t4", "t5"]);
+
+    for hostile in ["x'; DROP TABLE tasks; --", "Support' OR '1'='1", "$since"] {
+        let rows = lines(
+            &session
+                .sql_with_params(sql, bind(hostile))
+                .await
+                .expect("runs"),
+        );
+        assert_eq!(rows, vec!["task_id"], "{hostile} matched rows");
+    }
+    // The table is still there and whole.
+    assert_eq!(
+        csv(&session, "SELECT count(*) AS n FROM tasks").await,
+        vec!["n", "5"]
+    );
+}
+
+#[tokio::test]
+async fn missing_parameter_value_is_an_error_naming_it() {
+    let lake = Lake::open("memory://").expect("open");
+    let session = QuerySession::open(&lake).await.expect("open");
+    let err = session
+        .sql_with_params(
+            "SELECT task_id FROM tasks WHERE date >= $since",
+            ParamValues::from(vec![("other", ScalarValue::Utf8(None))]),
+        )
+        .await
+        .expect_err("unbound placeholder");
+    assert!(err.to_string().contains("since"), "{err}");
 }

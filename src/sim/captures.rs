@@ -1,5 +1,6 @@
 //! `POST /v1/captures/query` of the simulated WxCC API (REFERENCE.md §4): recordings and
-//! transcripts per task, in request order, with freshly pre-signed download URLs.
+//! transcripts per task, in request order, with freshly pre-signed download URLs. Only the
+//! captures available at the simulated now are listed (see [`super::clock`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -216,18 +217,19 @@ pub async fn captures_query(
         );
     }
     let ttl_secs = media::url_ttl_secs(&state, query.url_expiration);
+    let now = state.now();
     let data = query
         .task_ids
         .iter()
         .map(|task_id| TaskCaptures {
             task_id,
             recording: world
-                .recordings_for(task_id, query.include_segments, query.include_va)
+                .recordings_for_at(task_id, query.include_segments, query.include_va, now)
                 .into_iter()
                 .map(|r| recording_json(&state, r, ttl_secs))
                 .collect(),
             transcription: world
-                .transcriptions_for(task_id)
+                .transcriptions_for_at(task_id, now)
                 .into_iter()
                 .map(|t| transcription_json(&state, t, ttl_secs))
                 .collect(),

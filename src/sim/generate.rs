@@ -15,9 +15,8 @@ use super::cast::{
     Cast, FIRST_NAMES, LAST_NAMES, REASONS, make_cast, mask_number, other_agent, pick, sub_rng,
     uuid,
 };
+use super::clock::{DAY_MS, TaskTimeline, availability_delay_ms};
 use super::world::{RecordingKind, SimRecording, SimTask, SimTranscription, World};
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Recordings and transcripts produced alongside a task.
 #[derive(Default)]
@@ -88,6 +87,7 @@ pub fn generate(cfg: &SimConfig) -> World {
     tasks.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
     World::from_parts(
         cfg.seed,
+        first_day_ms + i64::from(cfg.days) * DAY_MS,
         org_id,
         tasks,
         captures.recordings,
@@ -147,6 +147,11 @@ fn make_task(
         direction: "inbound".to_string(),
         reason_code,
         extra_attributes: extra,
+        // Queued on arrival; the branches below fill in the rest.
+        timeline: TaskTimeline {
+            queued_ms: Some(created_ms),
+            ..TaskTimeline::default()
+        },
     };
     match channel {
         "chat" => {
@@ -181,6 +186,8 @@ fn make_task(
         }
         task.capture_requested = None;
         task.last_updated_ms = created_ms + rng.random_range(1_000..120_000);
+        // Reaches its open status at `last_updated_ms` and never closes.
+        task.timeline = TaskTimeline::default();
         return task;
     }
     if rng.random_bool(0.10) {
@@ -192,6 +199,8 @@ fn make_task(
             None
         };
         task.last_updated_ms = created_ms + queue_ms;
+        task.timeline.ended_ms = Some(task.last_updated_ms);
+        task.timeline.closed_ms = Some(task.last_updated_ms);
         return task;
     }
     if channel != "telephony" {
@@ -200,6 +209,9 @@ fn make_task(
             _ => talk_ms(rng, cfg) * 2,
         };
         task.last_updated_ms = created_ms + queue_ms + duration_ms;
+        task.timeline.assigned_ms = Some(created_ms + queue_ms);
+        task.timeline.ended_ms = Some(task.last_updated_ms);
+        task.timeline.closed_ms = Some(task.last_updated_ms);
         task.capture_requested = match rng.random::<f64>() {
             r if r < 0.85 => Some(false),
             r if r < 0.95 => Some(true),
@@ -261,6 +273,7 @@ fn recording(rng: &mut ChaCha8Rng, task_id: &str, file_no: usize, leg: Leg) -> S
         sensitive,
         kind: leg.kind,
         audio_seed: rng.random(),
+        available_ms: 0,
     }
 }
 
@@ -278,6 +291,11 @@ fn telephony(
         // Self-service in the IVR: never reached an agent, nothing recorded.
         task.owner = None;
         task.last_updated_ms = created_ms + rng.random_range(20_000..180_000);
+        task.timeline = TaskTimeline {
+            ended_ms: Some(task.last_updated_ms),
+            closed_ms: Some(task.last_updated_ms),
+            ..TaskTimeline::default()
+        };
         return;
     }
     match rng.random::<f64>() {
@@ -304,6 +322,13 @@ fn telephony(
     let main_start = created_ms + va_ms + queue_ms + ring_ms;
     let main_stop = main_start + talk;
     task.last_updated_ms = main_stop + rng.random_range(10_000..120_000);
+    task.timeline = TaskTimeline {
+        queued_ms: Some(created_ms + va_ms),
+        offered_ms: Some(created_ms + va_ms + queue_ms),
+        assigned_ms: Some(main_start),
+        ended_ms: Some(main_stop),
+        closed_ms: Some(task.last_updated_ms),
+    };
     if rng.random_bool(0.05) {
         // Updated again after closure (REFERENCE.md §3.4: not a reliable closed time).
         task.last_updated_ms += rng.random_range(3_600_000..72 * 3_600_000);
@@ -378,8 +403,19 @@ fn telephony(
             participants: vec![cast.virtual_agent_id.clone(), masked.clone()],
         });
     }
+    // Every capture appears some time after the call ended; the first leg is the main
+    // recording, whose segments appear with it.
+    let mut main_available_ms = main_stop;
     for (i, leg) in legs.into_iter().enumerate() {
-        let rec = recording(rng, &task.id, i + 1, leg);
+        let mut rec = recording(rng, &task.id, i + 1, leg);
+        rec.available_ms = if rec.kind == RecordingKind::Segment {
+            main_available_ms
+        } else {
+            main_stop + availability_delay_ms(rec.audio_seed)
+        };
+        if i == 0 {
+            main_available_ms = rec.available_ms;
+        }
         captures.recordings.push(rec);
     }
     if rng.random_bool(0.25) {

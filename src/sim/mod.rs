@@ -12,9 +12,16 @@
 //! | `GET /v1/tasks` | [`wxcc`] (guarded by [`limits`]) |
 //! | `POST /v1/captures/query` | [`captures`] (guarded by [`limits`]) |
 //! | `GET /media/{org}/{task}/{file}` | [`media`] |
+//!
+//! The API answers as of a simulated clock ([`Simulator::now`], [`Simulator::set_now`],
+//! [`Simulator::advance`]), so the world evolves between two sync runs: tasks appear, calls end,
+//! captures show up minutes (sometimes hours) later ([`clock`] has the rules). The clock starts
+//! at [`World::default_now`], when everything is final. Token lifetimes and download-URL expiry
+//! stay on the wall clock.
 
 mod captures;
 mod cast;
+mod clock;
 mod generate;
 mod limits;
 mod media;
@@ -25,23 +32,26 @@ mod world;
 mod wxcc;
 
 #[cfg(test)]
+mod clock_tests;
+#[cfg(test)]
 mod http_tests;
 #[cfg(test)]
 mod world_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use clock::{TaskState, TaskTimeline};
 pub use wav::AudioPlan;
 pub use world::{RecordingKind, SimRecording, SimRef, SimTask, SimTranscription, World};
 
@@ -87,6 +97,9 @@ pub struct SimConfig {
     pub from_exclusive: bool,
     /// Honour the undocumented 0-based `page` query parameter on `/v1/tasks`.
     pub honour_page_param: bool,
+    /// Initial simulated now (see [`Simulator::now`]); `None` starts at
+    /// [`World::default_now`], when every task is final and every capture available.
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl Default for SimConfig {
@@ -107,6 +120,7 @@ impl Default for SimConfig {
             max_range_days: None,
             from_exclusive: false,
             honour_page_param: true,
+            now: None,
         }
     }
 }
@@ -174,6 +188,8 @@ pub(crate) struct AppState {
     media_secret: String,
     counters: Counters,
     tracking_seq: AtomicU64,
+    /// The simulated now, epoch ms: the API answers as of this instant.
+    now_ms: AtomicI64,
 }
 
 impl AppState {
@@ -192,6 +208,16 @@ impl AppState {
 
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The simulated now.
+    fn now(&self) -> DateTime<Utc> {
+        let ms = self.now_ms.load(Ordering::SeqCst);
+        DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
     }
 }
 
@@ -244,7 +270,9 @@ impl Simulator {
             org_id: world.org_id().to_string(),
             refresh_token: oauth.seeded_refresh_token().to_string(),
         };
+        let now = config.now.unwrap_or_else(|| world.default_now());
         let state = Arc::new(AppState {
+            now_ms: AtomicI64::new(now.timestamp_millis()),
             guard: limits::ApiGuard::new(&config),
             config,
             world,
@@ -282,8 +310,35 @@ impl Simulator {
         &self.state.credentials
     }
 
+    /// The whole simulated history in its final state; see [`World::tasks_as_of`] and
+    /// [`World::recordings_available_at`] for what the API shows at [`Simulator::now`].
     pub fn world(&self) -> &Arc<World> {
         &self.state.world
+    }
+
+    /// The simulated now: `GET /v1/tasks` and `POST /v1/captures/query` answer as of this
+    /// instant (millisecond precision), whatever the wall clock says.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.state.now()
+    }
+
+    /// Moves the simulated clock to `t` (truncated to the millisecond). Going back is allowed:
+    /// the API then answers as of that earlier instant.
+    pub fn set_now(&self, t: DateTime<Utc>) {
+        self.state
+            .now_ms
+            .store(t.timestamp_millis(), Ordering::SeqCst);
+    }
+
+    /// Moves the simulated clock by `d` (negative goes back).
+    pub fn advance(&self, d: chrono::Duration) {
+        let step = d.num_milliseconds();
+        let _ = self
+            .state
+            .now_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |ms| {
+                Some(ms.saturating_add(step))
+            });
     }
 
     /// `export VAR=value` lines that point any client at this simulator.

@@ -3,9 +3,14 @@
 //! A [`World`] is a pure function of the generation-relevant part of
 //! [`SimConfig`](super::SimConfig) (seed, start, days, calls per day, call lengths); wall-clock
 //! time never enters it, so the same configuration always yields byte-identical data.
+//!
+//! Tasks and recordings are stored in their final state; when they changed or appeared is in
+//! [`TaskTimeline`] and [`SimRecording::available_ms`], which the [`clock`](super::clock) module
+//! turns into what the API shows at a simulated instant.
 
 use std::collections::HashMap;
 
+use super::clock::{TaskTimeline, settled_ms};
 use super::wav::{AudioPlan, FRAMES_PER_MS, mix64};
 
 /// An `{id, name}` pair as used by task `owner` and `queue`.
@@ -15,11 +20,13 @@ pub struct SimRef {
     pub name: String,
 }
 
-/// One task (call, chat session, email chain) as `GET /v1/tasks` reports it (REFERENCE.md §3.4).
+/// One task (call, chat session, email chain) as `GET /v1/tasks` reports it once it is final
+/// (REFERENCE.md §3.4); [`SimTask::state_at`] gives the time-dependent attributes at any instant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimTask {
     pub id: String,
     pub created_ms: i64,
+    /// The final `lastUpdatedTime` (may lie long after closure, REFERENCE.md §3.4).
     pub last_updated_ms: i64,
     /// `telephony`, `chat`, `email` or `social`.
     pub channel_type: String,
@@ -36,6 +43,8 @@ pub struct SimTask {
     pub reason_code: Option<String>,
     /// Fields the API reference does not list, sent to exercise lenient parsers.
     pub extra_attributes: serde_json::Map<String, serde_json::Value>,
+    /// When the task changed state on its way to the attributes above.
+    pub timeline: TaskTimeline,
 }
 
 /// What a recording is, which decides when the captures API returns it.
@@ -74,6 +83,9 @@ pub struct SimRecording {
     pub kind: RecordingKind,
     /// Seed of the audio; the bytes served depend on nothing else but the duration.
     pub audio_seed: u64,
+    /// From this instant on the captures API lists the recording: the end of its call plus a
+    /// delay (segments share their stitched main recording's).
+    pub available_ms: i64,
 }
 
 /// One transcript entry of `POST /v1/captures/query` (capitalised `Source`/`Provider` on the wire).
@@ -104,12 +116,16 @@ pub struct World {
     transcriptions_by_task: HashMap<String, Vec<usize>>,
     recording_index: HashMap<String, usize>,
     transcription_index: HashMap<String, usize>,
+    /// See [`World::default_now`].
+    pub(crate) default_now_ms: i64,
 }
 
 impl World {
     /// Builds the indexes; `tasks` must already be sorted by `(created_ms, id)`.
+    /// `period_end_ms` is the end of the last simulated day.
     pub(crate) fn from_parts(
         seed: u64,
+        period_end_ms: i64,
         org_id: String,
         tasks: Vec<SimTask>,
         recordings: Vec<SimRecording>,
@@ -138,6 +154,7 @@ impl World {
                 .push(i);
             transcription_index.insert(t.object_key.clone(), i);
         }
+        let default_now_ms = settled_ms(period_end_ms, &tasks, &recordings, &transcriptions);
         World {
             seed,
             org_id,
@@ -149,6 +166,7 @@ impl World {
             transcriptions_by_task,
             recording_index,
             transcription_index,
+            default_now_ms,
         }
     }
 
@@ -157,7 +175,9 @@ impl World {
         &self.org_id
     }
 
-    /// All tasks, sorted by `created_ms` then `id` (the order `GET /v1/tasks` pages through).
+    /// All tasks in their final state, sorted by `created_ms` then `id` (the order
+    /// `GET /v1/tasks` pages through): what the API shows from [`World::default_now`] on.
+    /// [`World::tasks_as_of`] gives them at another instant.
     pub fn tasks(&self) -> &[SimTask] {
         &self.tasks
     }
@@ -168,7 +188,8 @@ impl World {
     }
 
     /// Every recording the captures API returns with its default query
-    /// (`includeSegments=false`, `includeVARecordings=false`), in task order.
+    /// (`includeSegments=false`, `includeVARecordings=false`), in task order, once all are
+    /// available (from [`World::default_now`] on; [`World::recordings_available_at`] before).
     pub fn recordings(&self) -> Vec<&SimRecording> {
         self.tasks
             .iter()
@@ -181,8 +202,8 @@ impl World {
         &self.recordings
     }
 
-    /// Recordings of one task as the captures API returns them for these query flags,
-    /// ordered by start time.
+    /// Recordings of one task as the captures API returns them for these query flags once all
+    /// are available, ordered by start time.
     pub fn recordings_for(
         &self,
         task_id: &str,

@@ -1,4 +1,5 @@
-//! `GET /v1/tasks` of the simulated WxCC API (REFERENCE.md §3).
+//! `GET /v1/tasks` of the simulated WxCC API (REFERENCE.md §3), answered as of the simulated
+//! now: tasks created later are invisible and the others show their state at that instant.
 //! The JSON is built from private structs so key order is stable and the output deterministic.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
+use super::clock::TaskState;
 use super::limits::{self, Endpoint, api_error};
 use super::world::{SimTask, World};
 
@@ -61,11 +63,11 @@ struct TasksResponse<'a> {
     data: Vec<TaskJson<'a>>,
 }
 
-fn task_json(t: &SimTask) -> TaskJson<'_> {
+fn task_json<'a>(t: &'a SimTask, s: TaskState<'a>) -> TaskJson<'a> {
     TaskJson {
         id: &t.id,
         attributes: TaskAttributes {
-            owner: t.owner.as_ref().map(|o| Named {
+            owner: s.owner.map(|o| Named {
                 id: &o.id,
                 name: &o.name,
             }),
@@ -74,10 +76,10 @@ fn task_json(t: &SimTask) -> TaskJson<'_> {
                 name: &t.queue.name,
             },
             channel_type: &t.channel_type,
-            status: &t.status,
+            status: s.status,
             created_time: t.created_ms,
-            last_updated_time: t.last_updated_ms,
-            capture_requested: t.capture_requested,
+            last_updated_time: s.last_updated_ms,
+            capture_requested: s.capture_requested,
             origin: &t.origin,
             destination: &t.destination,
             direction: &t.direction,
@@ -87,11 +89,35 @@ fn task_json(t: &SimTask) -> TaskJson<'_> {
     }
 }
 
-/// The `GET /v1/tasks` body for these tasks: `{"meta":{"orgId"},"data":[…]}`, no links, no total.
+/// The `GET /v1/tasks` body for these tasks in their final state:
+/// `{"meta":{"orgId"},"data":[…]}`, no links, no total. (What the API serves from
+/// [`World::default_now`] on; tests compare against it.)
+#[cfg(test)]
 pub fn render_tasks<'a>(org_id: &str, tasks: impl IntoIterator<Item = &'a SimTask>) -> Vec<u8> {
+    render(
+        org_id,
+        tasks.into_iter().map(|t| task_json(t, t.final_state())),
+    )
+}
+
+/// The `GET /v1/tasks` body for these tasks as of `now_ms` (tasks created later are left out).
+pub fn render_tasks_at<'a>(
+    org_id: &str,
+    tasks: impl IntoIterator<Item = &'a SimTask>,
+    now_ms: i64,
+) -> Vec<u8> {
+    render(
+        org_id,
+        tasks
+            .into_iter()
+            .filter_map(|t| Some(task_json(t, t.state_at_ms(now_ms)?))),
+    )
+}
+
+fn render<'a>(org_id: &str, data: impl Iterator<Item = TaskJson<'a>>) -> Vec<u8> {
     let body = TasksResponse {
         meta: OrgMeta { org_id },
-        data: tasks.into_iter().map(task_json).collect(),
+        data: data.collect(),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -117,7 +143,8 @@ struct TaskQuery {
     org_id: Option<String>,
 }
 
-fn parse_task_query(state: &AppState, raw: Option<&str>) -> Result<TaskQuery, String> {
+/// `now_ms` is the simulated now, the default of `to`.
+fn parse_task_query(state: &AppState, raw: Option<&str>, now_ms: i64) -> Result<TaskQuery, String> {
     let mut params = std::collections::HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         params
@@ -135,7 +162,8 @@ fn parse_task_query(state: &AppState, raw: Option<&str>) -> Result<TaskQuery, St
             .transpose()
     };
     let from = int("from")?.ok_or("'from' is required (epoch milliseconds)")?;
-    let to = int("to")?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    // "Default = now": the simulated now, inclusive (`to` is otherwise exclusive).
+    let to = int("to")?.unwrap_or(now_ms.saturating_add(1));
     if from > to {
         return Err(format!("'from' ({from}) must not be after 'to' ({to})"));
     }
@@ -185,9 +213,15 @@ fn parse_task_query(state: &AppState, raw: Option<&str>) -> Result<TaskQuery, St
     })
 }
 
-/// Tasks created in `[from, to)` (or `(from, to)`), ascending by `createdTime` then id.
-fn select<'w>(world: &'w World, q: &TaskQuery, from_exclusive: bool) -> Vec<&'w SimTask> {
-    let tasks = world.tasks();
+/// Tasks created in `[from, to)` (or `(from, to)`) and by `now_ms`, ascending by
+/// `createdTime` then id.
+fn select<'w>(
+    world: &'w World,
+    q: &TaskQuery,
+    from_exclusive: bool,
+    now_ms: i64,
+) -> Vec<&'w SimTask> {
+    let tasks = world.created_by(now_ms);
     let lo = if from_exclusive {
         tasks.partition_point(|t| t.created_ms <= q.from)
     } else {
@@ -218,7 +252,9 @@ pub async fn tasks(
         Err(resp) => return resp,
     };
     let tid = &admitted.tracking_id;
-    let query = match parse_task_query(&state, raw.as_deref()) {
+    // One reading of the clock per request, so `to` and the task states agree.
+    let now_ms = state.now().timestamp_millis();
+    let query = match parse_task_query(&state, raw.as_deref(), now_ms) {
         Ok(q) => q,
         Err(msg) => return api_error(StatusCode::BAD_REQUEST, tid, &msg),
     };
@@ -230,12 +266,13 @@ pub async fn tasks(
             "The token does not have access to the requested organization",
         );
     }
-    let selected = select(world, &query, state.config.from_exclusive);
+    let selected = select(world, &query, state.config.from_exclusive, now_ms);
     tracing::debug!(
         from = query.from,
         to = query.to,
+        now = now_ms,
         returned = selected.len(),
         "tasks served"
     );
-    json_ok(tid, render_tasks(world.org_id(), selected))
+    json_ok(tid, render_tasks_at(world.org_id(), selected, now_ms))
 }

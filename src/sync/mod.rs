@@ -1,28 +1,26 @@
-//! Orchestration of one sync run: UTC-day windows → tasks → captures → audio → Parquet.
+//! Orchestration of a sync run: resolve the org, take its lock, cut the range into UTC-day
+//! windows, sync each window (`window.rs`), and move the watermark after each one.
 //!
-//! Each window is one UTC day, so it maps to exactly one `date=` partition per table. Within a
-//! window, capture queries and downloads run concurrently (bounded); the three partitions are
-//! upserted at the end of the window, which makes re-running any range idempotent.
+//! Each window maps to exactly one `date=` partition per table and is upserted as a whole, so
+//! re-running any range is idempotent, and a run killed at any point is finished by the next.
 
 mod rows;
+pub mod state;
+mod window;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
-use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::api::model::{Recording, Task, TaskCaptures};
-use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings, MAX_CAPTURE_IDS, Reject};
-use crate::audio::{self, AudioError, StoredAudio};
+use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings};
 use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError};
-use crate::lake::{self, Lake, LakeError, ManifestRow, Table};
+use crate::lake::{Lake, LakeError, ManifestRow};
 use crate::net::{self, RetryPolicy};
+use state::{OrgState, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -34,9 +32,13 @@ pub enum SyncError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("object store error: {0}")]
+    Store(#[from] object_store::Error),
     #[error(
-        "cannot tell which organization the data belongs to: set WXCC_ORG_ID (the API response \
-         carried no meta.orgId)"
+        "cannot tell which organization the data belongs to: set WXCC_ORG_ID (neither the token \
+         nor the API response named one)"
     )]
     UnknownOrg,
     #[error("organization id {0:?} is not a plain UUID-like token")]
@@ -45,14 +47,31 @@ pub enum SyncError {
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
 
+/// Which range to sync.
+#[derive(Debug, Clone)]
+pub enum SyncRange {
+    /// A backfill of `[from, to)`.
+    Explicit {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Continue from the watermark up to now, re-reading `lookback` before it for late changes
+    /// (tasks that closed, captures that appeared); `initial` is how far back a first run goes.
+    Incremental {
+        lookback: ChronoDuration,
+        initial: ChronoDuration,
+    },
+}
+
 /// What to sync.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub range: SyncRange,
     pub download_concurrency: usize,
-    /// Configured org id; otherwise the API's `meta.orgId` is used.
+    /// Configured org id; otherwise the token's org suffix or the API's `meta.orgId`.
     pub org_id: Option<String>,
+    /// Plan only: resolve the range and windows, call nothing but the token endpoint.
+    pub dry_run: bool,
 }
 
 /// Everything a run talks to.
@@ -62,6 +81,10 @@ pub struct SyncContext {
     /// Client for pre-signed media URLs (never sends the bearer token).
     pub media: reqwest::Client,
     pub retry: RetryPolicy,
+    /// Re-hash stored audio before trusting it (default: trust a matching size).
+    pub verify_checksums: bool,
+    /// Measure each recording as it streams in (`audio_facts` table).
+    pub analyze_audio: bool,
 }
 
 impl SyncContext {
@@ -80,6 +103,8 @@ impl SyncContext {
             lake: Lake::open(&cfg.output)?,
             media: net::media_http_client(),
             retry,
+            verify_checksums: false,
+            analyze_audio: true,
         })
     }
 }
@@ -90,6 +115,7 @@ pub struct SyncSummary {
     pub org_id: Option<String>,
     pub from: String,
     pub to: String,
+    pub dry_run: bool,
     pub windows: u32,
     pub tasks: u64,
     pub recordings: u64,
@@ -105,32 +131,116 @@ pub struct SyncSummary {
 }
 
 impl SyncSummary {
+    fn count(&mut self, row: &ManifestRow, outcome: Outcome) {
+        match outcome {
+            Outcome::Stored { refreshed } => {
+                self.stored += 1;
+                self.bytes += row.size_bytes.unwrap_or(0) as u64;
+                self.url_refreshes += u64::from(refreshed);
+            }
+            Outcome::Present => self.skipped_present += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
     /// True when something could not be stored and a later run should retry it.
     pub fn is_partial(&self) -> bool {
         self.failed > 0 || self.rejects > 0
     }
 }
 
-/// Runs the sync over `[from, to)`.
+/// What happened to one recording.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Stored { refreshed: bool },
+    Present,
+    Failed,
+}
+
+/// Runs one sync: lock the org, sync each window, advance the watermark after each.
 pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
     let started = Instant::now();
+    let org = resolve_org(ctx, opts).await?;
+    let state = OrgState::new(&ctx.lake, &org);
+    let (from, to) = resolve_range(&opts.range, &state).await?;
+    let windows = day_windows(from, to);
     let mut summary = SyncSummary {
-        from: opts.from.to_rfc3339(),
-        to: opts.to.to_rfc3339(),
-        org_id: opts.org_id.clone(),
+        org_id: Some(org.clone()),
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+        dry_run: opts.dry_run,
         ..Default::default()
     };
-    for (start, end) in day_windows(opts.from, opts.to) {
-        let span = tracing::info_span!("window", date = %start.date_naive());
-        sync_window(ctx, opts, start, end, &mut summary)
-            .instrument(span)
-            .await?;
-        summary.windows += 1;
+    if opts.dry_run {
+        summary.windows = windows.len() as u32;
+        for (start, end) in &windows {
+            tracing::info!(%start, %end, "would sync window (at least one GET /v1/tasks, plus one captures query per 10 calls)");
+        }
+        return Ok(summary);
     }
+    let mut lock = state.lock(&state::holder_label()).await?;
+    let outcome = run_windows(ctx, opts, &org, &state, &mut lock, &windows, &mut summary).await;
+    lock.release().await?;
+    outcome?;
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+async fn run_windows(
+    ctx: &SyncContext,
+    opts: &SyncOptions,
+    org: &str,
+    state: &OrgState,
+    lock: &mut state::LockGuard<'_>,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    for (start, end) in windows {
+        let span = tracing::info_span!("window", date = %start.date_naive());
+        window::sync_window(ctx, org, *start, *end, opts.download_concurrency, summary)
+            .instrument(span)
+            .await?;
+        summary.windows += 1;
+        state.advance(*end).await?;
+        lock.renew().await?;
+    }
+    Ok(())
+}
+
+/// The org the data belongs to: configured, else the token's `…_<orgId>` suffix (a documented
+/// convention of Webex tokens, REFERENCE.md §1.6), else the API's own `meta.orgId`.
+async fn resolve_org(ctx: &SyncContext, opts: &SyncOptions) -> Result<String> {
+    let org = match &opts.org_id {
+        Some(org) => org.clone(),
+        None => {
+            let token = ctx.api.tokens().access_token().await?;
+            match crate::auth::org_from_token(token.expose_secret()) {
+                Some(org) => org,
+                None => ctx.api.org_id().await?.ok_or(SyncError::UnknownOrg)?,
+            }
+        }
+    };
+    crate::audio::check_id(&org).map_err(|_| SyncError::UnsafeOrg(org.clone()))?;
+    Ok(org)
+}
+
+async fn resolve_range(
+    range: &SyncRange,
+    state: &OrgState,
+) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    Ok(match range {
+        SyncRange::Explicit { from, to } => (*from, *to),
+        SyncRange::Incremental { lookback, initial } => {
+            let now = Utc::now();
+            let from = match state.watermark().await? {
+                Some(mark) => mark.synced_until.min(now) - *lookback,
+                None => now - *initial,
+            };
+            (from, now)
+        }
+    })
 }
 
 /// `[from, to)` cut at UTC midnights.
@@ -147,218 +257,6 @@ pub fn day_windows(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>
         start = end;
     }
     out
-}
-
-async fn sync_window(
-    ctx: &SyncContext,
-    opts: &SyncOptions,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    summary: &mut SyncSummary,
-) -> Result<()> {
-    let listing = ctx
-        .api
-        .list_tasks(start.timestamp_millis(), end.timestamp_millis())
-        .await?;
-    report_rejects(&listing.rejects, summary);
-    if listing.tasks.is_empty() {
-        tracing::info!("no tasks");
-        return Ok(());
-    }
-    let org = opts
-        .org_id
-        .clone()
-        .or(listing.org_id.clone())
-        .ok_or(SyncError::UnknownOrg)?;
-    audio::check_id(&org).map_err(|_| SyncError::UnsafeOrg(org.clone()))?;
-    summary.org_id.get_or_insert(org.clone());
-    let date = start.date_naive();
-    let tasks = listing.tasks;
-    summary.tasks += tasks.len() as u64;
-
-    let captures = query_captures(ctx, &tasks, summary).await?;
-    let recordings: Vec<(&str, &Recording)> = captures
-        .iter()
-        .flat_map(|c| c.recording.iter().map(move |r| (c.task_id.as_str(), r)))
-        .collect();
-    summary.recordings += recordings.len() as u64;
-
-    let previous = previous_manifest(&ctx.lake, &org, date).await?;
-    let manifest: Vec<(ManifestRow, Outcome)> = futures::stream::iter(recordings.iter().copied())
-        .map(|(task_id, rec)| store_recording(ctx, &org, task_id, rec, &previous))
-        .buffer_unordered(opts.download_concurrency)
-        .collect()
-        .await;
-    for (row, outcome) in &manifest {
-        match outcome {
-            Outcome::Stored { refreshed } => {
-                summary.stored += 1;
-                summary.bytes += row.size_bytes.unwrap_or(0) as u64;
-                summary.url_refreshes += *refreshed as u64;
-            }
-            Outcome::Present => summary.skipped_present += 1,
-            Outcome::Failed => summary.failed += 1,
-        }
-    }
-    let manifest: Vec<ManifestRow> = manifest.into_iter().map(|(row, _)| row).collect();
-
-    let capture_rows = rows::capture_rows(&recordings);
-    let task_rows = rows::task_rows(&tasks);
-    let lake = &ctx.lake;
-    lake.upsert_partition(
-        Table::Captures,
-        &org,
-        date,
-        lake::captures_batch(&capture_rows)?,
-    )
-    .await?;
-    if !manifest.is_empty() {
-        lake.upsert_partition(
-            Table::Manifest,
-            &org,
-            date,
-            lake::manifest_batch(&manifest)?,
-        )
-        .await?;
-    }
-    lake.upsert_partition(Table::Tasks, &org, date, lake::tasks_batch(&task_rows)?)
-        .await?;
-    tracing::info!(
-        tasks = tasks.len(),
-        recordings = recordings.len(),
-        "window synced"
-    );
-    Ok(())
-}
-
-fn report_rejects(rejects: &[Reject], summary: &mut SyncSummary) {
-    for r in rejects {
-        tracing::warn!(source = r.source, reason = %r.reason, "record quarantined");
-    }
-    summary.rejects += rejects.len() as u64;
-}
-
-/// Captures for every task that can have a recording, ten ids per query.
-async fn query_captures(
-    ctx: &SyncContext,
-    tasks: &[Task],
-    summary: &mut SyncSummary,
-) -> Result<Vec<TaskCaptures>> {
-    let ids: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.may_have_recording())
-        .map(|t| t.id.clone())
-        .collect();
-    let batches: Vec<(Vec<TaskCaptures>, Vec<Reject>)> =
-        futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
-            .map(|chunk| ctx.api.query_captures(chunk))
-            .buffered(4)
-            .try_collect()
-            .await?;
-    let mut out = Vec::new();
-    for (captures, rejects) in batches {
-        report_rejects(&rejects, summary);
-        out.extend(captures);
-    }
-    Ok(out)
-}
-
-enum Outcome {
-    Stored { refreshed: bool },
-    Present,
-    Failed,
-}
-
-type Previous = HashMap<(String, String), ManifestRow>;
-
-async fn previous_manifest(lake: &Lake, org: &str, date: NaiveDate) -> Result<Previous> {
-    Ok(rows::manifest_from_lake(lake, org, date)
-        .await?
-        .into_iter()
-        .map(|r| ((r.task_id.clone(), r.recording_id.clone()), r))
-        .collect())
-}
-
-/// Stores one recording, or confirms it is already stored. Never fails the window: a failure
-/// becomes a manifest row with status `failed`, picked up again by the next run.
-async fn store_recording(
-    ctx: &SyncContext,
-    org: &str,
-    task_id: &str,
-    rec: &Recording,
-    previous: &Previous,
-) -> (ManifestRow, Outcome) {
-    let key = match audio::object_key(org, task_id, &rec.id) {
-        Ok(k) => k,
-        Err(e) => {
-            return (
-                rows::manifest_row(task_id, &rec.id, String::new(), Err(&e)),
-                Outcome::Failed,
-            );
-        }
-    };
-    let path = ctx.lake.path(&key);
-    let uri = ctx.lake.uri(&path);
-    let store: &Arc<dyn ObjectStore> = ctx.lake.store();
-    if let Some(prev) = previous.get(&(task_id.to_owned(), rec.id.clone()))
-        && prev.status == rows::STATUS_STORED
-        && let Ok(meta) = store.head(&path).await
-        && Some(meta.size as i64) == prev.size_bytes
-    {
-        return (prev.clone(), Outcome::Present);
-    }
-    let result = download(ctx, task_id, rec, &path).await;
-    let outcome = match &result {
-        Ok((_, refreshed)) => Outcome::Stored {
-            refreshed: *refreshed,
-        },
-        Err(e) => {
-            tracing::warn!(task_id, recording_id = %rec.id, error = %e, "recording not stored");
-            Outcome::Failed
-        }
-    };
-    let row = rows::manifest_row(
-        task_id,
-        &rec.id,
-        uri,
-        result.as_ref().map(|(stored, _)| stored),
-    );
-    (row, outcome)
-}
-
-/// Downloads with the URL at hand; if it has expired, asks for a fresh one once.
-async fn download(
-    ctx: &SyncContext,
-    task_id: &str,
-    rec: &Recording,
-    path: &object_store::path::Path,
-) -> std::result::Result<(StoredAudio, bool), AudioError> {
-    let url = rec.attributes.file_path.clone().ok_or(AudioError::NoUrl)?;
-    match audio::fetch_to_store(&ctx.media, &url, ctx.lake.store(), path, &ctx.retry).await {
-        Err(AudioError::UrlExpired) => {
-            tracing::debug!(task_id, recording_id = %rec.id, "download URL expired; re-querying captures");
-            let fresh = fresh_url(ctx, task_id, &rec.id)
-                .await
-                .ok_or(AudioError::UrlExpired)?;
-            audio::fetch_to_store(&ctx.media, &fresh, ctx.lake.store(), path, &ctx.retry)
-                .await
-                .map(|s| (s, true))
-        }
-        other => other.map(|s| (s, false)),
-    }
-}
-
-async fn fresh_url(
-    ctx: &SyncContext,
-    task_id: &str,
-    recording_id: &str,
-) -> Option<secrecy::SecretString> {
-    let (captures, _) = ctx.api.query_captures(&[task_id.to_owned()]).await.ok()?;
-    captures
-        .into_iter()
-        .flat_map(|c| c.recording)
-        .find(|r| r.id == recording_id)
-        .and_then(|r| r.attributes.file_path)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use arrow::datatypes::Int64Type;
 use chrono::NaiveDate;
 
 use crate::api::model::{Recording, Task};
+use crate::audio::facts::{AudioFacts, FactsError};
 use crate::audio::{self, AudioError, StoredAudio};
-use crate::lake::{CaptureRow, Lake, ManifestRow, Result, Table, TaskRow};
+use crate::lake::audio_facts::status;
+use crate::lake::{AudioFactsRow, CaptureRow, Lake, ManifestRow, Result, Table, TaskRow};
 
 pub const STATUS_STORED: &str = "stored";
 pub const STATUS_FAILED: &str = "failed";
@@ -130,5 +132,85 @@ pub async fn manifest_from_lake(
             status: status.value(i).to_owned(),
             error: opt(&error, i),
         })
+        .collect())
+}
+
+/// The audio facts row of one recording: what the analysis found, next to what the capture
+/// metadata claims (duration, which party is on which channel).
+pub fn facts_row(
+    task_id: &str,
+    rec: &Recording,
+    analysis: &std::result::Result<AudioFacts, FactsError>,
+) -> AudioFactsRow {
+    let a = &rec.attributes;
+    let mut row = AudioFactsRow {
+        task_id: task_id.to_owned(),
+        recording_id: rec.id.clone(),
+        expected_duration_ms: a
+            .stop_time
+            .zip(a.start_time)
+            .map(|(stop, start)| stop - start),
+        channel1_label: a.channel1.clone(),
+        channel2_label: a.channel2.clone(),
+        ..Default::default()
+    };
+    let facts = match analysis {
+        Ok(f) => f,
+        Err(e) => {
+            row.status = match e {
+                FactsError::NotWav(_) => status::NOT_WAV,
+                FactsError::Unsupported(_) => status::UNSUPPORTED,
+                FactsError::Corrupt(_) | FactsError::Io(_) => status::CORRUPT,
+            }
+            .to_owned();
+            row.error = Some(e.to_string());
+            return row;
+        }
+    };
+    row.status = status::OK.to_owned();
+    row.format = Some(facts.format.clone());
+    row.sample_rate = Some(i64::from(facts.sample_rate));
+    row.channels = Some(i64::from(facts.channels));
+    row.bits_per_sample = Some(i64::from(facts.bits_per_sample));
+    row.duration_ms = Some(facts.duration_ms);
+    row.crosstalk_share = Some(facts.crosstalk_share);
+    if let Some(c) = facts.channel_stats.first() {
+        row.ch1_rms_dbfs = Some(c.rms_dbfs);
+        row.ch1_peak_dbfs = Some(c.peak_dbfs);
+        row.ch1_silence_share = Some(c.silence_share);
+        row.ch1_clipping_share = Some(c.clipping_share);
+        row.ch1_talk_ms = Some(c.talk_time_ms);
+    }
+    if let Some(c) = facts.channel_stats.get(1) {
+        row.ch2_rms_dbfs = Some(c.rms_dbfs);
+        row.ch2_peak_dbfs = Some(c.peak_dbfs);
+        row.ch2_silence_share = Some(c.silence_share);
+        row.ch2_clipping_share = Some(c.clipping_share);
+        row.ch2_talk_ms = Some(c.talk_time_ms);
+    }
+    row
+}
+
+/// Keys of the recordings that already have an audio facts row in a partition.
+pub async fn analysed_in_lake(
+    lake: &Lake,
+    org: &str,
+    date: NaiveDate,
+) -> Result<std::collections::HashSet<(String, String)>> {
+    let Some(batch) = lake.read_partition(Table::AudioFacts, org, date).await? else {
+        return Ok(Default::default());
+    };
+    let (Some(task), Some(rec)) = (
+        batch
+            .column_by_name("task_id")
+            .map(|c| c.as_string::<i32>().clone()),
+        batch
+            .column_by_name("recording_id")
+            .map(|c| c.as_string::<i32>().clone()),
+    ) else {
+        return Ok(Default::default());
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned()))
         .collect())
 }

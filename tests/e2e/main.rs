@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `wxcc` binary against the in-process simulator on 127.0.0.1,
 //! writing to temporary directories. One test binary (ripgrep's layout) so it links once.
 
+mod auth;
 mod cli;
+mod incremental;
+mod query;
+mod robust;
+mod s3;
 mod sync;
 mod util;

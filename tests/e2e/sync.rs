@@ -4,8 +4,7 @@ use std::path::Path;
 
 use chrono::Duration;
 
-use crate::util::{files, query, sim_env, small_world, start_sim, strings, text, wxcc};
-use wxcc::query::{OutputFormat, format_batches};
+use crate::util::{TABLES, dump, files, sim_env, small_world, start_sim, strings, text, wxcc};
 use wxcc::sim::Simulator;
 
 fn range_args(sim: &Simulator, days: u32) -> (String, String) {
@@ -17,7 +16,7 @@ fn range_args(sim: &Simulator, days: u32) -> (String, String) {
     )
 }
 
-async fn sync(sim: &Simulator, out: &Path) -> serde_json::Value {
+pub async fn sync(sim: &Simulator, out: &Path) -> serde_json::Value {
     let (from, to) = range_args(sim, small_world().days);
     let output = wxcc(
         &[
@@ -120,6 +119,19 @@ async fn sync_exports_every_task_and_recording_exactly_once() {
         assert!(path.is_file(), "{line}");
     }
 
+    // Every stored recording was measured as it streamed in, and matches its capture.
+    let facts = strings(
+        loc,
+        "SELECT status || ' ' || channel1_label || ' ' || channel2_label || ' ' || \
+         CAST(abs(duration_mismatch_ms) <= 1 AS VARCHAR) || ' ' || CAST(channels AS VARCHAR) \
+         FROM audio_facts",
+    )
+    .await;
+    assert_eq!(facts.len(), expected_recs.len());
+    for f in &facts {
+        assert!(f.starts_with("ok ") && f.ends_with(" true 2"), "{f}");
+    }
+
     // Partitions are Hive-style by org and UTC date.
     let dates = strings(loc, "SELECT DISTINCT date FROM tasks ORDER BY 1").await;
     assert_eq!(dates, ["2026-01-05", "2026-01-06"]);
@@ -140,11 +152,6 @@ async fn sync_exports_every_task_and_recording_exactly_once() {
     sim.shutdown().await;
 }
 
-async fn dump(loc: &str, table: &str, order: &str) -> String {
-    let batches = query(loc, &format!("SELECT * FROM {table} ORDER BY {order}")).await;
-    format_batches(&batches, OutputFormat::Csv).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_sync_of_the_same_range_changes_nothing() {
     let sim = start_sim(small_world()).await;
@@ -152,17 +159,12 @@ async fn second_sync_of_the_same_range_changes_nothing() {
     let out = dir.path().join("lake");
     let loc = out.to_str().unwrap().to_owned();
     let first = sync(&sim, &out).await;
-    let tables = [
-        ("tasks", "task_id"),
-        ("captures", "task_id, recording_id"),
-        ("manifest", "task_id, recording_id"),
-    ];
     let mut before = Vec::new();
-    for (t, order) in tables {
+    for (t, order) in TABLES {
         before.push(dump(&loc, t, order).await);
     }
     let second = sync(&sim, &out).await;
-    for ((t, order), was) in tables.iter().zip(before) {
+    for ((t, order), was) in TABLES.iter().zip(before) {
         assert_eq!(dump(&loc, t, order).await, was, "{t} changed on re-run");
     }
     assert_eq!(second["tasks"], first["tasks"]);
@@ -171,5 +173,66 @@ async fn second_sync_of_the_same_range_changes_nothing() {
         "audio already stored is not downloaded again"
     );
     assert_eq!(second["stored"], 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_plans_windows_without_calling_the_data_api() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let output = wxcc(
+        &[
+            "sync",
+            "--dry-run",
+            "--from",
+            "2026-01-05T12:00:00Z",
+            "--to",
+            "2026-01-08",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(summary["windows"], 3);
+    assert_eq!(sim.stats().api_requests, 0, "a plan calls no data API");
+    assert!(!out.join("tasks").exists());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let output = wxcc(
+        &[
+            "--log-format",
+            "json",
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-06",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert!(output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.lines().count() > 1);
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
     sim.shutdown().await;
 }

@@ -44,6 +44,18 @@ pub fn sim_env(sim: &Simulator) -> HashMap<String, String> {
 
 /// Runs the real binary in `cwd` with exactly `env` as its WXCC_* variables.
 pub async fn wxcc(args: &[&str], env: &HashMap<String, String>, cwd: &Path) -> Output {
+    wxcc_command(args, env, cwd)
+        .output()
+        .await
+        .expect("wxcc binary runs")
+}
+
+/// The real binary, not started yet.
+pub fn wxcc_command(
+    args: &[&str],
+    env: &HashMap<String, String>,
+    cwd: &Path,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxcc"));
     cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
@@ -51,8 +63,8 @@ pub async fn wxcc(args: &[&str], env: &HashMap<String, String>, cwd: &Path) -> O
             cmd.env_remove(k);
         }
     }
-    cmd.envs(env);
-    cmd.output().await.expect("wxcc binary runs")
+    cmd.envs(env).kill_on_drop(true);
+    cmd
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -79,6 +91,25 @@ pub async fn strings(location: &str, sql: &str) -> Vec<String> {
     }
     out
 }
+
+/// A table's rows as CSV in a stable order, leaving out columns that name the output folder.
+pub async fn dump(location: &str, table: &str, order: &str) -> String {
+    let sql = format!("SELECT * EXCLUDE (object_uri) FROM {table} ORDER BY {order}");
+    let sql = if table == "manifest" {
+        sql
+    } else {
+        sql.replace(" EXCLUDE (object_uri)", "")
+    };
+    let batches = query(location, &sql).await;
+    wxcc::query::format_batches(&batches, wxcc::query::OutputFormat::Csv).unwrap()
+}
+
+/// The three tables with their keys.
+pub const TABLES: [(&str, &str); 3] = [
+    ("tasks", "task_id"),
+    ("captures", "task_id, recording_id"),
+    ("manifest", "task_id, recording_id"),
+];
 
 /// All files under `dir`, recursively.
 pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -1,6 +1,7 @@
 //! Round trips over real HTTP on 127.0.0.1:0, with reqwest as the client.
 
 mod api;
+mod clock;
 mod media;
 mod oauth;
 

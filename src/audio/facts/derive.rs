@@ -1,0 +1,297 @@
+//! Derived audio for machine learning: a 16 kHz mono mix (what speech models expect) and one mono
+//! file per channel (diarization by channel: each party is on its own channel).
+//!
+//! Both stream block by block like the analysis. Outputs are always 16-bit PCM: lossless for the
+//! 8/16-bit PCM and G.711 that call recorders write; 24/32-bit and float inputs are rounded.
+//! On error the writers hold a partial (but well-formed) WAV: discard it, don't store it.
+
+use std::io::{Read, Seek, Write};
+
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Indexing, Resampler};
+
+use super::wav::{self, Blocks};
+use super::{FactsError, Result};
+
+/// Rate of the speech-model derivative.
+pub const ML_SAMPLE_RATE: u32 = 16_000;
+/// Input frames per resampler call.
+const RESAMPLE_CHUNK: usize = 1024;
+/// Input rates whose ratio to 16 kHz reduces to a numerator above this would need FFT blocks too
+/// long to be worth it; every common rate (8k, 11.025k, 22.05k, 44.1k, 48k, 96k) is far below.
+const MAX_REDUCED_RATE: u32 = 9_600;
+/// Sample rates the derivatives accept; outside this a header is more likely damaged than real.
+const INPUT_RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
+
+/// What a derived file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedInfo {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub frames: u64,
+    pub duration_ms: i64,
+}
+
+impl DerivedInfo {
+    fn mono(sample_rate: u32, frames: u64) -> Self {
+        DerivedInfo {
+            sample_rate,
+            channels: 1,
+            frames,
+            duration_ms: super::ms(frames, u64::from(sample_rate)),
+        }
+    }
+}
+
+/// Writes a 16 kHz, mono, 16-bit PCM WAV of `reader`: channels are averaged (a party alone on one
+/// channel of a two-channel call therefore comes out 6 dB lower, but overlaps never clip), then
+/// resampled band-limited with rubato's FFT resampler. The output lasts as long as the input, to
+/// the nearest output frame: the resampler's delay is trimmed and its tail flushed.
+pub fn derive_mono16k<R: Read, W: Write + Seek>(mut reader: R, writer: W) -> Result<DerivedInfo> {
+    let header = wav::read_header(&mut reader)?;
+    let rate_in = header.sample_rate;
+    let expected = (u128::from(header.frames()) * u128::from(ML_SAMPLE_RATE)
+        + u128::from(rate_in / 2))
+        / u128::from(rate_in);
+    let mut resampler = if rate_in == ML_SAMPLE_RATE {
+        None
+    } else {
+        Some(Mono16k::new(rate_in)?)
+    };
+    let mut out = Output::new(writer, ML_SAMPLE_RATE, expected as u64)?;
+    let mut blocks = Blocks::new(reader, header);
+    let channels = usize::from(header.channels);
+    let gain = 1.0 / channels as f32;
+    let mut mono: Vec<f32> = Vec::new();
+    loop {
+        let n = blocks.next_block()?;
+        if n == 0 {
+            break;
+        }
+        mono.clear();
+        mono.extend_from_slice(&blocks.channel(0)[..n]);
+        for ch in 1..channels {
+            for (m, x) in mono.iter_mut().zip(&blocks.channel(ch)[..n]) {
+                *m += x;
+            }
+        }
+        if channels > 1 {
+            mono.iter_mut().for_each(|m| *m *= gain);
+        }
+        match resampler.as_mut() {
+            Some(r) => r.push(&mono, &mut out)?,
+            None => out.write(&mono)?,
+        }
+    }
+    if let Some(r) = resampler.as_mut() {
+        r.flush(&mut out)?;
+    }
+    out.finish()
+}
+
+/// Writes each channel of a two-channel recording to its own mono 16-bit WAV at the original
+/// rate (`first` gets the capture's `channel1`, `second` its `channel2`).
+pub fn split_channels<R, W1, W2>(mut reader: R, first: W1, second: W2) -> Result<DerivedInfo>
+where
+    R: Read,
+    W1: Write + Seek,
+    W2: Write + Seek,
+{
+    let header = wav::read_header(&mut reader)?;
+    if header.channels != 2 {
+        return Err(FactsError::Unsupported(format!(
+            "splitting needs a 2-channel recording, this one has {} channel(s)",
+            header.channels
+        )));
+    }
+    let frames = header.frames();
+    let mut first = Output::new(first, header.sample_rate, frames)?;
+    let mut second = Output::new(second, header.sample_rate, frames)?;
+    let mut blocks = Blocks::new(reader, header);
+    loop {
+        let n = blocks.next_block()?;
+        if n == 0 {
+            break;
+        }
+        first.write(&blocks.channel(0)[..n])?;
+        second.write(&blocks.channel(1)[..n])?;
+    }
+    second.finish()?;
+    first.finish()
+}
+
+/// A 16-bit mono WAV being written, capped at the frame count it should end with.
+struct Output<W: Write + Seek> {
+    writer: hound::WavWriter<W>,
+    rate: u32,
+    written: u64,
+    target: u64,
+}
+
+impl<W: Write + Seek> Output<W> {
+    fn new(writer: W, rate: u32, target: u64) -> Result<Self> {
+        // Also keeps hound's header arithmetic (rate × block size, in u32) from overflowing.
+        if !INPUT_RATES.contains(&rate) {
+            return Err(FactsError::Unsupported(format!(
+                "deriving audio at {rate} Hz (expected {}..={} Hz)",
+                INPUT_RATES.start(),
+                INPUT_RATES.end()
+            )));
+        }
+        // A WAV's data chunk length is a u32; hound would overflow past it.
+        if target.saturating_mul(2) > u64::from(u32::MAX - 64) {
+            return Err(FactsError::Unsupported(format!(
+                "a derived file of {target} frames would exceed the 4 GiB WAV limit"
+            )));
+        }
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        Ok(Output {
+            writer: hound::WavWriter::new(writer, spec).map_err(write_error)?,
+            rate,
+            written: 0,
+            target,
+        })
+    }
+
+    /// Writes normalised samples, dropping any beyond the target length.
+    fn write(&mut self, samples: &[f32]) -> Result<()> {
+        let room = self.target.saturating_sub(self.written);
+        let n = (samples.len() as u64).min(room) as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut w = self.writer.get_i16_writer(n as u32);
+        for &x in &samples[..n] {
+            w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16);
+        }
+        w.flush().map_err(write_error)?;
+        self.written += n as u64;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<DerivedInfo> {
+        // `Mono16k::flush` normally reaches the target; if the resampler ever stopped short,
+        // pad with silence so the promised length holds.
+        let silence = [0f32; 1024];
+        while self.written < self.target {
+            self.write(&silence)?;
+        }
+        let info = DerivedInfo::mono(self.rate, self.written);
+        self.writer.finalize().map_err(write_error)?;
+        Ok(info)
+    }
+}
+
+fn write_error(e: hound::Error) -> FactsError {
+    match e {
+        hound::Error::IoError(e) => FactsError::Io(e),
+        other => FactsError::Unsupported(format!("writing derived WAV: {other}")),
+    }
+}
+
+/// Streaming mono resampler to 16 kHz: feeds rubato fixed-size chunks and drops the leading
+/// delay it introduces, so output frame 0 lines up with input frame 0.
+struct Mono16k {
+    fft: Fft<f32>,
+    pending: Vec<f32>,
+    out_buf: Vec<f32>,
+    to_skip: usize,
+}
+
+impl Mono16k {
+    fn new(rate_in: u32) -> Result<Self> {
+        let reduced = rate_in / gcd(rate_in, ML_SAMPLE_RATE);
+        if !INPUT_RATES.contains(&rate_in) || reduced > MAX_REDUCED_RATE {
+            return Err(FactsError::Unsupported(format!(
+                "resampling {rate_in} Hz to 16 kHz (ratio {reduced}:{})",
+                ML_SAMPLE_RATE / gcd(rate_in, ML_SAMPLE_RATE)
+            )));
+        }
+        let fft = Fft::<f32>::new(
+            rate_in as usize,
+            ML_SAMPLE_RATE as usize,
+            RESAMPLE_CHUNK,
+            1,
+            FixedSync::Input,
+        )
+        .map_err(|e| FactsError::Unsupported(format!("resampling {rate_in} Hz: {e}")))?;
+        Ok(Mono16k {
+            pending: Vec::with_capacity(RESAMPLE_CHUNK * 2),
+            out_buf: vec![0.0; fft.output_frames_max()],
+            to_skip: fft.output_delay(),
+            fft,
+        })
+    }
+
+    fn push<W: Write + Seek>(&mut self, samples: &[f32], out: &mut Output<W>) -> Result<()> {
+        self.pending.extend_from_slice(samples);
+        let mut used = 0;
+        while self.pending.len() - used >= self.fft.input_frames_next() {
+            let indexing = Indexing::new().input_offset(used);
+            let n_in = self.step(Some(&indexing), out)?;
+            used += n_in;
+        }
+        self.pending.drain(..used);
+        Ok(())
+    }
+
+    /// Feeds what is left, then silence, until the output reaches its target length.
+    fn flush<W: Write + Seek>(&mut self, out: &mut Output<W>) -> Result<()> {
+        let left = self.pending.len();
+        self.pending
+            .resize(self.fft.input_frames_next().max(left), 0.0);
+        self.step(Some(&Indexing::new().partial_len(left)), out)?;
+        // Each call with no input still releases buffered output; the bound only guards against
+        // a resampler that stops producing.
+        let mut idle_calls = 0;
+        while out.written < out.target && idle_calls < 4 {
+            let before = out.written;
+            self.step(Some(&Indexing::new().partial_len(0)), out)?;
+            idle_calls = if out.written == before {
+                idle_calls + 1
+            } else {
+                0
+            };
+        }
+        Ok(())
+    }
+
+    /// One resampler call over `pending`; returns input frames consumed.
+    fn step<W: Write + Seek>(
+        &mut self,
+        indexing: Option<&Indexing>,
+        out: &mut Output<W>,
+    ) -> Result<usize> {
+        let frames_in = self.pending.len();
+        let input =
+            InterleavedSlice::new(&self.pending[..], 1, frames_in).map_err(resample_error)?;
+        let frames_out = self.out_buf.len();
+        let mut output = InterleavedSlice::new_mut(&mut self.out_buf[..], 1, frames_out)
+            .map_err(resample_error)?;
+        let (n_in, n_out) = self
+            .fft
+            .process_into_buffer(&input, &mut output, indexing)
+            .map_err(resample_error)?;
+        let skip = self.to_skip.min(n_out);
+        self.to_skip -= skip;
+        out.write(&self.out_buf[skip..n_out])?;
+        Ok(n_in)
+    }
+}
+
+/// Resampler errors here mean a sizing bug on our side, not bad input; report, don't panic.
+fn resample_error(e: impl std::fmt::Display) -> FactsError {
+    FactsError::Unsupported(format!("resampler refused a buffer: {e}"))
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}

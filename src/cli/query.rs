@@ -1,0 +1,287 @@
+//! `wxcc sql`, `wxcc query list|run` and `wxcc export`: flags into calls of the query library.
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config;
+use crate::lake::Lake;
+use crate::query::params::{ParamDefault, bind_text, parse_assignments};
+use crate::query::{
+    self, Destination, ExportRequest, OutputFormat, QueryError, QuerySession, export,
+};
+
+/// The selection `wxcc export` uses when given neither --query nor --sql.
+const DEFAULT_EXPORT_QUERY: &str = "recordings_to_transcribe";
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Data location, as written by sync: a path, file://, s3://, gs:// or az:// URL.
+    /// Default: WXCC_OUTPUT or ./wxcc-data.
+    #[arg(long, env = "WXCC_OUTPUT")]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// Output format (parquet needs --output unless standard output is a pipe or file).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the results to FILE or an object URL (s3://bucket/out.csv) instead of standard
+    /// output; written whole or not at all.
+    #[arg(long, value_name = "FILE|URL")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    #[value(alias = "jsonl")]
+    Ndjson,
+    Parquet,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => OutputFormat::Table,
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+            Format::Ndjson => OutputFormat::Ndjson,
+            Format::Parquet => OutputFormat::Parquet,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The SQL statement (tables tasks, captures, manifest, audio_facts; view recordings), or
+    /// @NAME for a saved query (same as `wxcc query run NAME`).
+    pub sql: String,
+    /// A `$name` placeholder value, NAME=VALUE (repeatable). Bound as data, never spliced into
+    /// the SQL; in ad-hoc SQL values are text (CAST them), in saved queries they take the
+    /// declared type.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub result: ResultArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(subcommand)]
+    pub command: QueryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// List the saved queries with what each answers and its parameters.
+    List,
+    /// Run a saved query with parameters.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Saved query name (see `wxcc query list`).
+    pub name: String,
+    /// A parameter value, NAME=VALUE (repeatable), checked against its declared type.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub result: ResultArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Saved query selecting the recordings (default: recordings_to_transcribe).
+    #[arg(long, conflicts_with = "sql")]
+    pub query: Option<String>,
+    /// Ad-hoc SQL selecting the recordings; must return org_id, task_id and recording_id.
+    #[arg(long)]
+    pub sql: Option<String>,
+    /// A parameter value for the selection, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Job list format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// Write the job list to FILE or an object URL instead of standard output.
+    #[arg(long, value_name = "FILE|URL")]
+    pub output: Option<String>,
+    /// Add a pre-signed HTTPS URL valid this long (e.g. 15m, 1h, 2d; at most 7d). Needs an S3,
+    /// GCS or Azure store; computed locally, no request is sent.
+    #[arg(long, value_name = "DURATION")]
+    pub sign: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    #[value(alias = "ndjson")]
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+impl From<ExportFormat> for OutputFormat {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Jsonl => OutputFormat::Ndjson,
+            ExportFormat::Csv => OutputFormat::Csv,
+            ExportFormat::Parquet => OutputFormat::Parquet,
+        }
+    }
+}
+
+/// Whether an error in the chain is the user's to fix (exit code 2).
+pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<QueryError>()
+        .is_some_and(QueryError::is_usage)
+}
+
+/// `wxcc sql`.
+pub async fn run_sql(args: SqlArgs) -> Result<()> {
+    let given = parse_assignments(&args.params)?;
+    let (sql, params) = match args.sql.strip_prefix('@') {
+        Some(name) => {
+            let q = query::find_saved_query(name)?;
+            (q.sql.to_string(), Some(q.bind(&given)?))
+        }
+        None => {
+            let params = (!given.is_empty()).then(|| bind_text(&given));
+            (args.sql, params)
+        }
+    };
+    execute(args.data, &sql, params, args.result).await
+}
+
+/// `wxcc query list|run`.
+pub async fn run_query(args: QueryArgs) -> Result<()> {
+    match args.command {
+        QueryCommand::List => {
+            print!("{}", list_text());
+            Ok(())
+        }
+        QueryCommand::Run(run) => {
+            let q = query::find_saved_query(&run.name)?;
+            let params = q.bind(&parse_assignments(&run.params)?)?;
+            execute(run.data, q.sql, Some(params), run.result).await
+        }
+    }
+}
+
+/// `wxcc export`.
+pub async fn run_export(args: ExportArgs) -> Result<()> {
+    let given = parse_assignments(&args.params)?;
+    let (selection_sql, params) = match (args.sql, args.query.as_deref()) {
+        (Some(sql), _) => {
+            let params = (!given.is_empty()).then(|| bind_text(&given));
+            (sql, params)
+        }
+        (None, name) => {
+            let q = query::find_saved_query(name.unwrap_or(DEFAULT_EXPORT_QUERY))?;
+            (q.sql.to_string(), Some(q.bind(&given)?))
+        }
+    };
+    let sign = args.sign.as_deref().map(export::parse_ttl).transpose()?;
+    let format = OutputFormat::from(args.format);
+    let destination = Destination::parse(args.output.as_deref())?;
+    destination.check_format(format)?;
+    let lake = open_lake(args.data)?;
+    let session = QuerySession::open(&lake).await?;
+    let request = ExportRequest {
+        selection_sql,
+        params,
+        sign,
+    };
+    let jobs = query::export_jobs(&session, &lake, &request).await?;
+    let rows = query::write_stream(jobs, format, &destination).await?;
+    tracing::info!(rows, signed = sign.is_some(), "export written");
+    Ok(())
+}
+
+async fn execute(
+    data: DataArgs,
+    sql: &str,
+    params: Option<datafusion::common::ParamValues>,
+    result: ResultArgs,
+) -> Result<()> {
+    let format = OutputFormat::from(result.format);
+    let destination = Destination::parse(result.output.as_deref())?;
+    // Refuse binary-to-terminal before any work is done.
+    destination.check_format(format)?;
+    let lake = open_lake(data)?;
+    let session = QuerySession::open(&lake).await?;
+    let df = session.dataframe(sql, params).await?;
+    let stream = df.execute_stream().await.map_err(QueryError::Sql)?;
+    let rows = query::write_stream(stream, format, &destination).await?;
+    tracing::debug!(rows, "query results written");
+    Ok(())
+}
+
+fn open_lake(data: DataArgs) -> Result<Lake> {
+    let location = data
+        .data
+        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
+    Ok(Lake::open(&location)?)
+}
+
+/// `query list`: each query's name and description, then its parameters.
+fn list_text() -> String {
+    let mut out = String::new();
+    for q in query::saved_queries() {
+        out.push_str(&format!("{}\n    {}\n", q.name, q.description));
+        let rows: Vec<(String, String, &str)> = q
+            .params
+            .iter()
+            .map(|p| {
+                let default = match &p.default {
+                    ParamDefault::Required => "required".to_string(),
+                    ParamDefault::Null => "default NULL".to_string(),
+                    ParamDefault::Value(v) => format!("default {v}"),
+                };
+                let flag = format!("--param {}=<{}>", p.name, p.param_type);
+                (flag, default, p.description.as_str())
+            })
+            .collect();
+        let w1 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let w2 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        for (flag, default, description) in rows {
+            out.push_str(&format!("    {flag:w1$}  {default:w2$}  {description}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_shows_every_query_with_its_parameters() {
+        let text = list_text();
+        for q in query::saved_queries() {
+            assert!(
+                text.contains(q.name) && text.contains(q.description),
+                "{}",
+                q.name
+            );
+        }
+        assert!(
+            text.contains("--param since=<DATE>  default 1970-01-01"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--param queue=<TEXT>  default NULL"),
+            "{text}"
+        );
+    }
+}

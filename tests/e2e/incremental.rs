@@ -1,0 +1,93 @@
+//! Scheduled runs without dates: continue from the watermark, re-read the look-back window,
+//! and follow a world that changes between runs (calls close, late recordings appear, new calls
+//! arrive).
+
+use chrono::{Duration, Utc};
+
+use crate::util::{sim_env, start_sim, strings, text, wxcc};
+use wxcc::sim::{SimConfig, Simulator};
+
+fn expected_tasks(sim: &Simulator) -> Vec<String> {
+    let mut v: Vec<String> = sim
+        .world()
+        .tasks_as_of(sim.now())
+        .iter()
+        .map(|t| {
+            let cap = t
+                .capture_requested
+                .map_or("null".to_string(), |c| c.to_string());
+            format!("{} {} {cap}", t.id, t.status)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected_recordings(sim: &Simulator) -> Vec<String> {
+    let mut v: Vec<String> = sim
+        .world()
+        .recordings_available_at(sim.now())
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn scheduled_run(sim: &Simulator, dir: &std::path::Path, out: &str) {
+    let output = wxcc(&["sync", "--output", out], &sim_env(sim), dir).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+const TASKS_SQL: &str = "SELECT task_id || ' ' || status || ' ' || \
+     coalesce(CAST(capture_requested AS VARCHAR), 'null') FROM tasks ORDER BY 1";
+const STORED_SQL: &str = "SELECT recording_id FROM manifest WHERE status = 'stored' ORDER BY 1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_follow_a_changing_world() {
+    let today = Utc::now().date_naive();
+    let sim = start_sim(SimConfig {
+        seed: 11,
+        start: today - Duration::days(2),
+        days: 3,
+        calls_per_day: 80,
+        median_call_secs: 4,
+        max_call_secs: 30,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Re-read four days each run so every late change of this small world is in reach.
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[sync]\nlookback_hours = 96\n",
+    )
+    .unwrap();
+    let out = dir.path().join("lake");
+    let loc = out.to_str().unwrap();
+
+    sim.set_now(Utc::now() - Duration::hours(6));
+    scheduled_run(&sim, dir.path(), loc).await;
+    let first_tasks = expected_tasks(&sim);
+    assert_eq!(strings(loc, TASKS_SQL).await, first_tasks);
+    assert_eq!(strings(loc, STORED_SQL).await, expected_recordings(&sim));
+
+    // Six hours later: open calls closed, late captures appeared, new calls arrived.
+    sim.set_now(Utc::now());
+    scheduled_run(&sim, dir.path(), loc).await;
+    let second_tasks = expected_tasks(&sim);
+    assert!(second_tasks.len() > first_tasks.len(), "new calls arrived");
+    assert_ne!(
+        first_tasks
+            .iter()
+            .filter(|t| second_tasks.contains(t))
+            .count(),
+        first_tasks.len(),
+        "some tasks changed state"
+    );
+    assert_eq!(strings(loc, TASKS_SQL).await, second_tasks);
+    assert_eq!(strings(loc, STORED_SQL).await, expected_recordings(&sim));
+    let state = out.join("_state");
+    assert!(state.exists(), "the watermark lives in the output store");
+    sim.shutdown().await;
+}

@@ -1,0 +1,545 @@
+//! `wxcc sql`, `wxcc query` and `wxcc export` on a small lake written with the lake API, and the
+//! same lake read by other engines (pyarrow and DuckDB) through Python.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use wxcc::lake::{
+    AudioFactsRow, CaptureRow, Lake, ManifestRow, Table, TaskRow, audio_facts_batch,
+    captures_batch, manifest_batch, tasks_batch,
+};
+
+use crate::s3::test_python;
+use crate::util::{text, wxcc};
+
+const ORG: &str = "0a1b2c3d-0000-4000-8000-000000000001";
+const USAGE: i32 = 2;
+
+fn ms(date: &str, hour: u32) -> i64 {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .expect("date")
+        .and_hms_opt(hour, 0, 0)
+        .expect("time")
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// Two days, three calls per day on two queues, one main recording each (stored), facts for all.
+async fn write_lake(dir: &Path) -> Lake {
+    let lake = Lake::open(dir.to_str().expect("utf8")).expect("lake");
+    for date in ["2026-01-05", "2026-01-06"] {
+        let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("date");
+        let (mut tasks, mut caps, mut man, mut facts) = (vec![], vec![], vec![], vec![]);
+        for (i, queue) in ["Support", "Sales", "Support"].into_iter().enumerate() {
+            let hour = 9 + u32::try_from(i).expect("small");
+            let id = format!("task-{date}-{i}");
+            let rec = format!("rec-{date}-{i}");
+            tasks.push(TaskRow {
+                task_id: id.clone(),
+                channel_type: Some("telephony".into()),
+                status: Some(if i == 1 { "abandoned" } else { "completed" }.into()),
+                created_time: ms(date, hour),
+                capture_requested: Some(true),
+                queue_name: Some(queue.into()),
+                owner_name: Some("Alice".into()),
+                ..TaskRow::default()
+            });
+            caps.push(CaptureRow {
+                task_id: id.clone(),
+                recording_id: rec.clone(),
+                call_type: Some("main".into()),
+                start_time: Some(ms(date, hour)),
+                stop_time: Some(ms(date, hour) + 60_000),
+                channel1: Some("Agent".into()),
+                channel2: Some("Caller".into()),
+                participants: vec!["agent-1".into()],
+                ..CaptureRow::default()
+            });
+            man.push(ManifestRow {
+                task_id: id.clone(),
+                recording_id: rec.clone(),
+                object_uri: lake.uri(&lake.path(&format!("audio/{ORG}/{id}/{rec}.wav"))),
+                size_bytes: Some(960_044),
+                sha256: Some("cd".repeat(32)),
+                content_type: Some("audio/wav".into()),
+                status: "stored".into(),
+                error: None,
+            });
+            facts.push(AudioFactsRow {
+                task_id: id,
+                recording_id: rec,
+                status: "ok".into(),
+                sample_rate: Some(8000),
+                channels: Some(2),
+                duration_ms: Some(60_000),
+                expected_duration_ms: Some(60_000),
+                channel1_label: Some("Agent".into()),
+                channel2_label: Some("Caller".into()),
+                ch1_talk_ms: Some(20_000),
+                ch2_talk_ms: Some(30_000),
+                ch1_rms_dbfs: Some(-21.5),
+                ..AudioFactsRow::default()
+            });
+        }
+        let batches = [
+            (Table::Tasks, tasks_batch(&tasks)),
+            (Table::Captures, captures_batch(&caps)),
+            (Table::Manifest, manifest_batch(&man)),
+            (Table::AudioFacts, audio_facts_batch(&facts)),
+        ];
+        for (table, batch) in batches {
+            lake.upsert_partition(table, ORG, d, batch.expect("batch"))
+                .await
+                .expect("upsert");
+        }
+    }
+    lake
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+async fn run(dir: &Path, args: &[&str]) -> Run {
+    let lake = dir.join("lake");
+    let mut all = args.to_vec();
+    all.extend(["--data", lake.to_str().expect("utf8")]);
+    let out = wxcc(&all, &HashMap::new(), dir).await;
+    Run {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: text(&out.stderr),
+    }
+}
+
+async fn ok(dir: &Path, args: &[&str]) -> String {
+    let r = run(dir, args).await;
+    assert_eq!(r.code, Some(0), "{args:?}\nstderr: {}", r.stderr);
+    text(&r.stdout)
+}
+
+async fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_lake(&dir.path().join("lake")).await;
+    dir
+}
+
+fn parquet_rows(bytes: Vec<u8>) -> usize {
+    ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .expect("valid parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch").num_rows())
+        .sum()
+}
+
+const PER_QUEUE: &str =
+    "SELECT queue_name, count(*) AS n FROM tasks GROUP BY queue_name ORDER BY queue_name";
+
+#[tokio::test]
+async fn sql_prints_each_text_format() {
+    let dir = setup().await;
+    let d = dir.path();
+    let table = ok(d, &["sql", PER_QUEUE]).await;
+    assert!(
+        table.contains("| queue_name |") && table.contains("| Support    | 4 |"),
+        "{table}"
+    );
+    let csv = ok(d, &["sql", PER_QUEUE, "--format", "csv"]).await;
+    assert_eq!(csv, "queue_name,n\nSales,2\nSupport,4\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(d, &["sql", PER_QUEUE, "--format", "json"]).await).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!([{"queue_name": "Sales", "n": 2}, {"queue_name": "Support", "n": 4}])
+    );
+    let ndjson = ok(d, &["sql", PER_QUEUE, "--format", "ndjson"]).await;
+    let lines: Vec<serde_json::Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["queue_name"], "Support");
+}
+
+#[tokio::test]
+async fn sql_writes_parquet_to_a_file_or_a_pipe_and_csv_to_a_file() {
+    let dir = setup().await;
+    let d = dir.path();
+    let out = d.join("out/result.parquet");
+    ok(
+        d,
+        &[
+            "sql",
+            "SELECT * FROM recordings",
+            "--format",
+            "parquet",
+            "--output",
+            out.to_str().expect("utf8"),
+        ],
+    )
+    .await;
+    assert_eq!(parquet_rows(std::fs::read(&out).expect("written")), 6);
+    // Standard output is a pipe here, so Parquet may go there.
+    let piped = run(d, &["sql", "SELECT * FROM tasks", "--format", "parquet"]).await;
+    assert_eq!(piped.code, Some(0), "{}", piped.stderr);
+    assert_eq!(parquet_rows(piped.stdout), 6);
+    let csv = d.join("result.csv");
+    let printed = ok(
+        d,
+        &[
+            "sql",
+            PER_QUEUE,
+            "--format",
+            "csv",
+            "--output",
+            csv.to_str().expect("utf8"),
+        ],
+    )
+    .await;
+    assert!(printed.is_empty(), "results go to the file only: {printed}");
+    assert_eq!(
+        std::fs::read_to_string(&csv).expect("csv"),
+        "queue_name,n\nSales,2\nSupport,4\n"
+    );
+}
+
+#[tokio::test]
+async fn explain_with_a_date_filter_lists_only_that_partitions_file() {
+    let dir = setup().await;
+    let plan = ok(
+        d(&dir),
+        &[
+            "sql",
+            "EXPLAIN SELECT * FROM recordings WHERE date = '2026-01-06'",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert!(
+        plan.contains("manifest/org_id=") && plan.contains("date=2026-01-06/part-0.parquet"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("date=2026-01-05"),
+        "other day not pruned: {plan}"
+    );
+}
+
+fn d(dir: &tempfile::TempDir) -> &Path {
+    dir.path()
+}
+
+#[tokio::test]
+async fn query_list_names_each_query_with_its_description_and_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = wxcc(&["query", "list"], &HashMap::new(), dir.path()).await;
+    assert_eq!(out.status.code(), Some(0));
+    let list = text(&out.stdout);
+    for q in wxcc::query::saved_queries() {
+        assert!(
+            list.contains(q.name) && list.contains(q.description),
+            "{}",
+            q.name
+        );
+    }
+    assert!(
+        list.contains("--param since=<DATE>  default 1970-01-01"),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn query_run_binds_parameters_and_a_hostile_value_matches_nothing() {
+    let dir = setup().await;
+    let d = d(&dir);
+    let all = ok(
+        d,
+        &[
+            "query",
+            "run",
+            "recordings_to_transcribe",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert_eq!(all.lines().count(), 7, "{all}");
+    let some = ok(
+        d,
+        &[
+            "query",
+            "run",
+            "recordings_to_transcribe",
+            "--format",
+            "csv",
+            "--param",
+            "since=2026-01-06",
+            "--param",
+            "queue=Support",
+        ],
+    )
+    .await;
+    assert_eq!(some.lines().count(), 3, "{some}");
+    let hostile = ok(
+        d,
+        &[
+            "query",
+            "run",
+            "recordings_to_transcribe",
+            "--format",
+            "csv",
+            "--param",
+            "queue=x'; DROP TABLE tasks; --",
+        ],
+    )
+    .await;
+    assert_eq!(hostile.lines().count(), 1, "only the header: {hostile}");
+    // `sql @name` still runs saved queries, with the same parameters.
+    let at = ok(
+        d,
+        &[
+            "sql",
+            "@recordings_to_transcribe",
+            "--format",
+            "csv",
+            "--param",
+            "since=2026-01-06",
+        ],
+    )
+    .await;
+    assert_eq!(at.lines().count(), 4, "{at}");
+    assert_eq!(
+        ok(
+            d,
+            &["sql", "SELECT count(*) AS n FROM tasks", "--format", "csv"]
+        )
+        .await,
+        "n\n6\n"
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_and_unknown_queries_are_usage_errors() {
+    let dir = setup().await;
+    let d = d(&dir);
+    for (args, needle) in [
+        (
+            vec![
+                "query",
+                "run",
+                "recordings_to_transcribe",
+                "--param",
+                "since=yesterday",
+            ],
+            "expected a DATE",
+        ),
+        (
+            vec![
+                "query",
+                "run",
+                "recordings_to_transcribe",
+                "--param",
+                "colour=blue",
+            ],
+            "unknown parameter `colour`",
+        ),
+        (
+            vec!["query", "run", "no_such_query"],
+            "available: recordings_to_transcribe",
+        ),
+        (
+            vec!["export", "--sign", "1h"],
+            "pre-signed URLs need an S3, GCS or Azure store",
+        ),
+        (
+            vec!["export", "--sql", "SELECT task_id FROM tasks"],
+            "org_id, recording_id",
+        ),
+    ] {
+        let r = run(d, &args).await;
+        assert_eq!(r.code, Some(USAGE), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[tokio::test]
+async fn export_writes_the_same_job_list_on_every_run() {
+    let dir = setup().await;
+    let d = d(&dir);
+    let first = ok(d, &["export"]).await;
+    let jobs: Vec<serde_json::Value> = first
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(jobs.len(), 6);
+    let job = &jobs[0];
+    assert_eq!(job["task_id"], "task-2026-01-05-0");
+    assert!(
+        job["object_uri"]
+            .as_str()
+            .expect("uri")
+            .ends_with("/rec-2026-01-05-0.wav")
+    );
+    // Agent on channel 1, caller on channel 2, for diarization.
+    assert_eq!(
+        (
+            job["caller_channel"].as_i64(),
+            job["agent_channel"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(job["duration_ms"], 60_000);
+    assert!(job["url"].is_null() && job["language"].is_null());
+    assert_eq!(
+        ok(d, &["export"]).await,
+        first,
+        "re-running gives the same list"
+    );
+
+    let sales = ok(
+        d,
+        &[
+            "export",
+            "--query",
+            "recordings_to_transcribe",
+            "--param",
+            "queue=Sales",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert_eq!(sales.lines().count(), 3, "{sales}");
+    let custom = ok(
+        d,
+        &[
+            "export",
+            "--sql",
+            "SELECT org_id, task_id, recording_id FROM recordings WHERE date = '2026-01-06'",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert_eq!(custom.lines().count(), 4, "{custom}");
+    let file = d.join("jobs.parquet");
+    ok(
+        d,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().expect("utf8"),
+        ],
+    )
+    .await;
+    assert_eq!(parquet_rows(std::fs::read(&file).expect("written")), 6);
+}
+
+const READ_WITH_OTHER_ENGINES: &str = r#"
+import json, sys
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+root, spec = sys.argv[1], json.loads(sys.argv[2])
+arrow_types = {
+    "string": [pa.string(), pa.large_string(), pa.string_view()],
+    "bool": [pa.bool_()],
+    "int64": [pa.int64()],
+    "float64": [pa.float64()],
+    "timestamp_ms": [pa.timestamp("ms", tz="UTC")],
+    "list<string>": [pa.list_(pa.string()), pa.list_(pa.large_string())],
+}
+duck_types = {
+    "string": ["VARCHAR"],
+    "bool": ["BOOLEAN"],
+    "int64": ["BIGINT"],
+    "float64": ["DOUBLE"],
+    "timestamp_ms": ["TIMESTAMP WITH TIME ZONE"],
+    "list<string>": ["VARCHAR[]"],
+}
+problems = []
+for table in spec:
+    name, rows, columns = table["name"], table["rows"], table["columns"]
+    path = f"{root}/{name}"
+    t = ds.dataset(path, format="parquet", partitioning="hive").to_table()
+    if t.num_rows != rows:
+        problems.append(f"pyarrow {name}: {t.num_rows} rows, expected {rows}")
+    for col, typ in columns.items():
+        if col in ("org_id", "date"):
+            ok = col in t.schema.names
+        else:
+            ok = col in t.schema.names and t.schema.field(col).type in arrow_types[typ]
+        if not ok:
+            got = t.schema.field(col).type if col in t.schema.names else "missing"
+            problems.append(f"pyarrow {name}.{col}: {got}, expected {typ}")
+    con = duckdb.connect()
+    src = f"read_parquet('{path}/*/*/*.parquet', hive_partitioning = true)"
+    n = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+    if n != rows:
+        problems.append(f"duckdb {name}: {n} rows, expected {rows}")
+    described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    for col, typ in columns.items():
+        allowed = duck_types[typ] + (["DATE"] if col == "date" else []) + (["UUID"] if col == "org_id" else [])
+        if described.get(col) not in allowed:
+            problems.append(f"duckdb {name}.{col}: {described.get(col)}, expected {typ}")
+    if name == "tasks":
+        first = con.execute(f"SELECT epoch_ms(min(created_time)) FROM {src}").fetchone()[0]
+        if first != table["first_created_ms"]:
+            problems.append(f"duckdb tasks.created_time: {first}, expected {table['first_created_ms']}")
+print("\n".join(problems) if problems else "ok")
+sys.exit(1 if problems else 0)
+"#;
+
+#[tokio::test]
+async fn lake_reads_unchanged_with_pyarrow_and_duckdb() {
+    let Some(python) = test_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("lake");
+    write_lake(&root).await;
+    let spec: Vec<serde_json::Value> = Table::ALL
+        .into_iter()
+        .map(|t| {
+            let columns: serde_json::Map<String, serde_json::Value> = t
+                .def()
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.column_type.name().into()))
+                .collect();
+            serde_json::json!({
+                "name": t.name(),
+                "rows": 6,
+                "columns": columns,
+                "first_created_ms": ms("2026-01-05", 9),
+            })
+        })
+        .collect();
+    let spec = serde_json::to_string(&spec).expect("spec");
+    let out = tokio::process::Command::new(&python)
+        .args([
+            "-c",
+            READ_WITH_OTHER_ENGINES,
+            root.to_str().expect("utf8"),
+            &spec,
+        ])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "other engines disagree with the lake:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

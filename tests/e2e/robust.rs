@@ -1,0 +1,122 @@
+//! Sync under a flaky API and under `kill -9`: the dataset must come out the same.
+
+use std::time::Duration;
+
+use crate::sync::sync;
+use crate::util::{TABLES, dump, query, sim_env, small_world, start_sim, text, wxcc_command};
+use wxcc::sim::SimConfig;
+
+async fn dumps(loc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, order) in TABLES {
+        out.push(dump(loc, t, order).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_leave_the_dataset_identical_to_a_clean_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean_out = dir.path().join("clean");
+    let clean = start_sim(small_world()).await;
+    sync(&clean, &clean_out).await;
+    clean.shutdown().await;
+
+    let faulty = start_sim(SimConfig {
+        error_rate: 0.1,
+        truncate_rate: 0.2,
+        url_ttl: Some(Duration::from_secs(1)),
+        access_token_ttl: Duration::from_secs(3),
+        ..small_world()
+    })
+    .await;
+    let faulty_out = dir.path().join("faulty");
+    let summary = sync(&faulty, &faulty_out).await;
+    let stats = faulty.stats();
+    assert!(
+        stats.truncated_downloads > 0,
+        "the faults were exercised: {stats:?}"
+    );
+    assert!(summary["api"]["retries"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["token_refreshes"].as_u64().unwrap() > 1,
+        "{summary}"
+    );
+    assert_eq!(
+        dumps(faulty_out.to_str().unwrap()).await,
+        dumps(clean_out.to_str().unwrap()).await
+    );
+    faulty.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_rerun_to_the_same_dataset_without_redownloading() {
+    let cfg = SimConfig {
+        median_call_secs: 20,
+        max_call_secs: 120,
+        ..small_world()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let reference = start_sim(cfg.clone()).await;
+    let ref_out = dir.path().join("reference");
+    sync(&reference, &ref_out).await;
+    reference.shutdown().await;
+
+    let sim = start_sim(cfg).await;
+    let out = dir.path().join("crashed");
+    let out_s = out.to_str().unwrap().to_owned();
+    let (from, to) = ("2026-01-05", "2026-01-07");
+    let args = [
+        "sync",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--output",
+        out_s.as_str(),
+    ];
+    // Deterministic pseudo-random kill points between 0.05 s and 2.5 s into a run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let trials = 6;
+    for _ in 0..trials {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(50 + (seed >> 33) % 2450);
+        let mut child = wxcc_command(&args, &sim_env(&sim), dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::select! {
+            _ = child.wait() => {}
+            _ = tokio::time::sleep(delay) => {
+                child.start_kill().unwrap(); // SIGKILL: no cleanup runs
+                child.wait().await.unwrap();
+            }
+        }
+    }
+    let last = wxcc_command(&args, &sim_env(&sim), dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(last.status.success(), "{}", text(&last.stderr));
+
+    assert_eq!(dumps(&out_s).await, dumps(ref_out.to_str().unwrap()).await);
+    for (table, key) in TABLES {
+        let sql = format!("SELECT count(*) - count(DISTINCT ({key})) FROM {table}");
+        let dupes = query(&out_s, &sql).await;
+        let col = dupes[0].column(0);
+        let n = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(col).value(0);
+        assert_eq!(n, 0, "duplicates in {table}");
+    }
+    // Each kill may cut at most `download_concurrency` transfers short; everything completed
+    // before a kill must not be fetched again.
+    let recordings = sim.world().recordings().len() as u64;
+    let downloads = sim.stats().downloads;
+    assert!(
+        downloads <= recordings + trials * 8,
+        "{downloads} downloads for {recordings} recordings over {trials} kills"
+    );
+    sim.shutdown().await;
+}

@@ -1,0 +1,150 @@
+//! Sync into a real S3-compatible server (moto, from PyPI) on a free loopback port.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{sim_env, small_world, start_sim, text, wxcc};
+
+/// The Python the test script prepared (`WXCC_TEST_PYTHON`), or `None` to skip locally. In CI
+/// a missing tool is a failure, not a skip.
+pub fn test_python() -> Option<String> {
+    match std::env::var("WXCC_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("WXCC_TEST_PYTHON is not set: run the suite through scripts/test.sh")
+        }
+        _ => {
+            eprintln!("skipping: WXCC_TEST_PYTHON not set (scripts/test.sh sets it up)");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A moto S3 server for one test; killed on drop.
+struct Moto {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start(python: &str) -> Moto {
+        let port = free_port();
+        let child = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("moto server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(&endpoint).send().await.is_ok() {
+                return Moto { child, endpoint };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("moto did not come up on {endpoint}");
+    }
+
+    async fn create_bucket(&self, bucket: &str) {
+        let resp = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "create bucket: {}",
+            resp.status()
+        );
+    }
+
+    fn env(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("AWS_ENDPOINT".into(), self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ])
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
+    let Some(python) = test_python() else { return };
+    let moto = Moto::start(&python).await;
+    moto.create_bucket("wxcc-test").await;
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend(moto.env());
+    let lake = "s3://wxcc-test/exports/lake";
+    let out = wxcc(
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-07",
+            "--output",
+            lake,
+        ],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+
+    let sums = wxcc(
+        &[
+            "sql",
+            "--data",
+            lake,
+            "--format",
+            "csv",
+            "SELECT recording_id, sha256, object_uri FROM manifest WHERE status = 'stored' ORDER BY 1",
+        ],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert!(sums.status.success(), "stderr: {}", text(&sums.stderr));
+    let csv = text(&sums.stdout);
+    let world = sim.world();
+    let recordings = world.recordings();
+    assert_eq!(csv.lines().count(), recordings.len() + 1, "{csv}");
+    for r in recordings {
+        let line = format!(
+            "{},{},s3://wxcc-test/exports/lake/audio/",
+            r.id,
+            world.wav_sha256(r)
+        );
+        assert!(csv.contains(&line), "{line} missing from:\n{csv}");
+    }
+    sim.shutdown().await;
+}
