@@ -56,6 +56,14 @@ pub enum ConfigError {
         "bad {name} {value:?}: expected a date YYYY-MM-DD (UTC midnight) or an RFC 3339 time such as 2026-01-05T10:00:00Z"
     )]
     BadTime { name: &'static str, value: String },
+    #[error(
+        "org {0} has no token of its own, but several orgs are configured: a WXCC_REFRESH_TOKEN or \
+         WXCC_ACCESS_TOKEN would be sent to every org. Give each [[orgs]] entry its token, or run \
+         `wxcc auth login` once per org"
+    )]
+    SharedToken(String),
+    #[error("org {0} is not among the [[orgs]] of the configuration file")]
+    UnknownOrg(String),
     #[error("--to needs --from: give the start of the range to backfill")]
     MissingFrom,
     #[error("--from ({from}) must be before --to ({to})")]
@@ -106,6 +114,23 @@ pub struct FileConfig {
     pub redirect_uri: Option<String>,
     #[serde(default)]
     pub sync: SyncFileConfig,
+    /// Several organizations (and regions) synced by one run, each with its own state and token.
+    #[serde(default)]
+    pub orgs: Vec<OrgFileConfig>,
+}
+
+/// One `[[orgs]]` entry: its values override the top-level ones for that org.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgFileConfig {
+    pub org_id: String,
+    pub region: Option<String>,
+    pub api_base_url: Option<String>,
+    pub oauth_base_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
 }
 
 /// `[sync]` table of `wxcc.toml`.
@@ -189,6 +214,36 @@ impl Overrides {
             redirect_uri: get("WXCC_REDIRECT_URI"),
             default_token_dir: default_token_dir(env),
         }
+    }
+
+    /// The values for one `[[orgs]]` entry: what the entry sets wins. A token shared by every
+    /// org (from the environment or the top level) would be sent to the wrong org, so several
+    /// orgs must each bring their own (entry, or token store via `wxcc auth login`).
+    pub fn for_org(&self, org: &OrgFileConfig, several: bool) -> Result<Overrides> {
+        if several
+            && org.refresh_token.is_none()
+            && org.access_token.is_none()
+            && (self.refresh_token.is_some() || self.access_token.is_some())
+        {
+            return Err(ConfigError::SharedToken(org.org_id.clone()));
+        }
+        let entry = Overrides {
+            org_id: Some(org.org_id.clone()),
+            region: org.region.clone(),
+            api_base_url: org.api_base_url.clone(),
+            oauth_base_url: org.oauth_base_url.clone(),
+            client_id: org.client_id.clone(),
+            client_secret: org.client_secret.clone(),
+            refresh_token: org.refresh_token.clone(),
+            access_token: org.access_token.clone(),
+            ..Default::default()
+        };
+        // A region in the entry must not be shadowed by a top-level API URL.
+        let mut base = self.clone();
+        if org.region.is_some() && org.api_base_url.is_none() {
+            base.api_base_url = None;
+        }
+        Ok(entry.over(base))
     }
 
     /// `self` wins field by field over `lower`.
@@ -618,5 +673,26 @@ mod tests {
             "{err}"
         );
         assert!(time_range(t, d).is_err());
+    }
+
+    #[test]
+    fn several_orgs_refuse_a_shared_token_and_keep_their_own_region() {
+        let file = FileConfig::parse(
+            "region = \"us1\"\n[[orgs]]\norg_id = \"a\"\n[[orgs]]\norg_id = \"b\"\nregion = \"eu1\"\n",
+        )
+        .unwrap();
+        let orgs = file.orgs.clone();
+        let mut base: Overrides = file.into();
+        let b =
+            Config::resolve(base.for_org(&orgs[1], true).unwrap(), &Default::default()).unwrap();
+        assert_eq!(b.api_base_url.as_str(), "https://api.wxcc-eu1.cisco.com/");
+        assert_eq!(b.org_id.as_deref(), Some("b"));
+        base.refresh_token = Some("from-env".into());
+        let err = base.for_org(&orgs[0], true).unwrap_err().to_string();
+        assert!(err.contains("auth login"), "{err}");
+        assert!(
+            base.for_org(&orgs[0], false).is_ok(),
+            "one org may use the env token"
+        );
     }
 }

@@ -7,12 +7,14 @@ mod query;
 mod sim;
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use chrono::{Duration, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing::Instrument;
 
 use crate::api::ApiError;
 use crate::auth::AuthError;
@@ -199,9 +201,27 @@ fn auth_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a AuthEr
 }
 
 /// Layers wxcc.toml < environment < flags.
-fn load_config(config_path: Option<PathBuf>, flags: Overrides) -> Result<Config> {
-    let (values, sync_file) = load_layers(config_path, flags)?;
-    Ok(Config::resolve(values, &sync_file)?)
+/// One configuration per organization to sync: the `[[orgs]]` of wxcc.toml (only the one named
+/// by --org-id / WXCC_ORG_ID when given), or the single top-level org.
+fn load_org_configs(config_path: Option<PathBuf>, flags: Overrides) -> Result<Vec<Config>> {
+    let (values, sync_file, orgs) = load_file_layers(config_path, flags)?;
+    if orgs.is_empty() {
+        return Ok(vec![Config::resolve(values, &sync_file)?]);
+    }
+    let selected: Vec<&config::OrgFileConfig> = match &values.org_id {
+        Some(wanted) if orgs.iter().any(|o| &o.org_id == wanted) => {
+            orgs.iter().filter(|o| &o.org_id == wanted).collect()
+        }
+        Some(wanted) if orgs.len() > 1 => {
+            return Err(ConfigError::UnknownOrg(wanted.clone()).into());
+        }
+        _ => orgs.iter().collect(),
+    };
+    let several = selected.len() > 1;
+    selected
+        .into_iter()
+        .map(|org| Ok(Config::resolve(values.for_org(org, several)?, &sync_file)?))
+        .collect()
 }
 
 /// The merged values of wxcc.toml < environment < flags, and the file's `[sync]` table.
@@ -209,16 +229,30 @@ fn load_layers(
     config_path: Option<PathBuf>,
     flags: Overrides,
 ) -> Result<(Overrides, config::SyncFileConfig)> {
+    let (values, sync, _) = load_file_layers(config_path, flags)?;
+    Ok((values, sync))
+}
+
+fn load_file_layers(
+    config_path: Option<PathBuf>,
+    flags: Overrides,
+) -> Result<(
+    Overrides,
+    config::SyncFileConfig,
+    Vec<config::OrgFileConfig>,
+)> {
     let (path, explicit) = match config_path {
         Some(p) => (p, true),
         None => (PathBuf::from("wxcc.toml"), false),
     };
     let file = FileConfig::load(&path, explicit)?;
     let sync_file = file.sync.clone();
+    let orgs = file.orgs.clone();
     let env: HashMap<String, String> = std::env::vars().collect();
     Ok((
         flags.over(Overrides::from_env(&env).over(file.into())),
         sync_file,
+        orgs,
     ))
 }
 
@@ -234,16 +268,56 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         .map(|t| config::parse_time("--to", t))
         .transpose()?;
     let flags = Overrides {
-        region: args.connection.region,
-        api_base_url: args.connection.api_base_url,
-        oauth_base_url: args.connection.oauth_base_url,
-        org_id: args.connection.org_id,
-        output: args.output,
+        region: args.connection.region.clone(),
+        api_base_url: args.connection.api_base_url.clone(),
+        oauth_base_url: args.connection.oauth_base_url.clone(),
+        org_id: args.connection.org_id.clone(),
+        output: args.output.clone(),
         rate_limit_per_minute: args.rate_limit,
         download_concurrency: args.concurrency,
         ..Default::default()
     };
-    let cfg = load_config(config_path, flags)?;
+    let configs = load_org_configs(config_path, flags)?;
+    let mut codes = Vec::with_capacity(configs.len());
+    for cfg in &configs {
+        let org = cfg.org_id.as_deref().unwrap_or("(from token)");
+        let span = tracing::info_span!("org", org);
+        let outcome = sync_org(cfg, from, to, &args).instrument(span).await;
+        codes.push(match outcome {
+            Ok(summary) => {
+                print_summary(&summary)?;
+                if summary.is_partial() {
+                    exit::PARTIAL
+                } else {
+                    exit::OK
+                }
+            }
+            // One org failing does not stop the others; a single org fails as usual.
+            Err(err) if configs.len() > 1 => {
+                eprintln!("error: org {org}: {err:#}");
+                exit_code(&err)
+            }
+            Err(err) => return Err(err),
+        });
+    }
+    Ok(combine_exit_codes(&codes))
+}
+
+/// Several orgs: all fine → 0; all failed alike → that code; any mix → 4 (partial).
+fn combine_exit_codes(codes: &[u8]) -> u8 {
+    match codes {
+        [] => exit::OK,
+        [first, rest @ ..] if rest.iter().all(|c| c == first) => *first,
+        _ => exit::PARTIAL,
+    }
+}
+
+async fn sync_org(
+    cfg: &Config,
+    from: Option<chrono::DateTime<Utc>>,
+    to: Option<chrono::DateTime<Utc>>,
+    args: &SyncArgs,
+) -> Result<SyncSummary> {
     let range = match (from, to) {
         (None, None) => SyncRange::Incremental {
             lookback: Duration::hours(i64::from(cfg.lookback_hours)),
@@ -256,8 +330,18 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
             SyncRange::Explicit { from, to }
         }
     };
-    let mut ctx = SyncContext::from_config(&cfg)?;
+    let mut ctx = SyncContext::from_config(cfg)?;
     ctx.verify_checksums = args.verify_checksums;
+    if std::io::stderr().is_terminal() && !args.dry_run {
+        // Days done of the range; indicatif draws nothing when stderr is not a terminal.
+        ctx.progress = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} days  {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        ctx.progress
+            .enable_steady_tick(std::time::Duration::from_millis(200));
+    }
     let opts = SyncOptions {
         range,
         download_concurrency: cfg.download_concurrency,
@@ -265,17 +349,26 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         dry_run: args.dry_run,
     };
     tracing::info!(output = %ctx.lake.url(), "sync starting");
-    let summary = sync::run(&ctx, &opts).await?;
-    print_summary(&summary)?;
-    Ok(if summary.is_partial() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
+    let summary = sync::run(&ctx, &opts).await;
+    ctx.progress.finish_and_clear();
+    Ok(summary?)
 }
 
 /// The run summary as one JSON line on standard output, for schedulers to collect.
 fn print_summary(summary: &SyncSummary) -> Result<()> {
     println!("{}", serde_json::to_string(summary)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_orgs_report_partial_success_unless_all_agree() {
+        assert_eq!(combine_exit_codes(&[0, 0]), exit::OK);
+        assert_eq!(combine_exit_codes(&[0, 3]), exit::PARTIAL);
+        assert_eq!(combine_exit_codes(&[3, 3]), exit::REAUTHORIZE);
+        assert_eq!(combine_exit_codes(&[4]), exit::PARTIAL);
+    }
 }

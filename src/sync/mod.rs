@@ -85,6 +85,8 @@ pub struct SyncContext {
     pub verify_checksums: bool,
     /// Measure each recording as it streams in (`audio_facts` table).
     pub analyze_audio: bool,
+    /// Progress display; hidden unless the CLI attaches one to a terminal.
+    pub progress: indicatif::ProgressBar,
 }
 
 impl SyncContext {
@@ -105,6 +107,7 @@ impl SyncContext {
             retry,
             verify_checksums: false,
             analyze_audio: true,
+            progress: indicatif::ProgressBar::hidden(),
         })
     }
 }
@@ -197,12 +200,22 @@ async fn run_windows(
     windows: &[(DateTime<Utc>, DateTime<Utc>)],
     summary: &mut SyncSummary,
 ) -> Result<()> {
+    ctx.progress.set_length(windows.len() as u64);
     for (start, end) in windows {
+        ctx.progress
+            .set_message(format!("{} …", start.date_naive()));
         let span = tracing::info_span!("window", date = %start.date_naive());
         window::sync_window(ctx, org, *start, *end, opts.download_concurrency, summary)
             .instrument(span)
             .await?;
         summary.windows += 1;
+        ctx.progress.inc(1);
+        ctx.progress.set_message(format!(
+            "{} tasks, {} recordings stored, {:.1} MB",
+            summary.tasks,
+            summary.stored + summary.skipped_present,
+            summary.bytes as f64 / 1e6
+        ));
         state.advance(*end).await?;
         lock.renew().await?;
     }

@@ -91,3 +91,77 @@ async fn scheduled_runs_follow_a_changing_world() {
     assert!(state.exists(), "the watermark lives in the output store");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
+    use crate::util::small_world;
+    let a = start_sim(small_world()).await;
+    let b = start_sim(SimConfig {
+        seed: 99,
+        ..small_world()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |sim: &Simulator, refresh: &str, org: &str| {
+        let c = sim.credentials();
+        format!(
+            "[[orgs]]\norg_id = \"{org}\"\napi_base_url = \"{url}\"\noauth_base_url = \"{url}\"\n\
+             client_id = \"{id}\"\n\
+             client_secret = \"{secret}\"\nrefresh_token = \"{refresh}\"\n\n",
+            url = sim.base_url(),
+            id = c.client_id,
+            secret = c.client_secret,
+        )
+    };
+    let (org_a, org_b) = (
+        a.credentials().org_id.clone(),
+        b.credentials().org_id.clone(),
+    );
+    let toml = format!(
+        "{}{}{}",
+        entry(&a, &a.credentials().refresh_token, &org_a),
+        entry(
+            &b,
+            "revoked-long-ago",
+            "00000000-0000-4000-8000-000000000000"
+        ),
+        entry(&b, &b.credentials().refresh_token, &org_b),
+    );
+    std::fs::write(dir.path().join("wxcc.toml"), toml).unwrap();
+    let out = dir.path().join("lake");
+    let output = wxcc(
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-07",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &std::collections::HashMap::new(),
+        dir.path(),
+    )
+    .await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "partial success: {stderr}");
+    assert!(
+        stderr.contains("00000000-0000-4000-8000-000000000000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wxcc auth login"), "{stderr}");
+    let mut orgs = vec![org_a, org_b];
+    orgs.sort();
+    let loc = out.to_str().unwrap();
+    assert_eq!(
+        strings(loc, "SELECT DISTINCT org_id FROM tasks ORDER BY 1").await,
+        orgs
+    );
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        2,
+        "one summary per org that ran"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
