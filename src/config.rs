@@ -117,6 +117,11 @@ pub struct FileConfig {
     /// Several organizations (and regions) synced by one run, each with its own state and token.
     #[serde(default)]
     pub orgs: Vec<OrgFileConfig>,
+    /// object_store options for the output store, e.g. `aws_server_side_encryption = "aws:kms"`,
+    /// `aws_sse_kms_key_id`, `aws_endpoint`, `google_service_account`,
+    /// `azure_storage_account_name`. Applied over each cloud's standard environment variables.
+    #[serde(default)]
+    pub storage: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[[orgs]]` entry: its values override the top-level ones for that org.
@@ -186,6 +191,10 @@ pub struct Overrides {
     pub token_key: Option<String>,
     pub token_key_file: Option<String>,
     pub redirect_uri: Option<String>,
+    /// object_store options from `[storage]`.
+    pub storage_options: Vec<(String, String)>,
+    /// Storage endpoints from the environment (`AWS_ENDPOINT`, ...), checked for TLS.
+    pub storage_endpoints_env: Vec<String>,
     /// `$XDG_CONFIG_HOME/wxcc/tokens` or `~/.config/wxcc/tokens`, used when no layer names a
     /// token directory. Kept apart so a default from the environment never beats the file.
     pub default_token_dir: Option<PathBuf>,
@@ -213,6 +222,11 @@ impl Overrides {
             token_key_file: get("WXCC_TOKEN_KEY_FILE"),
             redirect_uri: get("WXCC_REDIRECT_URI"),
             default_token_dir: default_token_dir(env),
+            storage_options: Vec::new(),
+            storage_endpoints_env: ["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AZURE_STORAGE_ENDPOINT"]
+                .iter()
+                .filter_map(|k| get(k))
+                .collect(),
         }
     }
 
@@ -265,6 +279,18 @@ impl Overrides {
             token_key_file: self.token_key_file.or(lower.token_key_file),
             redirect_uri: self.redirect_uri.or(lower.redirect_uri),
             default_token_dir: self.default_token_dir.or(lower.default_token_dir),
+            storage_options: {
+                // Keys set here win; the lower layer fills in the rest.
+                let mut merged = lower.storage_options;
+                merged.retain(|(k, _)| !self.storage_options.iter().any(|(s, _)| s == k));
+                merged.extend(self.storage_options);
+                merged
+            },
+            storage_endpoints_env: if self.storage_endpoints_env.is_empty() {
+                lower.storage_endpoints_env
+            } else {
+                self.storage_endpoints_env
+            },
         }
     }
 }
@@ -301,6 +327,8 @@ impl From<FileConfig> for Overrides {
             token_key_file: f.token_key_file,
             redirect_uri: f.redirect_uri,
             default_token_dir: None,
+            storage_options: f.storage.into_iter().collect(),
+            storage_endpoints_env: Vec::new(),
         }
     }
 }
@@ -403,6 +431,8 @@ pub struct Config {
     pub lookback_hours: u32,
     /// How far back the first incremental run goes.
     pub initial_days: u32,
+    /// object_store options for the output store (`[storage]`).
+    pub storage_options: Vec<(String, String)>,
 }
 
 impl Config {
@@ -456,6 +486,10 @@ impl Config {
             url_expiration_minutes: url_expiration,
             lookback_hours: file_sync.lookback_hours.unwrap_or(24),
             initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
+            storage_options: {
+                check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
+                values.storage_options.clone()
+            },
         })
     }
 }
@@ -471,6 +505,30 @@ impl Config {
             redirect_uri: self.redirect_uri.clone(),
         }
     }
+}
+
+/// Recordings and call metadata only travel encrypted: a storage endpoint must be `https`,
+/// except on loopback (a local S3-compatible server for tests or development).
+fn check_storage_tls(options: &[(String, String)], env_endpoints: &[String]) -> Result<()> {
+    let from_options = options
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
+        .map(|(_, v)| v);
+    for endpoint in from_options.chain(env_endpoints) {
+        let url = Url::parse(endpoint).map_err(|e| ConfigError::BadUrl {
+            name: "storage endpoint",
+            value: endpoint.clone(),
+            reason: e.to_string(),
+        })?;
+        if url.scheme() != "https" && !is_loopback(&url) {
+            return Err(ConfigError::BadUrl {
+                name: "storage endpoint",
+                value: endpoint.clone(),
+                reason: "storage endpoints must use https unless they are on loopback".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The API host of a WxCC region.
@@ -693,6 +751,29 @@ mod tests {
         assert!(
             base.for_org(&orgs[0], false).is_ok(),
             "one org may use the env token"
+        );
+    }
+
+    #[test]
+    fn storage_endpoints_need_tls_off_loopback() {
+        let opts = |v: &str| vec![("aws_endpoint".to_string(), v.to_string())];
+        assert!(check_storage_tls(&opts("https://s3.example.com"), &[]).is_ok());
+        assert!(check_storage_tls(&opts("http://127.0.0.1:9000"), &[]).is_ok());
+        let err = check_storage_tls(&opts("http://minio.internal:9000"), &[]).unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        assert!(check_storage_tls(&[], &["http://10.0.0.5:9000".into()]).is_err());
+    }
+
+    #[test]
+    fn storage_table_passes_object_store_options_through() {
+        let file = FileConfig::parse(
+            "region = \"us1\"\n[storage]\naws_server_side_encryption = \"aws:kms\"\naws_sse_kms_key_id = \"k1\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file.into(), &Default::default()).unwrap();
+        assert!(
+            c.storage_options
+                .contains(&("aws_sse_kms_key_id".into(), "k1".into()))
         );
     }
 }

@@ -295,6 +295,23 @@ pub async fn hash_object(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<St
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn stored_objects_that_are_not_wav_get_a_clear_verdict_not_a_crash() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let path = Path::from("audio/o/t/r.wav");
+        store
+            .put(&path, b"<html>AccessDenied</html>".to_vec().into())
+            .await
+            .unwrap();
+        let verdict = analyze_object(&store, &path).await.unwrap();
+        assert!(
+            matches!(verdict, Err(facts::FactsError::NotWav(_))),
+            "{verdict:?}"
+        );
+        let hashed = hash_object(&store, &path).await.unwrap();
+        assert_eq!(hashed.size, 25);
+    }
+
     #[test]
     fn object_keys_are_built_from_plain_ids_only() {
         assert_eq!(

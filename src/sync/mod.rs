@@ -102,7 +102,7 @@ impl SyncContext {
         settings.retry = retry.clone();
         Ok(SyncContext {
             api: ApiClient::new(http, settings, tokens),
-            lake: Lake::open(&cfg.output)?,
+            lake: Lake::open_with_options(&cfg.output, cfg.storage_options.iter().cloned())?,
             media: net::media_http_client(),
             retry,
             verify_checksums: false,

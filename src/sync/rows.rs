@@ -214,3 +214,23 @@ pub async fn analysed_in_lake(
         .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned()))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_rows_carry_the_verdict_and_the_capture_labels() {
+        let rec: Recording = serde_json::from_str(
+            r#"{"id":"r1","attributes":{"startTime":1000,"stopTime":61000,
+                "channel1":"Caller","channel2":"Agent"}}"#,
+        )
+        .unwrap();
+        let bad = facts_row("t1", &rec, &Err(FactsError::Corrupt("cut short".into())));
+        assert_eq!(bad.status, status::CORRUPT);
+        assert!(bad.error.unwrap().contains("cut short"));
+        assert_eq!(bad.expected_duration_ms, Some(60_000));
+        assert_eq!(bad.channel1_label.as_deref(), Some("Caller"));
+        assert!(bad.duration_ms.is_none());
+    }
+}

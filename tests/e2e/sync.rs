@@ -236,3 +236,69 @@ async fn json_logs_are_one_object_per_line() {
     }
     sim.shutdown().await;
 }
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_audio_is_repaired_by_the_next_run() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    sync(&sim, &out).await;
+    let world = sim.world();
+    let org = world.org_id().to_owned();
+    let recs = world.recordings();
+    let path_of = |i: usize| {
+        out.join("audio")
+            .join(&org)
+            .join(&recs[i].task_id)
+            .join(format!("{}.wav", recs[i].id))
+    };
+    let (cut, flipped) = (path_of(0), path_of(1));
+    // One object cut short (size differs), one with a flipped byte (same size).
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&flipped, &bytes).unwrap();
+
+    let summary = sync(&sim, &out).await;
+    assert_eq!(
+        summary["stored"], 1,
+        "the size mismatch is repaired: {summary}"
+    );
+    assert_eq!(sha256_file(&cut), world.wav_sha256(recs[0]));
+    assert_ne!(
+        sha256_file(&flipped),
+        world.wav_sha256(recs[1]),
+        "same size: trusted"
+    );
+
+    let (from, to) = ("2026-01-05", "2026-01-07");
+    let output = wxcc(
+        &[
+            "sync",
+            "--verify-checksums",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        sha256_file(&flipped),
+        world.wav_sha256(recs[1]),
+        "checksum mismatch repaired"
+    );
+    sim.shutdown().await;
+}
