@@ -64,6 +64,12 @@ pub enum ConfigError {
     SharedToken(String),
     #[error("org {0} is not among the [[orgs]] of the configuration file")]
     UnknownOrg(String),
+    #[error(
+        "pii = \"hash\" needs a key: set WXCC_PII_KEY to a secret of at least 16 characters and keep it (the same key gives the same hashes)"
+    )]
+    PiiKey,
+    #[error("unknown pii setting {0:?}: use keep, hash or mask")]
+    BadPii(String),
     #[error("--to needs --from: give the start of the range to backfill")]
     MissingFrom,
     #[error("--from ({from}) must be before --to ({to})")]
@@ -147,6 +153,8 @@ pub struct SyncFileConfig {
     pub url_expiration_minutes: Option<u32>,
     pub lookback_hours: Option<u32>,
     pub initial_days: Option<u32>,
+    /// `keep` (default), `hash` (keyed, needs WXCC_PII_KEY) or `mask`.
+    pub pii: Option<String>,
 }
 
 impl FileConfig {
@@ -193,6 +201,10 @@ pub struct Overrides {
     pub redirect_uri: Option<String>,
     /// object_store options from `[storage]`.
     pub storage_options: Vec<(String, String)>,
+    /// `keep`, `hash` or `mask` for customer phone numbers and addresses.
+    pub pii: Option<String>,
+    /// Key of the PII hash (environment only: it is a secret).
+    pub pii_key: Option<String>,
     /// Storage endpoints from the environment (`AWS_ENDPOINT`, ...), checked for TLS.
     pub storage_endpoints_env: Vec<String>,
     /// `$XDG_CONFIG_HOME/wxcc/tokens` or `~/.config/wxcc/tokens`, used when no layer names a
@@ -223,6 +235,8 @@ impl Overrides {
             redirect_uri: get("WXCC_REDIRECT_URI"),
             default_token_dir: default_token_dir(env),
             storage_options: Vec::new(),
+            pii: get("WXCC_PII"),
+            pii_key: get("WXCC_PII_KEY"),
             storage_endpoints_env: ["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AZURE_STORAGE_ENDPOINT"]
                 .iter()
                 .filter_map(|k| get(k))
@@ -286,6 +300,8 @@ impl Overrides {
                 merged.extend(self.storage_options);
                 merged
             },
+            pii: self.pii.or(lower.pii),
+            pii_key: self.pii_key.or(lower.pii_key),
             storage_endpoints_env: if self.storage_endpoints_env.is_empty() {
                 lower.storage_endpoints_env
             } else {
@@ -328,6 +344,8 @@ impl From<FileConfig> for Overrides {
             redirect_uri: f.redirect_uri,
             default_token_dir: None,
             storage_options: f.storage.into_iter().collect(),
+            pii: f.sync.pii,
+            pii_key: None,
             storage_endpoints_env: Vec::new(),
         }
     }
@@ -433,6 +451,32 @@ pub struct Config {
     pub initial_days: u32,
     /// object_store options for the output store (`[storage]`).
     pub storage_options: Vec<(String, String)>,
+    /// What happens to customer phone numbers and addresses.
+    pub pii: PiiSetting,
+}
+
+/// Protection of customer contact data in the tables.
+#[derive(Debug, Clone, Default)]
+pub enum PiiSetting {
+    #[default]
+    Keep,
+    /// Keyed hash with this secret key.
+    Hash(SecretString),
+    Mask,
+}
+
+impl PiiSetting {
+    fn resolve(mode: Option<&str>, key: Option<&str>) -> Result<PiiSetting> {
+        match mode.map(|m| m.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("keep") => Ok(PiiSetting::Keep),
+            Some("mask") => Ok(PiiSetting::Mask),
+            Some("hash") => match key {
+                Some(k) if k.len() >= 16 => Ok(PiiSetting::Hash(SecretString::from(k.to_owned()))),
+                _ => Err(ConfigError::PiiKey),
+            },
+            Some(other) => Err(ConfigError::BadPii(other.to_owned())),
+        }
+    }
 }
 
 impl Config {
@@ -486,6 +530,7 @@ impl Config {
             url_expiration_minutes: url_expiration,
             lookback_hours: file_sync.lookback_hours.unwrap_or(24),
             initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
+            pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             storage_options: {
                 check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
                 values.storage_options.clone()

@@ -114,6 +114,9 @@ pub struct SyncArgs {
     /// Re-hash stored audio before trusting it (default: a matching size is enough).
     #[arg(long)]
     pub verify_checksums: bool,
+    /// Customer phone numbers and addresses: keep, hash (keyed with WXCC_PII_KEY) or mask.
+    #[arg(long, env = "WXCC_PII")]
+    pub pii: Option<String>,
     /// Output location: a path, file://, s3://, gs:// or az:// URL. Default ./wxcc-data.
     #[arg(long, short, env = "WXCC_OUTPUT")]
     pub output: Option<String>,
@@ -275,6 +278,7 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         output: args.output.clone(),
         rate_limit_per_minute: args.rate_limit,
         download_concurrency: args.concurrency,
+        pii: args.pii.clone(),
         ..Default::default()
     };
     let configs = load_org_configs(config_path, flags)?;

@@ -4,6 +4,7 @@
 //! Each window maps to exactly one `date=` partition per table and is upserted as a whole, so
 //! re-running any range is idempotent, and a run killed at any point is finished by the next.
 
+pub mod pii;
 mod rows;
 pub mod state;
 mod window;
@@ -17,7 +18,7 @@ use tracing::Instrument;
 
 use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings};
 use crate::auth::{AuthError, TokenProvider};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, PiiSetting};
 use crate::lake::{Lake, LakeError, ManifestRow};
 use crate::net::{self, RetryPolicy};
 use state::{OrgState, StateError};
@@ -85,6 +86,8 @@ pub struct SyncContext {
     pub verify_checksums: bool,
     /// Measure each recording as it streams in (`audio_facts` table).
     pub analyze_audio: bool,
+    /// Hash or mask customer phone numbers and addresses before they reach a table.
+    pub pii: pii::PiiMode,
     /// Progress display; hidden unless the CLI attaches one to a terminal.
     pub progress: indicatif::ProgressBar,
 }
@@ -107,6 +110,11 @@ impl SyncContext {
             retry,
             verify_checksums: false,
             analyze_audio: true,
+            pii: match &cfg.pii {
+                PiiSetting::Keep => pii::PiiMode::Keep,
+                PiiSetting::Mask => pii::PiiMode::Mask,
+                PiiSetting::Hash(key) => pii::PiiMode::Hash(key.clone()),
+            },
             progress: indicatif::ProgressBar::hidden(),
         })
     }

@@ -5,6 +5,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use chrono::NaiveDate;
 
+use super::pii::PiiMode;
 use crate::api::model::{Recording, Task};
 use crate::audio::facts::{AudioFacts, FactsError};
 use crate::audio::{self, AudioError, StoredAudio};
@@ -14,7 +15,7 @@ use crate::lake::{AudioFactsRow, CaptureRow, Lake, ManifestRow, Result, Table, T
 pub const STATUS_STORED: &str = "stored";
 pub const STATUS_FAILED: &str = "failed";
 
-pub fn task_rows(tasks: &[Task]) -> Vec<TaskRow> {
+pub fn task_rows(tasks: &[Task], pii: &PiiMode) -> Vec<TaskRow> {
     tasks
         .iter()
         .map(|t| {
@@ -30,8 +31,8 @@ pub fn task_rows(tasks: &[Task]) -> Vec<TaskRow> {
                 owner_name: a.owner.as_ref().and_then(|o| o.name.clone()),
                 queue_id: a.queue.as_ref().and_then(|q| q.id.clone()),
                 queue_name: a.queue.as_ref().and_then(|q| q.name.clone()),
-                origin: a.origin.clone(),
-                destination: a.destination.clone(),
+                origin: pii.apply_opt(&a.origin),
+                destination: pii.apply_opt(&a.destination),
                 direction: a.direction.clone(),
                 reason_code: a.reason_code.clone(),
             }
@@ -39,7 +40,7 @@ pub fn task_rows(tasks: &[Task]) -> Vec<TaskRow> {
         .collect()
 }
 
-pub fn capture_rows(recordings: &[(&str, &Recording)]) -> Vec<CaptureRow> {
+pub fn capture_rows(recordings: &[(&str, &Recording)], pii: &PiiMode) -> Vec<CaptureRow> {
     recordings
         .iter()
         .map(|(task_id, r)| {
@@ -54,7 +55,7 @@ pub fn capture_rows(recordings: &[(&str, &Recording)]) -> Vec<CaptureRow> {
                 stop_time: a.stop_time,
                 channel1: a.channel1.clone(),
                 channel2: a.channel2.clone(),
-                participants: a.participants.clone(),
+                participants: a.participants.iter().map(|p| pii.apply(p)).collect(),
                 sensitive: a.sensitive,
             }
         })

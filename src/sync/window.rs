@@ -118,12 +118,12 @@ pub(super) async fn sync_window(
             .await?;
     }
     if !recordings.is_empty() {
-        let batch = lake::captures_batch(&rows::capture_rows(&recordings))?;
+        let batch = lake::captures_batch(&rows::capture_rows(&recordings, &ctx.pii))?;
         lake.upsert_partition(Table::Captures, org, date, batch)
             .await?;
     }
     if !tasks.is_empty() {
-        let batch = lake::tasks_batch(&rows::task_rows(&tasks))?;
+        let batch = lake::tasks_batch(&rows::task_rows(&tasks, &ctx.pii))?;
         lake.upsert_partition(Table::Tasks, org, date, batch)
             .await?;
     }

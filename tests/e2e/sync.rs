@@ -302,3 +302,70 @@ async fn damaged_audio_is_repaired_by_the_next_run() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pii_hashing_keeps_numbers_joinable_but_unreadable() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let mut env = sim_env(&sim);
+    env.insert("WXCC_PII".into(), "hash".into());
+    env.insert("WXCC_PII_KEY".into(), "a-customer-kept-secret".into());
+    let output = wxcc(
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-07",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let loc = out.to_str().unwrap();
+    let origins = strings(
+        loc,
+        "SELECT origin FROM tasks WHERE channel_type = 'telephony'",
+    )
+    .await;
+    assert!(!origins.is_empty());
+    assert!(origins.iter().all(|o| o.starts_with("h:")), "{origins:?}");
+    // Joinable: the same caller hashes the same everywhere.
+    let world_origins: std::collections::HashSet<&str> = sim
+        .world()
+        .tasks()
+        .iter()
+        .map(|t| t.origin.as_str())
+        .collect();
+    for file in files(&out) {
+        let bytes = std::fs::read(&file).unwrap();
+        for number in world_origins.iter().filter(|o| o.starts_with('+')).take(20) {
+            assert!(
+                !bytes.windows(number.len()).any(|w| w == number.as_bytes()),
+                "{number} readable in {}",
+                file.display()
+            );
+        }
+    }
+    let without_key = wxcc(
+        &[
+            "sync",
+            "--pii",
+            "hash",
+            "--from",
+            "2026-01-05",
+            "--output",
+            loc,
+        ],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(without_key.status.code(), Some(2));
+    assert!(text(&without_key.stderr).contains("WXCC_PII_KEY"));
+    sim.shutdown().await;
+}
