@@ -20,6 +20,15 @@ if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb' >/dev/null 2>&1; then
 fi
 export WXCC_TEST_PYTHON="$VENV/bin/python"
 
+# Azurite (Azure Blob emulator) and Azure's SDK (to create a container) from the npm registry.
+NODE_DIR="${WXCC_TEST_NODE_DIR:-$HOME/.cache/wxcc-node}"
+if [ ! -x "$NODE_DIR/node_modules/.bin/azurite-blob" ] || [ ! -d "$NODE_DIR/node_modules/@azure/storage-blob" ]; then
+  echo "== installing test tools into $NODE_DIR (azurite, @azure/storage-blob)"
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent azurite@3 @azure/storage-blob@12
+fi
+export WXCC_TEST_NODE_MODULES="$NODE_DIR/node_modules"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

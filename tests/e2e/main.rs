@@ -2,6 +2,7 @@
 //! writing to temporary directories. One test binary (ripgrep's layout) so it links once.
 
 mod auth;
+mod azure;
 mod cli;
 mod incremental;
 mod query;

@@ -22,7 +22,7 @@ pub fn test_python() -> Option<String> {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .unwrap()
         .local_addr()
