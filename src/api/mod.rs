@@ -5,6 +5,8 @@
 //! Read-only by construction: the only calls are `GET /v1/tasks` and `POST /v1/captures/query`
 //! (a query, not a write).
 
+#[cfg(test)]
+mod mock_tests;
 pub mod model;
 mod tasks;
 

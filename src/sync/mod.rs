@@ -171,6 +171,7 @@ enum Outcome {
 /// Runs one sync: lock the org, sync each window, advance the watermark after each.
 pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
     let started = Instant::now();
+    let started_at = Utc::now();
     let org = resolve_org(ctx, opts).await?;
     let state = OrgState::new(&ctx.lake, &org);
     let (from, to) = resolve_range(&opts.range, &state).await?;
@@ -196,6 +197,7 @@ pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    state.record_run(started_at, &summary).await?;
     Ok(summary)
 }
 

@@ -96,6 +96,7 @@ fn host_name() -> String {
 pub struct OrgState {
     store: Arc<dyn ObjectStore>,
     org: String,
+    dir: String,
     watermark: Path,
     lock: Path,
 }
@@ -106,6 +107,7 @@ impl OrgState {
         OrgState {
             store: lake.store().clone(),
             org: org.to_owned(),
+            dir: lake.path(&format!("_state/org_id={org}")).to_string(),
             watermark: lake.path(&format!("_state/org_id={org}/watermark.json")),
             lock: lake.path(&format!("_state/org_id={org}/lock.json")),
         }
@@ -125,6 +127,23 @@ impl OrgState {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Keeps a run's summary beside the state (`runs/<start>.json`), so the history of a
+    /// scheduled job can be read from the store itself.
+    pub async fn record_run<T: Serialize>(
+        &self,
+        started: DateTime<Utc>,
+        summary: &T,
+    ) -> Result<()> {
+        let path = Path::from(format!(
+            "{}/runs/{}.json",
+            self.dir,
+            started.format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        let body = serde_json::to_vec_pretty(summary).expect("summary serializes");
+        self.store.put(&path, PutPayload::from(body)).await?;
+        Ok(())
     }
 
     /// Moves the watermark forward (never back: a backfill of an old range must not make the

@@ -173,6 +173,11 @@ async fn second_sync_of_the_same_range_changes_nothing() {
         "audio already stored is not downloaded again"
     );
     assert_eq!(second["stored"], 0);
+    let runs = files(&out.join("_state"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/runs/"))
+        .count();
+    assert_eq!(runs, 2, "each run's summary is kept in the store");
     sim.shutdown().await;
 }
 
