@@ -6,7 +6,8 @@
 //! named `sim-worker`, so its CPU time can be told apart from the client's.
 //!
 //! Run: `cargo bench --bench transfer` (options: `--recs 16 --rec-secs 3125` for part 1,
-//! `--rss-recs 8 --rss-secs 15600` for part 2, `--only throughput|rss`, `--wxcc-bin PATH`).
+//! `--reps 3`, `--rss-recs 8 --rss-secs 15600 --rss-concurrency 8` for part 2,
+//! `--only throughput|rss`, `--wxcc-bin PATH`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use wxcc::config::{Config, Overrides, SyncFileConfig};
 use wxcc::sim::{SimConfig, Simulator};
@@ -52,15 +55,12 @@ fn main() -> anyhow::Result<()> {
     let sim = sim_rt.handle().clone();
     rt.block_on(async {
         if only.as_deref() != Some("rss") {
-            throughput(&sim, num("--recs", 16) as usize, num("--rec-secs", 3125)).await?;
+            let (recs, secs) = (num("--recs", 16) as usize, num("--rec-secs", 3125));
+            throughput(&sim, recs, secs, num("--reps", 3) as usize).await?;
         }
         if only.as_deref() != Some("throughput") {
-            peak_rss(
-                &sim,
-                num("--rss-recs", 8) as usize,
-                num("--rss-secs", 15_600),
-            )
-            .await?;
+            let (recs, secs) = (num("--rss-recs", 8) as usize, num("--rss-secs", 15_600));
+            peak_rss(&sim, recs, secs, num("--rss-concurrency", 8) as usize).await?;
         }
         anyhow::Ok(())
     })
@@ -209,8 +209,9 @@ async fn measured<F: Future<Output = anyhow::Result<u64>>>(
 }
 
 /// Signed URLs through the library's captures query (10 tasks a query), then `CONCURRENCY`
-/// plain GETs with the media client, bytes counted and dropped.
-async fn plain_download(sim: &Simulator, cfg: &Config) -> anyhow::Result<u64> {
+/// plain GETs with the media client: bytes counted and dropped, or (with `to`) hashed with
+/// SHA-256 and written to a file there, the least any verified copy has to do.
+async fn plain_download(sim: &Simulator, cfg: &Config, to: Option<&Path>) -> anyhow::Result<u64> {
     let ctx = SyncContext::from_config(cfg)?;
     let mut ids: Vec<String> = sim
         .world()
@@ -229,17 +230,40 @@ async fn plain_download(sim: &Simulator, cfg: &Config) -> anyhow::Result<u64> {
                 .filter_map(|r| r.attributes.file_path),
         );
     }
+    if let Some(dir) = to {
+        std::fs::create_dir_all(dir)?;
+    }
     let http = wxcc::net::media_http_client();
-    let sizes: Vec<u64> = futures::stream::iter(urls)
-        .map(|url| {
+    let sizes: Vec<u64> = futures::stream::iter(urls.into_iter().enumerate())
+        .map(|(i, url)| {
             let http = http.clone();
+            let file = to.map(|d| d.join(format!("{i}.wav")));
             async move {
                 let resp = http.get(url.expose_secret()).send().await?;
                 ensure!(resp.status().is_success(), "download: {}", resp.status());
+                let mut sink = match &file {
+                    Some(path) => Some((
+                        Sha256::new(),
+                        tokio::io::BufWriter::with_capacity(
+                            8 << 20,
+                            tokio::fs::File::create(path).await?,
+                        ),
+                    )),
+                    None => None,
+                };
                 let mut n = 0u64;
                 let mut body = resp.bytes_stream();
                 while let Some(chunk) = body.next().await {
-                    n += chunk?.len() as u64;
+                    let chunk = chunk?;
+                    n += chunk.len() as u64;
+                    if let Some((hasher, out)) = &mut sink {
+                        hasher.update(&chunk);
+                        out.write_all(&chunk).await?;
+                    }
+                }
+                if let Some((hasher, mut out)) = sink {
+                    out.flush().await?;
+                    std::hint::black_box(hasher.finalize());
                 }
                 Ok(n)
             }
@@ -281,7 +305,14 @@ async fn library_sync(
     Ok(summary.bytes)
 }
 
-async fn throughput(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
+const VARIANTS: [&str; 4] = [
+    "plain GET → sink",
+    "plain GET → sha256+file",
+    "sync, analyze_audio on",
+    "sync, analyze_audio off",
+];
+
+async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow::Result<()> {
     let sim = start_sim(rt, recs, secs).await?;
     let world = sim.world().clone();
     let total: u64 = world.recordings().iter().map(|r| world.wav_len(r)).sum();
@@ -293,69 +324,71 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
         scratch.path().display()
     );
     let tokens = scratch.path().join("tokens");
-    let lake = |n: &str| scratch.path().join(n);
-    let cfg = |n: &str| config(&sim, &lake(n), &tokens);
+    let cfg = config(&sim, &scratch.path().join("lake"), &tokens)?;
     let n = recs as u64;
 
-    let mut runs = Vec::new();
-    runs.push(measured("plain GET → sink", plain_download(&sim, &cfg("plain")?)).await?);
-    runs.push(
-        measured(
-            "sync, analyze_audio on",
-            library_sync(&sim, &cfg("on")?, true, n),
-        )
-        .await?,
-    );
-    std::fs::remove_dir_all(lake("on"))?;
-    runs.push(
-        measured(
-            "sync, analyze_audio off",
-            library_sync(&sim, &cfg("off")?, false, n),
-        )
-        .await?,
-    );
-    std::fs::remove_dir_all(lake("off"))?;
-    sim.shutdown().await;
-    for r in &runs {
-        ensure!(
-            r.bytes == total,
-            "{}: moved {} of {total} B",
-            r.name,
-            r.bytes
-        );
+    // Interleaved repetitions, so drift in the machine's load hits every variant alike.
+    let mut runs: [Vec<Run>; 4] = Default::default();
+    for _ in 0..reps.max(1) {
+        for (v, name) in VARIANTS.iter().enumerate() {
+            let out = scratch.path().join("lake");
+            let run = match v {
+                0 => measured(name, plain_download(&sim, &cfg, None)).await?,
+                1 => measured(name, plain_download(&sim, &cfg, Some(&out))).await?,
+                _ => measured(name, library_sync(&sim, &cfg, v == 2, n)).await?,
+            };
+            ensure!(
+                run.bytes == total,
+                "{name}: moved {} of {total} B",
+                run.bytes
+            );
+            if out.exists() {
+                std::fs::remove_dir_all(&out)?;
+            }
+            runs[v].push(run);
+        }
     }
+    sim.shutdown().await;
+    // The median run of each variant by throughput.
+    for r in runs.iter_mut() {
+        r.sort_by(|a, b| a.mbps().total_cmp(&b.mbps()));
+    }
+    let median = |v: usize| &runs[v][runs[v].len() / 2];
 
-    let base = runs[0].mbps();
+    let base = median(0).mbps();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "transfer (1): {recs} recordings × {secs} s audio ({:.1} MB each, {:.2} GB, {:.1} audio-h), \
-         concurrency {CONCURRENCY}, loopback, output on local disk ({})",
+         concurrency {CONCURRENCY}, loopback, output on local disk ({}); median of {} interleaved runs",
         total as f64 / recs as f64 / MB,
         total as f64 / 1e9,
         audio_hours(total),
-        scratch.path().display()
+        scratch.path().display(),
+        reps.max(1)
     );
     println!(
         "  {cores} cores shared by the simulator (synthesising the WAVs) and the client; \
-         CPU = process utime+stime, sim = its sim-worker threads"
+         CPU = process utime+stime, sim = its sim-worker threads, client = CPU − sim"
     );
     println!(
-        "  {:<24} {:>8} {:>9} {:>10} {:>8} {:>8} {:>11}",
-        "run", "wall s", "MB/s", "vs plain", "CPU s", "sim s", "client s"
+        "  {:<24} {:>7} {:>7} {:>13} {:>9} {:>7} {:>7} {:>9}",
+        "run", "wall s", "MB/s", "MB/s range", "vs plain", "CPU s", "sim s", "client s"
     );
-    for r in &runs {
+    for (v, all) in runs.iter().enumerate() {
+        let r = median(v);
         println!(
-            "  {:<24} {:>8.2} {:>9.1} {:>9.1}% {:>8.2} {:>8.2} {:>11.2}",
+            "  {:<24} {:>7.2} {:>7.1} {:>13} {:>8.1}% {:>7.2} {:>7.2} {:>9.2}",
             r.name,
             r.secs,
             r.mbps(),
+            format!("{:.0}–{:.0}", all[0].mbps(), all[all.len() - 1].mbps()),
             100.0 * r.mbps() / base,
             r.cpu,
             r.sim_cpu,
             r.client_cpu()
         );
     }
-    let (on, off) = (&runs[1], &runs[2]);
+    let (on, off) = (median(2), median(3));
     let hours = audio_hours(total);
     let extra = on.client_cpu() - off.client_cpu();
     println!(
@@ -366,13 +399,16 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
         if extra > 0.05 {
             format!("{:.1}", hours / extra)
         } else {
-            "n/a (below timer resolution)".to_string()
+            "n/a (within noise)".to_string()
         }
     );
     println!(
-        "  goal: sync ≥ 90 % of plain download → analyze on {:.1} %, off {:.1} %",
+        "  goal: sync ≥ 90 % of plain download → analyze on {:.1} %, off {:.1} % \
+         (vs GET → sha256+file: {:.1} %, {:.1} %)",
         100.0 * on.mbps() / base,
-        100.0 * off.mbps() / base
+        100.0 * off.mbps() / base,
+        100.0 * on.mbps() / median(1).mbps(),
+        100.0 * off.mbps() / median(1).mbps()
     );
     Ok(())
 }
@@ -415,7 +451,7 @@ fn sample(pid: u32, began: Instant) -> Option<Sample> {
     })
 }
 
-async fn peak_rss(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
+async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> anyhow::Result<()> {
     let bin = wxcc_bin();
     ensure!(bin.exists(), "no wxcc binary at {}", bin.display());
     let sim = start_sim(rt, recs, secs).await?;
@@ -441,7 +477,7 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
         .args(["--to", &(from + chrono::Duration::days(1)).to_rfc3339()])
         .arg("--output")
         .arg(&out)
-        .args(["--concurrency", &CONCURRENCY.to_string()])
+        .args(["--concurrency", &concurrency.to_string()])
         .env("WXCC_API_BASE_URL", sim.base_url())
         .env("WXCC_OAUTH_BASE_URL", sim.base_url())
         .env("WXCC_CLIENT_ID", &c.client_id)
@@ -534,7 +570,7 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32) -> anyhow::Result<()> {
     let cpu = samples.last().map_or(0.0, |s| s.cpu);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "transfer (2): `{} sync --concurrency {CONCURRENCY}` (release) → local disk, \
+        "transfer (2): `{} sync --concurrency {concurrency}` (release) → local disk, \
          {recs} recordings × {secs} s audio ({:.0} MB each, {:.2} GB), simulator in the bench process",
         bin.display(),
         total as f64 / recs as f64 / MB,

@@ -84,7 +84,8 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
     let session = QuerySession::open(&ctx.lake).await?;
     let per_queue = query::saved_query("calls_per_queue_per_day").context("saved query missing")?;
     let sql = format!(
-        "SELECT date, queue_name, calls, completed, abandoned, recorded FROM ({}) AS q",
+        "SELECT date, queue_name, calls, completed, abandoned, recorded FROM ({}) AS q \
+         ORDER BY date, queue_name",
         per_queue.sql.trim().trim_end_matches(';')
     );
     println!(
@@ -107,10 +108,12 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
          tasks/org_id=…/date=…/part-0.parquet     one row per task\n  \
          captures/org_id=…/date=…/part-0.parquet  one row per recording (no signed URLs)\n  \
          manifest/org_id=…/date=…/part-0.parquet  one row per stored audio object\n  \
+         audio_facts/org_id=…/date=…/part-0.parquet  levels, silence, talk time per recording\n  \
          audio/<org_id>/<task_id>/<recording_id>.wav\n\n\
          What to try next:\n  \
          wxcc sql --data {out} \"SELECT channel_type, status, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 3 DESC\"\n  \
-         wxcc sql --data {out} @recordings_to_transcribe --format csv\n  \
+         wxcc query run recordings_to_transcribe --data {out} --format csv\n  \
+         wxcc export --data {out} --query recordings_to_transcribe --format jsonl\n  \
          duckdb -c \"SELECT * FROM read_parquet('{out}/tasks/*/*/*.parquet', hive_partitioning = true) LIMIT 5\"",
         tasks = summary.tasks,
         stored = summary.stored + summary.skipped_present,
