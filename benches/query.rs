@@ -10,7 +10,8 @@
 //! full-scan aggregate and a full join aggregate: one warm-up run, then the median of five. DuckDB
 //! runs through `WXCC_TEST_PYTHON` (a python with `duckdb`) when it is set, with the same SQL over
 //! `read_parquet(..., hive_partitioning = true)`. Knobs: `WXCC_BENCH_ROWS`, `WXCC_BENCH_DAYS`,
-//! `WXCC_BENCH_DIR` (keep the lake there and reuse it on the next run).
+//! `WXCC_BENCH_DIR` (keep the lake there and reuse it on the next run), `WXCC_BENCH_SET`
+//! (`key=value;...` DataFusion settings to try), `WXCC_BENCH_EXPLAIN` (print EXPLAIN ANALYZE).
 
 use std::time::{Duration, Instant};
 
@@ -265,6 +266,22 @@ fn main() {
             );
         }
         let session = QuerySession::open(&lake).await.expect("session");
+        // Experiments: WXCC_BENCH_SET="datafusion.execution.target_partitions=4;..."
+        for setting in std::env::var("WXCC_BENCH_SET").unwrap_or_default().split(';') {
+            if let Some((k, v)) = setting.split_once('=') {
+                let sql = format!("SET {} = {}", k.trim(), v.trim());
+                session.context().sql(&sql).await.expect("SET");
+                eprintln!("{sql}");
+            }
+        }
+        if std::env::var_os("WXCC_BENCH_EXPLAIN").is_some() {
+            for (name, sql) in QUERIES {
+                let plan = session.sql(&format!("EXPLAIN ANALYZE {sql}")).await.expect("explain");
+                let text = wxcc::query::format_batches(&plan, wxcc::query::OutputFormat::Csv)
+                    .expect("plan");
+                eprintln!("== {name}\n{text}");
+            }
+        }
         let mut ours = Vec::new();
         for (_, sql) in QUERIES {
             ours.push(time_datafusion(&session, sql).await);

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use chrono::Duration;
+use wxcc::cli::demo::simulator_overrides;
 use wxcc::config::{Config, Overrides, SyncFileConfig};
 use wxcc::sim::{SimConfig, Simulator};
 use wxcc::sync::{self, SyncContext, SyncOptions, SyncRange};
@@ -33,19 +34,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let start = sim_cfg.start;
     let sim = Simulator::start(sim_cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-    let c = sim.credentials();
     let dir = tempfile::tempdir()?;
     let cfg = Config::resolve(
         Overrides {
-            api_base_url: Some(sim.base_url()),
-            oauth_base_url: Some(sim.base_url()),
-            client_id: Some(c.client_id.clone()),
-            client_secret: Some(c.client_secret.clone()),
-            refresh_token: Some(c.refresh_token.clone()),
-            org_id: Some(c.org_id.clone()),
             output: Some(dir.path().to_string_lossy().into_owned()),
             rate_limit_per_minute: Some(limit),
-            ..Default::default()
+            ..simulator_overrides(&sim)
         },
         &SyncFileConfig::default(),
     )?;

@@ -22,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
+use wxcc::cli::demo::simulator_overrides;
 use wxcc::config::{Config, Overrides, SyncFileConfig};
 use wxcc::sim::{SimConfig, Simulator};
 use wxcc::sync::{self, SyncContext, SyncOptions, SyncRange};
@@ -170,21 +171,14 @@ impl Run {
 }
 
 fn config(sim: &Simulator, output: &Path, token_dir: &Path) -> anyhow::Result<Config> {
-    let c = sim.credentials();
     Ok(Config::resolve(
         Overrides {
-            api_base_url: Some(sim.base_url()),
-            oauth_base_url: Some(sim.base_url()),
-            client_id: Some(c.client_id.clone()),
-            client_secret: Some(c.client_secret.clone()),
-            refresh_token: Some(c.refresh_token.clone()),
-            org_id: Some(c.org_id.clone()),
             output: Some(output.to_string_lossy().into_owned()),
             token_dir: Some(token_dir.to_string_lossy().into_owned()),
             // The simulator has no limit here; the client's ceiling must not pace anything.
             rate_limit_per_minute: Some(1_000_000),
             download_concurrency: Some(CONCURRENCY),
-            ..Default::default()
+            ..simulator_overrides(sim)
         },
         &SyncFileConfig::default(),
     )?)

@@ -23,10 +23,22 @@ use crate::net::{self, RetryPolicy};
 
 /// Content type recorded with every audio object.
 pub const WAV_CONTENT_TYPE: &str = "audio/wav";
-/// Part size of multipart uploads (S3 needs at least 5 MiB for all parts but the last).
-const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts in flight per upload; bounds memory to about `PART_SIZE * (MAX_PARTS_IN_FLIGHT + 1)`.
-const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Part size for cloud stores: S3 needs at least 5 MiB for every part but the last.
+pub const CLOUD_PART_SIZE: usize = 5 * 1024 * 1024;
+/// Part size for local disk and memory, which have no minimum: small parts keep memory low.
+pub const LOCAL_PART_SIZE: usize = 1024 * 1024;
+/// Parts uploading while the next one fills. Memory per transfer is about
+/// `part_size * (MAX_PARTS_IN_FLIGHT + 1)`, so with 8 concurrent downloads about 24 MiB on
+/// local disk and 80 MiB on a cloud store, whatever the recordings' length.
+const MAX_PARTS_IN_FLIGHT: usize = 1;
+
+/// The part size that fits a store, by its URL scheme.
+pub fn part_size_for(scheme: &str) -> usize {
+    match scheme {
+        "file" | "memory" => LOCAL_PART_SIZE,
+        _ => CLOUD_PART_SIZE,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
@@ -90,6 +102,18 @@ pub fn check_id(id: &str) -> Result<()> {
     }
 }
 
+/// How recordings move into a store.
+pub struct Transfer<'a> {
+    /// Client for pre-signed URLs (never carries the API's bearer token).
+    pub http: &'a reqwest::Client,
+    pub store: &'a Arc<dyn ObjectStore>,
+    pub retry: &'a RetryPolicy,
+    /// Feed the bytes to [`facts::analyze`] as they pass.
+    pub analyze: bool,
+    /// Multipart part size; see [`part_size_for`].
+    pub part_size: usize,
+}
+
 /// A stored recording and, when asked for, the analysis of the very bytes that were stored.
 #[derive(Debug)]
 pub struct Fetched {
@@ -102,14 +126,12 @@ pub struct Fetched {
 /// With `analyze`, the bytes are also fed to [`facts::analyze`] on a blocking thread as they
 /// pass, so analysis costs no second read and keeps pace with the transfer.
 pub async fn fetch_to_store(
-    http: &reqwest::Client,
+    transfer: &Transfer<'_>,
     url: &SecretString,
-    store: &Arc<dyn ObjectStore>,
     path: &Path,
-    retry: &RetryPolicy,
-    analyze: bool,
 ) -> Result<Fetched> {
-    let attempt = || fetch_once(http, url, store, path, analyze);
+    let retry = transfer.retry;
+    let attempt = || fetch_once(transfer, url, path);
     attempt
         .retry(retry.backoff().with_max_times(retry.max_retries.min(5)))
         .sleep(tokio::time::sleep)
@@ -118,13 +140,8 @@ pub async fn fetch_to_store(
         .await
 }
 
-async fn fetch_once(
-    http: &reqwest::Client,
-    url: &SecretString,
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    analyze: bool,
-) -> Result<Fetched> {
+async fn fetch_once(transfer: &Transfer<'_>, url: &SecretString, path: &Path) -> Result<Fetched> {
+    let (http, store, analyze) = (transfer.http, transfer.store, transfer.analyze);
     // Never log or echo the URL: it is a bearer credential until it expires.
     let resp = http
         .get(url.expose_secret())
@@ -138,7 +155,7 @@ async fn fetch_once(
     }
     let expected = resp.content_length();
     let upload = start_upload(store, path).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, transfer.part_size);
     let (mut tap, analysis) = if analyze {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
         let task = tokio::task::spawn_blocking(move || facts::analyze(TapReader::new(rx)));

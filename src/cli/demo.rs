@@ -29,6 +29,21 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+/// Connection settings and credentials that point a client at a running simulator (used by
+/// the demo and the benchmarks). Never touches the token store: the tokens are the simulator's.
+pub fn simulator_overrides(sim: &Simulator) -> Overrides {
+    let c = sim.credentials();
+    Overrides {
+        api_base_url: Some(sim.base_url()),
+        oauth_base_url: Some(sim.base_url()),
+        client_id: Some(c.client_id.clone()),
+        client_secret: Some(c.client_secret.clone()),
+        refresh_token: Some(c.refresh_token.clone()),
+        org_id: Some(c.org_id.clone()),
+        ..Default::default()
+    }
+}
+
 pub async fn run(args: DemoArgs) -> Result<u8> {
     anyhow::ensure!(args.days >= 1, "--days must be at least 1");
     // Realistic API behaviour (the 300 requests/minute limit stays on), but short calls so
@@ -54,14 +69,8 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
 
     let cfg = Config::resolve(
         Overrides {
-            api_base_url: Some(sim.base_url()),
-            oauth_base_url: Some(sim.base_url()),
-            client_id: Some(creds.client_id.clone()),
-            client_secret: Some(creds.client_secret.clone()),
-            refresh_token: Some(creds.refresh_token.clone()),
-            org_id: Some(creds.org_id.clone()),
             output: Some(args.output.clone()),
-            ..Default::default()
+            ..simulator_overrides(&sim)
         },
         &SyncFileConfig::default(),
     )?;

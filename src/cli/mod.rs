@@ -2,7 +2,7 @@
 //! plain config structs and call the library. No business logic lives here.
 
 mod auth;
-mod demo;
+pub mod demo;
 mod query;
 mod sim;
 

@@ -311,11 +311,16 @@ async fn download(
     path: &Path,
 ) -> std::result::Result<(Fetched, bool), AudioError> {
     let mut url = url.ok_or(AudioError::NoUrl)?;
-    let store = ctx.lake.store();
-    let analyze = ctx.analyze_audio;
+    let transfer = audio::Transfer {
+        http: &ctx.media,
+        store: ctx.lake.store(),
+        retry: &ctx.retry,
+        analyze: ctx.analyze_audio,
+        part_size: audio::part_size_for(ctx.lake.url().scheme()),
+    };
     let mut refreshes = 0;
     loop {
-        match audio::fetch_to_store(&ctx.media, &url, store, path, &ctx.retry, analyze).await {
+        match audio::fetch_to_store(&transfer, &url, path).await {
             Err(AudioError::UrlExpired) if refreshes < MAX_URL_REFRESHES => {
                 tracing::debug!(
                     task_id,
