@@ -292,8 +292,9 @@ fn main() {
         if duck.is_none() {
             eprintln!("DuckDB column empty: set WXCC_TEST_PYTHON to a python with duckdb");
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
-            "\n{rows} rows/table, {days} partitions, median of {RUNS} after one warm-up (2 cores)\n"
+            "\n{rows} rows/table, {days} partitions, median of {RUNS} after one warm-up ({cores} cores)\n"
         );
         println!("| query | DataFusion ms | DuckDB ms | DataFusion / DuckDB | rows |");
         println!("|---|---:|---:|---:|---:|");

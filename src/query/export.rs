@@ -14,6 +14,7 @@ use chrono::Utc;
 use datafusion::arrow::array::{
     ArrayRef, AsArray, RecordBatch, StringArray, TimestampMillisecondArray,
 };
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
@@ -154,7 +155,13 @@ pub async fn sign_batch(
             TimestampMillisecondArray::new_null(n),
         ),
         Some(ttl) => {
-            let uris = column(batch, "object_uri")?.as_string::<i32>().clone();
+            let uris = cast(column(batch, "object_uri")?, &DataType::Utf8).map_err(|source| {
+                QueryError::Format {
+                    format: "export",
+                    source,
+                }
+            })?;
+            let uris = uris.as_string::<i32>();
             let expires_at = (Utc::now() + ttl).timestamp_millis();
             let mut urls = Vec::with_capacity(n);
             for i in 0..n {

@@ -101,7 +101,7 @@ async fn signed_export_has_a_presigned_https_url_and_its_expiry() {
     let uris = batch
         .column_by_name("object_uri")
         .expect("uri")
-        .as_string::<i32>();
+        .as_string_view();
     for i in 0..batch.num_rows() {
         let url = urls.value(i);
         assert!(uris.value(i).starts_with("s3://recordings/wxcc/audio/"));

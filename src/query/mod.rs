@@ -23,4 +23,4 @@ pub use export::{ExportRequest, export_jobs};
 pub use format::{OutputFormat, format_batches};
 pub use output::{Destination, write_stream};
 pub use saved::{SavedQuery, find_saved_query, saved_queries, saved_query};
-pub use session::QuerySession;
+pub use session::{QuerySession, sql_schema};

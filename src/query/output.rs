@@ -8,6 +8,9 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -168,17 +171,55 @@ async fn write_parquet<W: AsyncWrite + Unpin + Send>(
     mut batches: SendableRecordBatchStream,
     sink: W,
 ) -> Result<usize> {
-    let mut writer = AsyncArrowWriter::try_new(sink, batches.schema(), Some(properties()))
+    let schema = plain_strings(&batches.schema());
+    let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(properties()))
         .map_err(QueryError::Parquet)?;
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(QueryError::Sql)?;
         rows += batch.num_rows();
+        let batch = conform(&batch, &schema).map_err(|source| QueryError::Format {
+            format: "parquet",
+            source,
+        })?;
         writer.write(&batch).await.map_err(QueryError::Parquet)?;
     }
     // Closing the Parquet writer also shuts the sink down (completing an upload).
     writer.close().await.map_err(QueryError::Parquet)?;
     Ok(rows)
+}
+
+/// `schema` with string views as plain UTF-8: the file's embedded Arrow schema then names the
+/// type every Parquet reader knows (the values are the same).
+fn plain_strings(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// Result files: ZSTD with page statistics, like the lake's own files.
@@ -194,7 +235,6 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
     use object_store::ObjectStoreExt;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

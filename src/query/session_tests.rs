@@ -24,7 +24,7 @@ async fn empty_lake_has_empty_tables_and_every_saved_query_runs_with_defaults() 
                 0,
                 "{table}"
             );
-            assert_eq!(batches[0].schema(), table.def().table_schema(), "{table}");
+            assert_eq!(batches[0].schema(), sql_schema(table), "{table}");
         }
         for q in saved_queries() {
             let params = q.bind(&[]).expect("defaults bind");
@@ -52,7 +52,15 @@ async fn registered_tables_have_the_declared_table_schema() {
             .table(table.name())
             .await
             .expect("table registered");
-        assert_eq!(df.schema().inner(), &table.def().table_schema(), "{table}");
+        assert_eq!(df.schema().inner(), &sql_schema(table), "{table}");
+        let declared = table.def().table_schema();
+        let names = |s: &datafusion::arrow::datatypes::Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(df.schema().as_arrow()), names(&declared), "{table}");
     }
 }
 

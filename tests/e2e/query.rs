@@ -188,6 +188,16 @@ async fn sql_writes_parquet_to_a_file_or_a_pipe_and_csv_to_a_file() {
     // Standard output is a pipe here, so Parquet may go there.
     let piped = run(d, &["sql", "SELECT * FROM tasks", "--format", "parquet"]).await;
     assert_eq!(piped.code, Some(0), "{}", piped.stderr);
+    let schema = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(piped.stdout.clone()))
+        .expect("valid parquet")
+        .schema()
+        .clone();
+    let task_id = schema.field_with_name("task_id").expect("task_id");
+    assert_eq!(
+        task_id.data_type(),
+        &arrow::datatypes::DataType::Utf8,
+        "plain strings for every reader"
+    );
     assert_eq!(parquet_rows(piped.stdout), 6);
     let csv = d.join("result.csv");
     let printed = ok(
