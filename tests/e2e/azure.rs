@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::s3::free_port;
-use crate::util::{sim_env, small_world, start_sim, text, wxcc};
+use crate::s3::{free_port, sync_and_verify};
+use crate::util::text;
 
 /// Azurite's published development account (not a secret: it is in Microsoft's docs).
 const ACCOUNT: &str = "devstoreaccount1";
@@ -112,49 +112,5 @@ async fn sync_into_azurite_stores_verified_audio() {
     };
     let azurite = Azurite::start(&modules).await;
     azurite.create_container(&modules, "wxcc").await;
-    let sim = start_sim(small_world()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = sim_env(&sim);
-    env.extend(azurite.env());
-    let lake = "az://wxcc/lake";
-    let out = wxcc(
-        &[
-            "sync",
-            "--from",
-            "2026-01-05",
-            "--to",
-            "2026-01-07",
-            "--output",
-            lake,
-        ],
-        &env,
-        dir.path(),
-    )
-    .await;
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let sums = wxcc(
-        &[
-            "sql",
-            "--data",
-            lake,
-            "--format",
-            "csv",
-            "SELECT recording_id, sha256 FROM manifest WHERE status = 'stored' ORDER BY 1",
-        ],
-        &env,
-        dir.path(),
-    )
-    .await;
-    assert!(sums.status.success(), "stderr: {}", text(&sums.stderr));
-    let csv = text(&sums.stdout);
-    let world = sim.world();
-    assert_eq!(csv.lines().count(), world.recordings().len() + 1, "{csv}");
-    for r in world.recordings() {
-        assert!(
-            csv.contains(&format!("{},{}", r.id, world.wav_sha256(r))),
-            "{}",
-            r.id
-        );
-    }
-    sim.shutdown().await;
+    sync_and_verify("az://wxcc/lake", azurite.env()).await;
 }

@@ -94,41 +94,30 @@ impl Drop for Moto {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
-    let Some(python) = test_python() else { return };
-    let moto = Moto::start(&python).await;
-    moto.create_bucket("wxcc-test").await;
+/// Syncs the small world into `lake` (a cloud URL whose credentials are in `store_env`), then
+/// checks through `wxcc sql` on the same store that every recording is stored under the lake
+/// with the simulator's SHA-256. Shared by the S3 and Azure tests.
+pub async fn sync_and_verify(lake: &str, store_env: HashMap<String, String>) {
     let sim = start_sim(small_world()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = sim_env(&sim);
-    env.extend(moto.env());
-    let lake = "s3://wxcc-test/exports/lake";
-    let out = wxcc(
-        &[
-            "sync",
-            "--from",
-            "2026-01-05",
-            "--to",
-            "2026-01-07",
-            "--output",
-            lake,
-        ],
-        &env,
-        dir.path(),
-    )
-    .await;
+    env.extend(store_env);
+    let args = [
+        "sync",
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-07",
+        "--output",
+        lake,
+    ];
+    let out = wxcc(&args, &env, dir.path()).await;
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
 
+    let sql =
+        "SELECT recording_id, sha256, object_uri FROM manifest WHERE status = 'stored' ORDER BY 1";
     let sums = wxcc(
-        &[
-            "sql",
-            "--data",
-            lake,
-            "--format",
-            "csv",
-            "SELECT recording_id, sha256, object_uri FROM manifest WHERE status = 'stored' ORDER BY 1",
-        ],
+        &["sql", "--data", lake, "--format", "csv", sql],
         &env,
         dir.path(),
     )
@@ -139,12 +128,16 @@ async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
     let recordings = world.recordings();
     assert_eq!(csv.lines().count(), recordings.len() + 1, "{csv}");
     for r in recordings {
-        let line = format!(
-            "{},{},s3://wxcc-test/exports/lake/audio/",
-            r.id,
-            world.wav_sha256(r)
-        );
+        let line = format!("{},{},{lake}/audio/", r.id, world.wav_sha256(r));
         assert!(csv.contains(&line), "{line} missing from:\n{csv}");
     }
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
+    let Some(python) = test_python() else { return };
+    let moto = Moto::start(&python).await;
+    moto.create_bucket("wxcc-test").await;
+    sync_and_verify("s3://wxcc-test/exports/lake", moto.env()).await;
 }
