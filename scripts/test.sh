@@ -36,4 +36,10 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --locked "$@"
+# Unit and end-to-end tests (no doc-tests: there are none, and their empty run would be the
+# last line a reader sees). The closing line sums every test binary's result.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --lib --tests "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { passed += $4; failed += $6 }
+     END { printf "wxcc: %d passed, %d failed\n", passed, failed }' "$log"
