@@ -50,6 +50,36 @@ impl PiiMode {
     pub fn apply_opt(&self, value: &Option<String>) -> Option<String> {
         value.as_deref().map(|v| self.apply(v))
     }
+
+    /// The same protection inside a raw record kept for quarantine: contact fields (`origin`,
+    /// `destination`, `participants`) at any depth. Text that is not JSON is withheld whole.
+    pub fn apply_to_json(&self, raw: &str) -> String {
+        if matches!(self, PiiMode::Keep) {
+            return raw.to_owned();
+        }
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(mut v) => {
+                self.walk(&mut v, false);
+                v.to_string()
+            }
+            Err(_) => "[withheld: not JSON, PII protection is on]".into(),
+        }
+    }
+
+    fn walk(&self, v: &mut serde_json::Value, contact: bool) {
+        match v {
+            serde_json::Value::String(s) if contact => *s = self.apply(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.walk(i, contact)),
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    let is_contact =
+                        matches!(k.as_str(), "origin" | "destination" | "participants");
+                    self.walk(child, is_contact);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 enum Kind {
@@ -121,6 +151,22 @@ mod tests {
         ] {
             assert_eq!(hash().apply(v), v);
         }
+    }
+
+    #[test]
+    fn quarantined_records_are_protected_too() {
+        let raw = r#"{"id":"t1","attributes":{"origin":"+14155550100","queue":{"name":"Sales"},
+            "participants":["+121****1219","agent-1"]}}"#;
+        let out = hash().apply_to_json(raw);
+        assert!(
+            !out.contains("4155550100") && !out.contains("1219"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Sales") && out.contains("agent-1") && out.contains("t1"),
+            "{out}"
+        );
+        assert_eq!(PiiMode::Keep.apply_to_json(raw), raw);
     }
 
     #[test]

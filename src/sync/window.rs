@@ -182,7 +182,11 @@ async fn write_rejects(
     let mut body = Vec::new();
     for r in rejects {
         tracing::warn!(source = r.source, reason = %r.reason, "record quarantined");
-        serde_json::to_writer(&mut body, r).expect("reject serializes");
+        let r = Reject {
+            raw: ctx.pii.apply_to_json(&r.raw),
+            ..r.clone()
+        };
+        serde_json::to_writer(&mut body, &r).expect("reject serializes");
         body.push(b'\n');
     }
     store.put(&path, body.into()).await?;
