@@ -21,6 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::net::{self, RetryPolicy};
 
+/// Object metadata keys (S3 `x-amz-meta-…`, Azure and GCS metadata) naming the recording;
+/// underscores, since Azure only accepts C# identifiers as metadata names.
+pub const META_TASK_ID: &str = "wxcc_task_id";
+pub const META_RECORDING_ID: &str = "wxcc_recording_id";
 /// Content type recorded with every audio object.
 pub const WAV_CONTENT_TYPE: &str = "audio/wav";
 /// Part size for cloud stores: S3 needs at least 5 MiB for every part but the last.
@@ -129,9 +133,10 @@ pub async fn fetch_to_store(
     transfer: &Transfer<'_>,
     url: &SecretString,
     path: &Path,
+    ids: &RecordingIds<'_>,
 ) -> Result<Fetched> {
     let retry = transfer.retry;
-    let attempt = || fetch_once(transfer, url, path);
+    let attempt = || fetch_once(transfer, url, path, ids);
     attempt
         .retry(retry.backoff().with_max_times(retry.max_retries.min(5)))
         .sleep(tokio::time::sleep)
@@ -140,7 +145,20 @@ pub async fn fetch_to_store(
         .await
 }
 
-async fn fetch_once(transfer: &Transfer<'_>, url: &SecretString, path: &Path) -> Result<Fetched> {
+/// Which recording an object holds, kept as object metadata where the backend has it, so a
+/// bucket browsed without the tables still says what each file is.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingIds<'a> {
+    pub task_id: &'a str,
+    pub recording_id: &'a str,
+}
+
+async fn fetch_once(
+    transfer: &Transfer<'_>,
+    url: &SecretString,
+    path: &Path,
+    ids: &RecordingIds<'_>,
+) -> Result<Fetched> {
     let (http, store, analyze) = (transfer.http, transfer.store, transfer.analyze);
     // Never log or echo the URL: it is a bearer credential until it expires.
     let resp = http
@@ -154,7 +172,7 @@ async fn fetch_once(transfer: &Transfer<'_>, url: &SecretString, path: &Path) ->
         s => return Err(AudioError::Status(s)),
     }
     let expected = resp.content_length();
-    let upload = start_upload(store, path).await?;
+    let upload = start_upload(store, path, ids).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, transfer.part_size);
     let (mut tap, analysis) = if analyze {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
@@ -271,14 +289,24 @@ pub async fn analyze_object(
         .unwrap_or_else(|e| Err(facts::FactsError::Io(std::io::Error::other(e.to_string())))))
 }
 
-/// Starts a multipart upload tagged `audio/wav` where the backend keeps metadata (S3, GCS,
-/// Azure); the local filesystem has no place for it and refuses attributes, so it gets none.
+/// Starts a multipart upload tagged `audio/wav` with the task and recording ids, where the
+/// backend keeps metadata (S3, GCS, Azure); the local filesystem has no place for it and
+/// refuses attributes, so it gets none.
 async fn start_upload(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
+    ids: &RecordingIds<'_>,
 ) -> Result<Box<dyn object_store::MultipartUpload>> {
     let mut attributes = Attributes::new();
     attributes.insert(Attribute::ContentType, WAV_CONTENT_TYPE.into());
+    attributes.insert(
+        Attribute::Metadata(META_TASK_ID.into()),
+        ids.task_id.to_owned().into(),
+    );
+    attributes.insert(
+        Attribute::Metadata(META_RECORDING_ID.into()),
+        ids.recording_id.to_owned().into(),
+    );
     let opts = PutMultipartOptions {
         attributes,
         ..Default::default()

@@ -324,7 +324,11 @@ async fn download(
     };
     let mut refreshes = 0;
     loop {
-        match audio::fetch_to_store(&transfer, &url, path).await {
+        let ids = audio::RecordingIds {
+            task_id,
+            recording_id,
+        };
+        match audio::fetch_to_store(&transfer, &url, path, &ids).await {
             Err(AudioError::UrlExpired) if refreshes < MAX_URL_REFRESHES => {
                 tracing::debug!(
                     task_id,

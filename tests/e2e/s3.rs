@@ -139,5 +139,42 @@ async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
     let Some(python) = test_python() else { return };
     let moto = Moto::start(&python).await;
     moto.create_bucket("wxcc-test").await;
-    sync_and_verify("s3://wxcc-test/exports/lake", moto.env()).await;
+    let lake_url = "s3://wxcc-test/exports/lake";
+    sync_and_verify(lake_url, moto.env()).await;
+
+    // Each audio object names its recording in its metadata, and says it is a WAV.
+    let options: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let lake = wxcc::lake::Lake::open_with_options(lake_url, options).unwrap();
+    let store = lake.store();
+    let audio = lake.path("audio");
+    let listed: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&audio)))
+        .await
+        .unwrap();
+    assert!(!listed.is_empty());
+    for meta in listed.iter().take(3) {
+        let got = object_store::ObjectStoreExt::get(store.as_ref(), &meta.location)
+            .await
+            .unwrap();
+        let attr = |a: object_store::Attribute| got.attributes.get(&a).map(|v| v.to_string());
+        let name = meta
+            .location
+            .filename()
+            .unwrap()
+            .trim_end_matches(".wav")
+            .to_owned();
+        assert_eq!(
+            attr(object_store::Attribute::Metadata(
+                wxcc::audio::META_RECORDING_ID.into()
+            )),
+            Some(name)
+        );
+        assert_eq!(
+            attr(object_store::Attribute::ContentType).as_deref(),
+            Some(wxcc::audio::WAV_CONTENT_TYPE)
+        );
+    }
 }
