@@ -152,6 +152,22 @@ fn empty(status: StatusCode, tracking_id: &str) -> Response {
     resp
 }
 
+/// The 403 for a request that names an `orgId` other than the world's (the token's)
+/// organization; `None` when the request may go on.
+pub fn foreign_org(
+    requested: Option<&str>,
+    world_org: &str,
+    tracking_id: &str,
+) -> Option<Response> {
+    requested.filter(|org| *org != world_org).map(|_| {
+        api_error(
+            StatusCode::FORBIDDEN,
+            tracking_id,
+            "The token does not have access to the requested organization",
+        )
+    })
+}
+
 pub fn set_tracking(resp: &mut Response, tracking_id: &str) {
     if let Ok(v) = HeaderValue::from_str(tracking_id) {
         resp.headers_mut().insert(TRACKING_HEADER, v);

@@ -259,12 +259,8 @@ pub async fn tasks(
         Err(msg) => return api_error(StatusCode::BAD_REQUEST, tid, &msg),
     };
     let world = &state.world;
-    if query.org_id.as_deref().is_some_and(|o| o != world.org_id()) {
-        return api_error(
-            StatusCode::FORBIDDEN,
-            tid,
-            "The token does not have access to the requested organization",
-        );
+    if let Some(resp) = limits::foreign_org(query.org_id.as_deref(), world.org_id(), tid) {
+        return resp;
     }
     let selected = select(world, &query, state.config.from_exclusive, now_ms);
     tracing::debug!(
