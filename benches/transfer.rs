@@ -275,7 +275,7 @@ async fn library_sync(
     recordings: u64,
 ) -> anyhow::Result<u64> {
     let mut ctx = SyncContext::from_config(cfg)?;
-    ctx.analyze_audio = analyze;
+    ctx.processing.analyze = analyze;
     let from = day_start(sim);
     let summary = sync::run(
         &ctx,

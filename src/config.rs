@@ -11,6 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::audio::Derivative;
+
 /// Where the OAuth endpoints live for every Webex data centre.
 pub const DEFAULT_OAUTH_BASE_URL: &str = "https://webexapis.com";
 /// Where the output goes when nothing else is configured.
@@ -70,6 +72,11 @@ pub enum ConfigError {
     PiiKey,
     #[error("unknown pii setting {0:?}: use keep, hash or mask")]
     BadPii(String),
+    #[error(
+        "unknown derivative {0:?}: use mono16k (16 kHz mono mix), channels (one 16 kHz file per \
+         channel) or none, comma-separated"
+    )]
+    BadDerive(String),
     #[error("--to needs --from: give the start of the range to backfill")]
     MissingFrom,
     #[error("--from ({from}) must be before --to ({to})")]
@@ -155,6 +162,8 @@ pub struct SyncFileConfig {
     pub initial_days: Option<u32>,
     /// `keep` (default), `hash` (keyed, needs WXCC_PII_KEY) or `mask`.
     pub pii: Option<String>,
+    /// ML-ready derivatives written beside each recording: `mono16k`, `channels`.
+    pub derive: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -205,6 +214,8 @@ pub struct Overrides {
     pub pii: Option<String>,
     /// Key of the PII hash (environment only: it is a secret).
     pub pii_key: Option<String>,
+    /// Derivatives to write (`mono16k`, `channels`, `none`).
+    pub derive: Option<Vec<String>>,
     /// Storage endpoints from the environment (`AWS_ENDPOINT`, ...), checked for TLS.
     pub storage_endpoints_env: Vec<String>,
     /// `$XDG_CONFIG_HOME/wxcc/tokens` or `~/.config/wxcc/tokens`, used when no layer names a
@@ -237,6 +248,7 @@ impl Overrides {
             storage_options: Vec::new(),
             pii: get("WXCC_PII"),
             pii_key: get("WXCC_PII_KEY"),
+            derive: get("WXCC_DERIVE").map(|v| v.split(',').map(str::to_owned).collect()),
             storage_endpoints_env: ["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AZURE_STORAGE_ENDPOINT"]
                 .iter()
                 .filter_map(|k| get(k))
@@ -302,6 +314,7 @@ impl Overrides {
             },
             pii: self.pii.or(lower.pii),
             pii_key: self.pii_key.or(lower.pii_key),
+            derive: self.derive.or(lower.derive),
             storage_endpoints_env: if self.storage_endpoints_env.is_empty() {
                 lower.storage_endpoints_env
             } else {
@@ -346,6 +359,7 @@ impl From<FileConfig> for Overrides {
             storage_options: f.storage.into_iter().collect(),
             pii: f.sync.pii,
             pii_key: None,
+            derive: f.sync.derive,
             storage_endpoints_env: Vec::new(),
         }
     }
@@ -453,6 +467,24 @@ pub struct Config {
     pub storage_options: Vec<(String, String)>,
     /// What happens to customer phone numbers and addresses.
     pub pii: PiiSetting,
+    /// ML-ready files written beside each recording, in [`Derivative`] order, no repeats.
+    pub derive: Vec<Derivative>,
+}
+
+/// Parses derivative names (`mono16k`, `channels`, `none`; case and blanks ignored).
+pub fn parse_derive(names: &[String]) -> Result<Vec<Derivative>> {
+    let mut out = Vec::new();
+    for name in names {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "none" => {}
+            "mono16k" => out.push(Derivative::Mono16k),
+            "channels" => out.extend([Derivative::Channel1, Derivative::Channel2]),
+            _ => return Err(ConfigError::BadDerive(name.trim().to_owned())),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Protection of customer contact data in the tables.
@@ -531,6 +563,7 @@ impl Config {
             lookback_hours: file_sync.lookback_hours.unwrap_or(24),
             initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
+            derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
             storage_options: {
                 check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
                 values.storage_options.clone()

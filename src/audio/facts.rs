@@ -34,7 +34,7 @@ mod tests;
 #[cfg(test)]
 mod wav_tests;
 
-pub use derive::{DerivedInfo, derive_mono16k, split_channels};
+pub use derive::{Derivative, DerivedInfo, derive, derive_mono16k};
 
 /// Level reported for digital silence, in dBFS.
 pub const DBFS_FLOOR: f64 = -120.0;

@@ -20,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::net::{self, RetryPolicy};
+pub use facts::{Derivative, DerivedInfo};
 
 /// Object metadata keys (S3 `x-amz-meta-…`, Azure and GCS metadata) naming the recording;
 /// underscores, since Azure only accepts C# identifiers as metadata names.
@@ -62,6 +63,12 @@ pub enum AudioError {
     UnsafeId(String),
     #[error("object store error: {0}")]
     Store(#[from] object_store::Error),
+    /// A derivative could not be made or stored (scratch disk full, say): may pass on retry.
+    #[error("cannot derive audio: {0}")]
+    Derive(String),
+    /// The recording cannot be decoded, so nothing can be derived from it until it changes.
+    #[error("cannot derive audio from this recording: {0}")]
+    Undecodable(String),
 }
 
 impl AudioError {
@@ -112,23 +119,63 @@ pub struct Transfer<'a> {
     pub http: &'a reqwest::Client,
     pub store: &'a Arc<dyn ObjectStore>,
     pub retry: &'a RetryPolicy,
-    /// Feed the bytes to [`facts::analyze`] as they pass.
-    pub analyze: bool,
     /// Multipart part size; see [`part_size_for`].
     pub part_size: usize,
+    /// What to compute from the bytes as they pass.
+    pub processing: &'a Processing,
 }
 
-/// A stored recording and, when asked for, the analysis of the very bytes that were stored.
+/// Work done on a recording's bytes while they stream past, so it costs no second read.
+#[derive(Debug, Clone, Default)]
+pub struct Processing {
+    /// Feed the bytes to [`facts::analyze`].
+    pub analyze: bool,
+    /// Derived files to write beside the original (see [`derived_path`]).
+    pub derive: Vec<Derivative>,
+}
+
+impl Processing {
+    fn is_empty(&self) -> bool {
+        !self.analyze && self.derive.is_empty()
+    }
+}
+
+/// A stored recording and, when asked for, the analysis and derivatives of the very bytes that
+/// were stored.
 #[derive(Debug)]
 pub struct Fetched {
     pub stored: StoredAudio,
+    pub processed: Processed,
+}
+
+/// What [`Processing`] produced for one recording.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Present when analysis was asked for.
     pub facts: Option<facts::Result<facts::AudioFacts>>,
+    /// One entry per derivative asked for, in [`Derivative`] order.
+    pub derived: Vec<DerivedObject>,
+}
+
+/// One derivative of a recording, stored beside it (or why not).
+#[derive(Debug)]
+pub struct DerivedObject {
+    pub kind: Derivative,
+    pub path: Path,
+    pub result: Result<(DerivedInfo, StoredAudio)>,
+}
+
+/// Where a derivative of the recording at `original` goes: `<recording>.<kind>.wav` beside it.
+pub fn derived_path(original: &Path, kind: Derivative) -> Path {
+    let s = original.as_ref();
+    let stem = s.strip_suffix(".wav").unwrap_or(s);
+    Path::from(format!("{stem}.{}.wav", kind.name()))
 }
 
 /// Streams `url` into `store` at `path`, retrying transient failures (5xx, resets, short
 /// bodies) under `retry`. An expired URL is returned at once so the caller can get a new one.
-/// With `analyze`, the bytes are also fed to [`facts::analyze`] on a blocking thread as they
-/// pass, so analysis costs no second read and keeps pace with the transfer.
+/// The bytes are also fed to the analysis and derivations asked for in `transfer.processing`, on
+/// blocking threads as they pass, so they cost no second read and keep pace with the transfer.
 pub async fn fetch_to_store(
     transfer: &Transfer<'_>,
     url: &SecretString,
@@ -159,9 +206,9 @@ async fn fetch_once(
     path: &Path,
     ids: &RecordingIds<'_>,
 ) -> Result<Fetched> {
-    let (http, store, analyze) = (transfer.http, transfer.store, transfer.analyze);
     // Never log or echo the URL: it is a bearer credential until it expires.
-    let resp = http
+    let resp = transfer
+        .http
         .get(url.expose_secret())
         .send()
         .await
@@ -172,23 +219,15 @@ async fn fetch_once(
         s => return Err(AudioError::Status(s)),
     }
     let expected = resp.content_length();
-    let upload = start_upload(store, path, ids).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, transfer.part_size);
-    let (mut tap, analysis) = if analyze {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
-        let task = tokio::task::spawn_blocking(move || facts::analyze(TapReader::new(rx)));
-        (Some(tx), Some(task))
-    } else {
-        (None, None)
-    };
-    let mut hasher = Sha256::new();
-    let mut received: u64 = 0;
+    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
+    let mut taps = Taps::start(transfer.processing);
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                writer.abort().await.ok();
+                let received = upload.received;
+                upload.abort().await;
                 return Err(match expected {
                     Some(expected) if received < expected => {
                         AudioError::Truncated { expected, received }
@@ -197,42 +236,259 @@ async fn fetch_once(
                 });
             }
         };
-        if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
-            writer.abort().await.ok();
-            return Err(e.into());
+        taps.feed(&chunk).await;
+        if let Err(e) = upload.put(chunk).await {
+            upload.abort().await;
+            return Err(e);
         }
-        hasher.update(&chunk);
-        received += chunk.len() as u64;
-        // An analyser that stopped reading (not a WAV, say) just stops getting bytes.
-        if let Some(tx) = &tap
-            && tx.send(chunk.clone()).await.is_err()
-        {
-            tap = None;
-        }
-        writer.put(chunk);
     }
     if let Some(expected) = expected
-        && expected != received
+        && expected != upload.received
     {
-        writer.abort().await.ok();
+        let received = upload.received;
+        upload.abort().await;
         return Err(AudioError::Truncated { expected, received });
     }
-    writer.finish().await?;
-    drop(tap); // end of input for the analyser
-    let facts =
-        match analysis {
-            Some(task) => Some(task.await.unwrap_or_else(|e| {
-                Err(facts::FactsError::Io(std::io::Error::other(e.to_string())))
-            })),
+    let stored = upload.finish().await?;
+    let processed = taps.finish(transfer, path, ids).await;
+    Ok(Fetched { stored, processed })
+}
+
+/// A multipart upload being filled and hashed, holding at most `MAX_PARTS_IN_FLIGHT + 1` parts.
+struct Upload {
+    writer: WriteMultipart,
+    hasher: Sha256,
+    received: u64,
+}
+
+impl Upload {
+    async fn start(
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+        ids: &RecordingIds<'_>,
+        part_size: usize,
+    ) -> Result<Upload> {
+        let upload = start_upload(store, path, ids).await?;
+        Ok(Upload {
+            writer: WriteMultipart::new_with_chunk_size(upload, part_size),
+            hasher: Sha256::new(),
+            received: 0,
+        })
+    }
+
+    /// Waits for room (so a slow store slows the source instead of growing memory), then adds.
+    /// On error the caller aborts the upload.
+    async fn put(&mut self, chunk: Bytes) -> Result<()> {
+        self.writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+        self.hasher.update(&chunk);
+        self.received += chunk.len() as u64;
+        self.writer.put(chunk);
+        Ok(())
+    }
+
+    /// Completes the upload: only now does the object become visible, whole.
+    async fn finish(self) -> Result<StoredAudio> {
+        self.writer.finish().await?;
+        Ok(StoredAudio {
+            size: self.received,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+
+    async fn abort(self) {
+        self.writer.abort().await.ok();
+    }
+}
+
+/// The analysis and derivation threads fed from one stream of bytes.
+struct Taps {
+    analysis: Option<Tap<facts::Result<facts::AudioFacts>>>,
+    derivation: Option<Tap<Scratch>>,
+    kinds: Vec<Derivative>,
+}
+
+/// Derivatives written to anonymous temporary files (freed when dropped), one per kind; the outer
+/// error is the input's (every derivative failed), the inner ones each derivative's own.
+type Scratch = facts::Result<Vec<(Derivative, facts::Result<(DerivedInfo, std::fs::File)>)>>;
+
+impl Taps {
+    fn start(processing: &Processing) -> Taps {
+        let kinds = processing.derive.clone();
+        let analysis = processing.analyze.then(|| Tap::spawn(facts::analyze));
+        let derivation = (!kinds.is_empty()).then(|| {
+            let kinds = kinds.clone();
+            Tap::spawn(move |reader| derive_to_scratch(reader, &kinds))
+        });
+        Taps {
+            analysis,
+            derivation,
+            kinds,
+        }
+    }
+
+    async fn feed(&mut self, chunk: &Bytes) {
+        if let Some(tap) = &mut self.analysis {
+            tap.feed(chunk).await;
+        }
+        if let Some(tap) = &mut self.derivation {
+            tap.feed(chunk).await;
+        }
+    }
+
+    /// Ends the input, collects the analysis, and stores the derivatives beside `original`.
+    async fn finish(
+        self,
+        transfer: &Transfer<'_>,
+        original: &Path,
+        ids: &RecordingIds<'_>,
+    ) -> Processed {
+        let facts = match self.analysis {
+            Some(tap) => Some(
+                tap.finish()
+                    .await
+                    .unwrap_or_else(|e| Err(facts::FactsError::Io(e))),
+            ),
             None => None,
         };
-    Ok(Fetched {
-        stored: StoredAudio {
-            size: received,
-            sha256: hex::encode(hasher.finalize()),
-        },
-        facts,
-    })
+        let derived = match self.derivation {
+            Some(tap) => {
+                let scratch = tap
+                    .finish()
+                    .await
+                    .unwrap_or_else(|e| Err(facts::FactsError::Io(e)));
+                store_derived(transfer, original, ids, &self.kinds, scratch).await
+            }
+            None => Vec::new(),
+        };
+        Processed { facts, derived }
+    }
+}
+
+/// A blocking consumer of a byte stream, fed through a bounded channel.
+struct Tap<T> {
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Tap<T> {
+    fn spawn(consume: impl FnOnce(TapReader) -> T + Send + 'static) -> Tap<T> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
+        let task = tokio::task::spawn_blocking(move || consume(TapReader::new(rx)));
+        Tap { tx: Some(tx), task }
+    }
+
+    /// A consumer that stopped reading (the input is not a WAV, say) just stops getting bytes.
+    async fn feed(&mut self, chunk: &Bytes) {
+        if let Some(tx) = &self.tx
+            && tx.send(chunk.clone()).await.is_err()
+        {
+            self.tx = None;
+        }
+    }
+
+    async fn finish(mut self) -> std::io::Result<T> {
+        self.tx = None; // end of input
+        self.task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+fn derive_to_scratch(reader: TapReader, kinds: &[Derivative]) -> Scratch {
+    let mut files = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        files.push((kind, tempfile::tempfile()?));
+    }
+    let outputs = files.iter_mut().map(|(k, f)| (*k, f)).collect();
+    let results = facts::derive(reader, outputs)?;
+    let mut out = Vec::with_capacity(results.len());
+    for ((kind, result), (_, mut file)) in results.into_iter().zip(files) {
+        let stored = result.and_then(|info| {
+            std::io::Seek::rewind(&mut file)?;
+            Ok((info, file))
+        });
+        out.push((kind, stored));
+    }
+    Ok(out)
+}
+
+/// I/O trouble may pass; a recording that does not decode stays so.
+fn derive_error(e: &facts::FactsError) -> AudioError {
+    match e {
+        facts::FactsError::Io(_) => AudioError::Derive(e.to_string()),
+        _ => AudioError::Undecodable(e.to_string()),
+    }
+}
+
+/// Uploads each derivative made in scratch files; a failure is that derivative's alone.
+async fn store_derived(
+    transfer: &Transfer<'_>,
+    original: &Path,
+    ids: &RecordingIds<'_>,
+    kinds: &[Derivative],
+    scratch: Scratch,
+) -> Vec<DerivedObject> {
+    let scratch = match scratch {
+        Ok(s) => s,
+        Err(e) => {
+            return kinds
+                .iter()
+                .map(|&kind| DerivedObject {
+                    kind,
+                    path: derived_path(original, kind),
+                    result: Err(derive_error(&e)),
+                })
+                .collect();
+        }
+    };
+    let mut out = Vec::with_capacity(scratch.len());
+    for (kind, made) in scratch {
+        let path = derived_path(original, kind);
+        let result = match made {
+            Ok((info, file)) => upload_file(transfer, file, &path, ids)
+                .await
+                .map(|stored| (info, stored)),
+            Err(e) => Err(derive_error(&e)),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(%path, error = %e, "derivative not stored");
+        }
+        out.push(DerivedObject { kind, path, result });
+    }
+    out
+}
+
+/// Streams a local file into the store in parts, hashing it on the way.
+async fn upload_file(
+    transfer: &Transfer<'_>,
+    file: std::fs::File,
+    path: &Path,
+    ids: &RecordingIds<'_>,
+) -> Result<StoredAudio> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::from_std(file);
+    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(transfer.part_size);
+        while buf.len() < transfer.part_size {
+            match file.read_buf(&mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    upload.abort().await;
+                    return Err(AudioError::Derive(format!("reading scratch file: {e}")));
+                }
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        if let Err(e) = upload.put(buf.freeze()).await {
+            upload.abort().await;
+            return Err(e);
+        }
+    }
+    upload.finish().await
 }
 
 /// Chunks buffered between the transfer and the analyser (bounded, so a slow analyser slows the
@@ -268,25 +524,23 @@ impl std::io::Read for TapReader {
     }
 }
 
-/// Analyses an object already in the store, streaming it (for audio stored before analysis
-/// existed, or found without a manifest row).
-pub async fn analyze_object(
-    store: &Arc<dyn ObjectStore>,
+/// Analyses and/or derives from an object already in the store, streaming it once (for audio
+/// stored before analysis or derivation was asked for, or found without a manifest row).
+pub async fn process_stored(
+    transfer: &Transfer<'_>,
     path: &Path,
-) -> Result<facts::Result<facts::AudioFacts>> {
-    let got = store.get(path).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
-    let task = tokio::task::spawn_blocking(move || facts::analyze(TapReader::new(rx)));
+    ids: &RecordingIds<'_>,
+) -> Result<Processed> {
+    if transfer.processing.is_empty() {
+        return Ok(Processed::default());
+    }
+    let got = transfer.store.get(path).await?;
+    let mut taps = Taps::start(transfer.processing);
     let mut stream = got.into_stream();
     while let Some(chunk) = stream.next().await {
-        if tx.send(chunk?).await.is_err() {
-            break;
-        }
+        taps.feed(&chunk?).await;
     }
-    drop(tx);
-    Ok(task
-        .await
-        .unwrap_or_else(|e| Err(facts::FactsError::Io(std::io::Error::other(e.to_string())))))
+    Ok(taps.finish(transfer, path, ids).await)
 }
 
 /// Starts a multipart upload tagged `audio/wav` with the task and recording ids, where the
@@ -340,21 +594,134 @@ pub async fn hash_object(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<St
 mod tests {
     use super::*;
 
+    fn memory_store() -> Arc<dyn ObjectStore> {
+        Arc::new(object_store::memory::InMemory::new())
+    }
+
+    /// Processes the object at `path` of `store` as a sync would for a recording already stored.
+    async fn process(
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+        processing: Processing,
+    ) -> Processed {
+        let (http, retry) = (reqwest::Client::new(), RetryPolicy::default());
+        let transfer = Transfer {
+            http: &http,
+            store,
+            retry: &retry,
+            part_size: 1024,
+            processing: &processing,
+        };
+        let ids = RecordingIds {
+            task_id: "t",
+            recording_id: "r",
+        };
+        process_stored(&transfer, path, &ids).await.unwrap()
+    }
+
+    /// Two seconds of 8 kHz stereo: a tone on the first channel, silence on the second.
+    fn stereo_wav() -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        for i in 0..16_000 {
+            let x = (i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin();
+            w.write_sample((x * 16_000.0) as i16).unwrap();
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        out.into_inner()
+    }
+
     #[tokio::test]
     async fn stored_objects_that_are_not_wav_get_a_clear_verdict_not_a_crash() {
-        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let store = memory_store();
         let path = Path::from("audio/o/t/r.wav");
         store
             .put(&path, b"<html>AccessDenied</html>".to_vec().into())
             .await
             .unwrap();
-        let verdict = analyze_object(&store, &path).await.unwrap();
+        let processing = Processing {
+            analyze: true,
+            derive: vec![Derivative::Mono16k],
+        };
+        let processed = process(&store, &path, processing).await;
+        let verdict = processed.facts.unwrap();
         assert!(
             matches!(verdict, Err(facts::FactsError::NotWav(_))),
             "{verdict:?}"
         );
+        let [derived] = &processed.derived[..] else {
+            panic!("one derivative asked for: {:?}", processed.derived)
+        };
+        assert!(
+            matches!(&derived.result, Err(AudioError::Undecodable(m)) if m.contains("RIFF")),
+            "{:?}",
+            derived.result
+        );
+        assert!(
+            store.head(&derived.path).await.is_err(),
+            "no object for a failed derivative"
+        );
         let hashed = hash_object(&store, &path).await.unwrap();
         assert_eq!(hashed.size, 25);
+    }
+
+    #[tokio::test]
+    async fn derivatives_land_beside_the_original_with_their_size_and_checksum() {
+        let store = memory_store();
+        let path = Path::from("audio/o/t/r.wav");
+        store.put(&path, stereo_wav().into()).await.unwrap();
+        let processing = Processing {
+            analyze: false,
+            derive: Derivative::ALL.to_vec(),
+        };
+        let processed = process(&store, &path, processing).await;
+        assert!(processed.facts.is_none());
+        let names: Vec<String> = processed
+            .derived
+            .iter()
+            .map(|d| d.path.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audio/o/t/r.mono16k.wav",
+                "audio/o/t/r.ch1_16k.wav",
+                "audio/o/t/r.ch2_16k.wav"
+            ]
+        );
+        for d in &processed.derived {
+            let (info, stored) = d.result.as_ref().unwrap();
+            assert_eq!(
+                (info.sample_rate, info.channels, info.frames),
+                (16_000, 1, 32_000)
+            );
+            assert_eq!(&hash_object(&store, &d.path).await.unwrap(), stored);
+            let bytes = store.get(&d.path).await.unwrap().bytes().await.unwrap();
+            let reader = hound::WavReader::new(&bytes[..]).unwrap();
+            assert_eq!(
+                (reader.spec().sample_rate, reader.spec().channels),
+                (16_000, 1)
+            );
+            assert_eq!(reader.duration(), 32_000);
+            // Larger than one 1 KiB part: the multipart path is exercised.
+            assert_eq!(stored.size, 44 + 64_000);
+        }
+    }
+
+    #[test]
+    fn derivatives_are_named_after_the_original() {
+        let original = Path::from("prefix/audio/o/t/r.wav");
+        assert_eq!(
+            derived_path(&original, Derivative::Mono16k).as_ref(),
+            "prefix/audio/o/t/r.mono16k.wav"
+        );
     }
 
     #[test]

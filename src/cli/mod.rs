@@ -117,6 +117,10 @@ pub struct SyncArgs {
     /// Customer phone numbers and addresses: keep, hash (keyed with WXCC_PII_KEY) or mask.
     #[arg(long, env = "WXCC_PII")]
     pub pii: Option<String>,
+    /// ML-ready files beside each recording: mono16k (16 kHz mono mix), channels (one 16 kHz
+    /// file per party), or none. Comma-separated; recorded in the `derivatives` table.
+    #[arg(long, value_delimiter = ',', env = "WXCC_DERIVE")]
+    pub derive: Option<Vec<String>>,
     /// Output location: a path, file://, s3://, gs:// or az:// URL. Default ./wxcc-data.
     #[arg(long, short, env = "WXCC_OUTPUT")]
     pub output: Option<String>,
@@ -279,6 +283,7 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         rate_limit_per_minute: args.rate_limit,
         download_concurrency: args.concurrency,
         pii: args.pii.clone(),
+        derive: args.derive.clone(),
         ..Default::default()
     };
     let configs = load_org_configs(config_path, flags)?;

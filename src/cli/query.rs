@@ -114,12 +114,31 @@ pub struct ExportArgs {
     /// Write the job list to FILE or an object URL instead of standard output.
     #[arg(long, value_name = "FILE|URL")]
     pub output: Option<String>,
+    /// Audio each job points at: the stored original, or its 16 kHz mono derivative (made by
+    /// `wxcc sync --derive mono16k`; recordings without one are left out).
+    #[arg(long, value_enum, default_value_t = ExportAudioArg::Original)]
+    pub audio: ExportAudioArg,
     /// Add a pre-signed HTTPS URL valid this long (e.g. 15m, 1h, 2d; at most 7d). Needs an S3,
     /// GCS or Azure store; computed locally, no request is sent.
     #[arg(long, value_name = "DURATION")]
     pub sign: Option<String>,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportAudioArg {
+    Original,
+    Mono16k,
+}
+
+impl From<ExportAudioArg> for query::ExportAudio {
+    fn from(a: ExportAudioArg) -> Self {
+        match a {
+            ExportAudioArg::Original => query::ExportAudio::Original,
+            ExportAudioArg::Mono16k => query::ExportAudio::Mono16k,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -200,6 +219,7 @@ pub async fn run_export(args: ExportArgs) -> Result<()> {
         selection_sql,
         params,
         sign,
+        audio: args.audio.into(),
     };
     let jobs = query::export_jobs(&session, &lake, &request).await?;
     let rows = query::write_stream(jobs, format, &destination).await?;

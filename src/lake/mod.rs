@@ -8,12 +8,14 @@
 //! - [`store`] opens a location as an [`object_store::ObjectStore`] plus a root prefix.
 //! - [`partition`] upserts one `(org_id, date)` partition at a time: one Parquet file per
 //!   partition, replaced atomically, de-duplicated on the table key.
-//! - [`audio_facts`] holds the rows the audio analysis writes (levels and talk time per channel).
+//! - [`audio_facts`] holds the rows the audio analysis writes (levels and talk time per channel),
+//!   [`derivatives`] those of the ML-ready files made from each recording.
 //!
 //! Layout: `<root>/<table>/org_id=<org>/date=<YYYY-MM-DD>/part-0.parquet`, partition columns
 //! only in the folder names, so DuckDB, pyarrow, Spark and Trino read it unchanged.
 
 pub mod audio_facts;
+pub mod derivatives;
 mod error;
 pub mod partition;
 pub mod rows;
@@ -21,6 +23,7 @@ pub mod schema;
 pub mod store;
 
 pub use audio_facts::{AudioFactsRow, audio_facts_batch};
+pub use derivatives::{DerivativeRow, derivatives_batch};
 pub use error::{LakeError, Result};
 pub use rows::{CaptureRow, ManifestRow, TaskRow, captures_batch, manifest_batch, tasks_batch};
 pub use schema::{ColumnDef, ColumnType, Table, TableDef};

@@ -21,16 +21,18 @@ pub enum Table {
     Captures,
     Manifest,
     AudioFacts,
+    Derivatives,
 }
 
 impl Table {
     /// Every table, in the order data flows (tasks, then their captures, then stored audio, then
-    /// what was measured on that audio).
-    pub const ALL: [Table; 4] = [
+    /// what was measured on that audio and the files derived from it).
+    pub const ALL: [Table; 5] = [
         Table::Tasks,
         Table::Captures,
         Table::Manifest,
         Table::AudioFacts,
+        Table::Derivatives,
     ];
 
     /// Table name: the SQL table name, the top-level folder and the `schemas/<name>.toml` stem.
@@ -40,6 +42,7 @@ impl Table {
             Table::Captures => "captures",
             Table::Manifest => "manifest",
             Table::AudioFacts => "audio_facts",
+            Table::Derivatives => "derivatives",
         }
     }
 
@@ -59,6 +62,7 @@ impl Table {
             Table::Captures => include_str!("../../schemas/captures.toml"),
             Table::Manifest => include_str!("../../schemas/manifest.toml"),
             Table::AudioFacts => include_str!("../../schemas/audio_facts.toml"),
+            Table::Derivatives => include_str!("../../schemas/derivatives.toml"),
         }
     }
 }

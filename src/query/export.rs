@@ -31,6 +31,8 @@ pub const SELECTION_KEYS: [&str; 3] = ["org_id", "task_id", "recording_id"];
 
 /// The job list over the selection `{selection}` (placeholders allowed), ordered stably.
 /// `url` and `url_expires_at` are filled (or left null) after the query, by [`sign_batch`].
+/// `{a}` is the audio file's alias (`r` for the original, `d` for a derivative joined by
+/// `{audio_join}`); a mono derivative has no caller or agent channel.
 const JOBS_SQL: &str = "\
 WITH selected AS (
     SELECT DISTINCT org_id, task_id, recording_id FROM ({selection}) AS q
@@ -44,21 +46,57 @@ SELECT
     r.queue_name,
     r.agent_name,
     r.call_type,
-    r.object_uri,
+    {a}.object_uri,
     CAST(NULL AS VARCHAR) AS url,
     CAST(NULL AS VARCHAR) AS url_expires_at,
-    CASE WHEN r.channel1 = 'Caller' THEN 1 WHEN r.channel2 = 'Caller' THEN 2 END AS caller_channel,
-    CASE WHEN r.channel1 = 'Agent' THEN 1 WHEN r.channel2 = 'Agent' THEN 2 END AS agent_channel,
+    CASE WHEN {stereo} AND r.channel1 = 'Caller' THEN 1
+         WHEN {stereo} AND r.channel2 = 'Caller' THEN 2 END AS caller_channel,
+    CASE WHEN {stereo} AND r.channel1 = 'Agent' THEN 1
+         WHEN {stereo} AND r.channel2 = 'Agent' THEN 2 END AS agent_channel,
     r.channel1,
     r.channel2,
-    COALESCE(r.audio_duration_ms, r.duration_ms) AS duration_ms,
+    COALESCE({a}.{duration}, r.duration_ms) AS duration_ms,
     CAST(NULL AS VARCHAR) AS language,
-    r.size_bytes,
-    r.sha256
+    {a}.size_bytes,
+    {a}.sha256
 FROM recordings AS r
 JOIN selected AS s
     ON r.org_id = s.org_id AND r.task_id = s.task_id AND r.recording_id = s.recording_id
+{audio_join}
 ORDER BY r.created_time, r.task_id, r.recording_id";
+
+/// Only a derivative made from the very bytes stored counts (see the `recordings` view).
+const MONO16K_JOIN: &str = "\
+JOIN derivatives AS d
+    ON d.org_id = r.org_id AND d.date = r.date
+    AND d.task_id = r.task_id AND d.recording_id = r.recording_id
+    AND d.kind = 'mono16k' AND d.status = 'ok' AND d.source_sha256 = r.sha256";
+
+/// Which audio file each job points at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExportAudio {
+    /// The recording as stored (stereo, caller and agent channels given).
+    #[default]
+    Original,
+    /// Its 16 kHz mono derivative (`wxcc sync --derive mono16k`); recordings without one are
+    /// left out of the job list.
+    Mono16k,
+}
+
+impl ExportAudio {
+    fn jobs_sql(self, selection: &str) -> String {
+        let (alias, stereo, duration, join) = match self {
+            ExportAudio::Original => ("r", "TRUE", "audio_duration_ms", ""),
+            ExportAudio::Mono16k => ("d", "FALSE", "duration_ms", MONO16K_JOIN),
+        };
+        JOBS_SQL
+            .replace("{a}", alias)
+            .replace("{stereo}", stereo)
+            .replace("{duration}", duration)
+            .replace("{audio_join}", join)
+            .replace("{selection}", selection)
+    }
+}
 
 /// What to export and how.
 #[derive(Debug, Clone)]
@@ -69,6 +107,8 @@ pub struct ExportRequest {
     pub params: Option<ParamValues>,
     /// Pre-sign a `GET` URL valid this long for each recording.
     pub sign: Option<Duration>,
+    /// The original recordings or their 16 kHz mono derivatives.
+    pub audio: ExportAudio,
 }
 
 /// Runs the export and returns the job rows as a stream (see the module docs for the columns).
@@ -103,7 +143,7 @@ pub async fn export_jobs(
             missing.join(", ")
         )));
     }
-    let sql = JOBS_SQL.replace("{selection}", selection);
+    let sql = request.audio.jobs_sql(selection);
     let df = session.dataframe(&sql, request.params.clone()).await?;
     let stream = df.execute_stream().await.map_err(QueryError::Sql)?;
     let schema = job_schema(&stream.schema());

@@ -13,6 +13,7 @@ fn request(sql: &str, sign: Option<Duration>) -> ExportRequest {
         selection_sql: sql.to_string(),
         params: None,
         sign,
+        audio: ExportAudio::Original,
     }
 }
 
@@ -46,6 +47,7 @@ async fn unsigned_export_lists_each_recording_once_in_a_stable_order() {
         selection_sql: rtt.sql.to_string(),
         params: Some(rtt.bind(&[]).expect("defaults")),
         sign: None,
+        audio: ExportAudio::Original,
     };
     let first = lines(&jobs(&session, &lake, &req).await);
     assert_eq!(
@@ -170,4 +172,24 @@ fn url_lifetimes_parse_with_units_and_are_capped_at_seven_days() {
     for bad in ["0", "8d", "1w", "h", ""] {
         assert!(parse_ttl(bad).is_err(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn mono16k_export_points_at_derivatives_made_from_the_stored_bytes() {
+    let lake = Lake::open("memory://").expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+    let req = ExportRequest {
+        audio: ExportAudio::Mono16k,
+        ..request("SELECT org_id, task_id, recording_id FROM recordings", None)
+    };
+    let rows = lines(&jobs(&session, &lake, &req).await);
+    // r2's only derivative was made from other bytes than those stored: not exported.
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(
+        rows[1].contains(",t1,r1,")
+            && rows[1].contains("/t1/r1.mono16k.wav,,,,,Caller,Agent,90000,,2880044,efef"),
+        "mono: no caller or agent channel; the derivative's size and checksum: {}",
+        rows[1]
+    );
 }

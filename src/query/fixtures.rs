@@ -3,8 +3,8 @@
 use chrono::NaiveDate;
 
 use crate::lake::{
-    AudioFactsRow, CaptureRow, Lake, ManifestRow, Table, TaskRow, audio_facts_batch,
-    captures_batch, manifest_batch, tasks_batch,
+    AudioFactsRow, CaptureRow, DerivativeRow, Lake, ManifestRow, Table, TaskRow, audio_facts_batch,
+    captures_batch, derivatives_batch, manifest_batch, tasks_batch,
 };
 use crate::query::{OutputFormat, QuerySession, format_batches};
 
@@ -92,8 +92,33 @@ pub fn facts(task: &str, rec: &str, caller_ms: i64, agent_ms: i64) -> AudioFacts
     }
 }
 
+/// A 16 kHz derivative of a stored fixture recording, made from the bytes with `source` hash.
+pub fn derivative(audio: &Lake, task: &str, rec: &str, kind: &str, source: &str) -> DerivativeRow {
+    DerivativeRow {
+        task_id: task.into(),
+        recording_id: rec.into(),
+        kind: kind.into(),
+        channel_label: match kind {
+            "ch1_16k" => Some("Caller".into()),
+            "ch2_16k" => Some("Agent".into()),
+            _ => None,
+        },
+        object_uri: audio.uri(&audio.path(&format!("audio/{ORG}/{task}/{rec}.{kind}.wav"))),
+        status: "ok".into(),
+        sample_rate: Some(16_000),
+        channels: Some(1),
+        duration_ms: Some(90_000),
+        size_bytes: Some(2_880_044),
+        sha256: Some("ef".repeat(32)),
+        source_sha256: Some(source.into()),
+        ..DerivativeRow::default()
+    }
+}
+
 /// Two days: t1 recorded twice (main + consult, main analysed), t2 abandoned, t3 requested but
-/// never stored, a chat that telephony queries must ignore, and t5 whose download failed.
+/// never stored, a chat that telephony queries must ignore, and t5 whose download failed. t1's main
+/// recording has its three 16 kHz derivatives; its consult leg only a stale one (made from other
+/// bytes than those stored).
 pub async fn populate(lake: &Lake) {
     populate_with_audio_in(lake, lake).await;
 }
@@ -143,6 +168,16 @@ pub async fn populate_with_audio_in(lake: &Lake, audio: &Lake) {
             Table::AudioFacts,
             5,
             audio_facts_batch(&[facts("t1", "r1", 30_000, 45_000)]),
+        ),
+        (
+            Table::Derivatives,
+            5,
+            derivatives_batch(&[
+                derivative(audio, "t1", "r1", "mono16k", &"ab".repeat(32)),
+                derivative(audio, "t1", "r1", "ch1_16k", &"ab".repeat(32)),
+                derivative(audio, "t1", "r1", "ch2_16k", &"ab".repeat(32)),
+                derivative(audio, "t1", "r2", "mono16k", &"cd".repeat(32)),
+            ]),
         ),
     ];
     for (table, d, batch) in writes {

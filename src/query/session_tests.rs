@@ -154,6 +154,23 @@ async fn recordings_view_has_one_row_per_stored_recording_with_friendly_columns(
 }
 
 #[tokio::test]
+async fn recordings_view_points_at_current_derivatives_by_party() {
+    let lake = Lake::open("memory://").expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+    let rows = csv(
+        &session,
+        "SELECT recording_id, regexp_replace(mono16k_uri, '.*/', ''), \
+         regexp_replace(caller_16k_uri, '.*/', ''), regexp_replace(agent_16k_uri, '.*/', '') \
+         FROM recordings ORDER BY recording_id",
+    )
+    .await;
+    // r1: the caller is on channel 1. r2's derivative is stale (other source bytes): none.
+    assert_eq!(&rows[1], "r1,r1.mono16k.wav,r1.ch1_16k.wav,r1.ch2_16k.wav");
+    assert_eq!(&rows[2], "r2,,,");
+}
+
+#[tokio::test]
 async fn talk_time_follows_the_channel_labels_not_the_channel_number() {
     let lake = Lake::open("memory://").expect("open");
     populate(&lake).await;

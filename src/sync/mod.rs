@@ -17,9 +17,10 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings};
+use crate::audio;
 use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError, PiiSetting};
-use crate::lake::{Lake, LakeError, ManifestRow};
+use crate::lake::{DerivativeRow, Lake, LakeError, ManifestRow, derivatives};
 use crate::net::{self, RetryPolicy};
 use state::{OrgState, StateError};
 
@@ -84,8 +85,9 @@ pub struct SyncContext {
     pub retry: RetryPolicy,
     /// Re-hash stored audio before trusting it (default: trust a matching size).
     pub verify_checksums: bool,
-    /// Measure each recording as it streams in (`audio_facts` table).
-    pub analyze_audio: bool,
+    /// Measure each recording as it streams in (`audio_facts` table) and write the derivatives
+    /// asked for (`derivatives` table).
+    pub processing: audio::Processing,
     /// Hash or mask customer phone numbers and addresses before they reach a table.
     pub pii: pii::PiiMode,
     /// Progress display; hidden unless the CLI attaches one to a terminal.
@@ -109,7 +111,10 @@ impl SyncContext {
             media: net::media_http_client(),
             retry,
             verify_checksums: false,
-            analyze_audio: true,
+            processing: audio::Processing {
+                analyze: true,
+                derive: cfg.derive.clone(),
+            },
             pii: match &cfg.pii {
                 PiiSetting::Keep => pii::PiiMode::Keep,
                 PiiSetting::Mask => pii::PiiMode::Mask,
@@ -134,6 +139,9 @@ pub struct SyncSummary {
     pub skipped_present: u64,
     pub failed: u64,
     pub bytes: u64,
+    /// Derived files made this run, and those that could not be stored (retried next run).
+    pub derived: u64,
+    pub derive_failed: u64,
     pub url_refreshes: u64,
     pub rejects: u64,
     pub api: Option<ApiCounts>,
@@ -154,9 +162,19 @@ impl SyncSummary {
         }
     }
 
+    fn count_derived(&mut self, rows: &[DerivativeRow]) {
+        for row in rows {
+            match row.status.as_str() {
+                derivatives::status::OK => self.derived += 1,
+                derivatives::status::FAILED => self.derive_failed += 1,
+                _ => {} // undecodable original: audio_facts already says why
+            }
+        }
+    }
+
     /// True when something could not be stored and a later run should retry it.
     pub fn is_partial(&self) -> bool {
-        self.failed > 0 || self.rejects > 0
+        self.failed > 0 || self.rejects > 0 || self.derive_failed > 0
     }
 }
 

@@ -8,8 +8,9 @@ use chrono::NaiveDate;
 use super::pii::PiiMode;
 use crate::api::model::{Recording, Task};
 use crate::audio::facts::{AudioFacts, FactsError};
-use crate::audio::{self, AudioError, StoredAudio};
+use crate::audio::{self, AudioError, Derivative, DerivedObject, StoredAudio};
 use crate::lake::audio_facts::status;
+use crate::lake::derivatives::{self, DerivativeRow};
 use crate::lake::{AudioFactsRow, CaptureRow, Lake, ManifestRow, Result, Table, TaskRow};
 
 pub const STATUS_STORED: &str = "stored";
@@ -190,6 +191,73 @@ pub fn facts_row(
         row.ch2_talk_ms = Some(c.talk_time_ms);
     }
     row
+}
+
+/// The derivative rows of one recording made from the original `source`.
+pub fn derivative_rows(
+    lake: &Lake,
+    task_id: &str,
+    rec: &Recording,
+    source: &StoredAudio,
+    derived: &[DerivedObject],
+) -> Vec<DerivativeRow> {
+    derived
+        .iter()
+        .map(|d| {
+            let mut row = DerivativeRow {
+                task_id: task_id.to_owned(),
+                recording_id: rec.id.clone(),
+                kind: d.kind.name().to_owned(),
+                channel_label: match d.kind {
+                    Derivative::Mono16k => None,
+                    Derivative::Channel1 => rec.attributes.channel1.clone(),
+                    Derivative::Channel2 => rec.attributes.channel2.clone(),
+                },
+                object_uri: lake.uri(&d.path),
+                source_sha256: Some(source.sha256.clone()),
+                ..Default::default()
+            };
+            match &d.result {
+                Ok((info, stored)) => {
+                    row.status = derivatives::status::OK.to_owned();
+                    row.sample_rate = Some(i64::from(info.sample_rate));
+                    row.channels = Some(i64::from(info.channels));
+                    row.duration_ms = Some(info.duration_ms);
+                    row.size_bytes = Some(stored.size as i64);
+                    row.sha256 = Some(stored.sha256.clone());
+                }
+                Err(e) => {
+                    row.status = match e {
+                        AudioError::Undecodable(_) => derivatives::status::UNUSABLE_SOURCE,
+                        _ => derivatives::status::FAILED,
+                    }
+                    .to_owned();
+                    row.error = Some(e.to_string());
+                }
+            }
+            row
+        })
+        .collect()
+}
+
+/// The derivative rows already in a partition, by (task, recording, kind).
+pub async fn derivatives_from_lake(
+    lake: &Lake,
+    org: &str,
+    date: NaiveDate,
+) -> Result<std::collections::HashMap<(String, String, String), DerivativeRow>> {
+    let Some(batch) = lake.read_partition(Table::Derivatives, org, date).await? else {
+        return Ok(Default::default());
+    };
+    Ok(derivatives::derivative_rows(&batch)
+        .into_iter()
+        .map(|r| {
+            (
+                (r.task_id.clone(), r.recording_id.clone(), r.kind.clone()),
+                r,
+            )
+        })
+        .collect())
 }
 
 /// Keys of the recordings that already have an audio facts row in a partition.

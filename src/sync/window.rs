@@ -1,4 +1,5 @@
-//! One window (at most one UTC day): tasks → captures → audio → three partition upserts.
+//! One window (at most one UTC day): tasks → captures → audio (analysed, derivatives made as it
+//! streams) → partition upserts.
 //!
 //! Capture queries and downloads overlap: each captures batch feeds its recordings straight
 //! into the bounded download pool. The partitions are written only after every download of the
@@ -19,8 +20,9 @@ use super::rows::{self, STATUS_STORED};
 use super::{Outcome, Result, SyncContext, SyncSummary};
 use crate::api::model::{Recording, TaskCaptures};
 use crate::api::{MAX_CAPTURE_IDS, Reject};
-use crate::audio::{self, AudioError, Fetched, StoredAudio};
-use crate::lake::{self, AudioFactsRow, ManifestRow, Table};
+use crate::audio::{self, AudioError, Fetched, Processing, StoredAudio};
+use crate::lake::derivatives::status as derived_status;
+use crate::lake::{self, AudioFactsRow, DerivativeRow, ManifestRow, Table};
 
 /// Capture queries in flight at once; the rate limiter paces them anyway.
 const CAPTURE_QUERIES_IN_FLIGHT: usize = 4;
@@ -53,9 +55,15 @@ pub(super) async fn sync_window(
 
     let previous = previous_manifest(ctx, org, date).await?;
     let analysed = rows::analysed_in_lake(&ctx.lake, org, date).await?;
+    let derived = if ctx.processing.derive.is_empty() {
+        HashMap::new()
+    } else {
+        rows::derivatives_from_lake(&ctx.lake, org, date).await?
+    };
     let known = Known {
         manifest: &previous,
         analysed: &analysed,
+        derived: &derived,
     };
     let captured: Mutex<Vec<TaskCaptures>> = Mutex::new(Vec::new());
     let capture_rejects: Mutex<Vec<Reject>> = Mutex::new(Vec::new());
@@ -100,16 +108,24 @@ pub(super) async fn sync_window(
     summary.recordings += recordings.len() as u64;
     let mut manifest = Vec::with_capacity(results.len());
     let mut facts = Vec::new();
+    let mut derivatives = Vec::new();
     for stored in results {
         summary.count(&stored.manifest, stored.outcome);
+        summary.count_derived(&stored.derived);
         manifest.push(stored.manifest);
         facts.extend(stored.facts);
+        derivatives.extend(stored.derived);
     }
 
     let lake = &ctx.lake;
     if !facts.is_empty() {
         let batch = lake::audio_facts_batch(&facts)?;
         lake.upsert_partition(Table::AudioFacts, org, date, batch)
+            .await?;
+    }
+    if !derivatives.is_empty() {
+        let batch = lake::derivatives_batch(&derivatives)?;
+        lake.upsert_partition(Table::Derivatives, org, date, batch)
             .await?;
     }
     if !manifest.is_empty() {
@@ -144,13 +160,40 @@ type Previous = HashMap<(String, String), ManifestRow>;
 struct Known<'a> {
     manifest: &'a Previous,
     analysed: &'a HashSet<(String, String)>,
+    /// Empty unless derivatives are asked for.
+    derived: &'a HashMap<(String, String, String), DerivativeRow>,
 }
 
-/// One recording's outcome: its manifest row and, when analysed now, its audio facts.
+impl Known<'_> {
+    /// The derivatives asked for that no earlier run made from this very original. One whose
+    /// original could not be decoded is not tried again until the original changes.
+    fn derivatives_missing(
+        &self,
+        wanted: &[audio::Derivative],
+        id: &(String, String),
+        source: &StoredAudio,
+    ) -> Vec<audio::Derivative> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|kind| {
+                let key = (id.0.clone(), id.1.clone(), kind.name().to_owned());
+                !self.derived.get(&key).is_some_and(|row| {
+                    row.source_sha256.as_deref() == Some(source.sha256.as_str())
+                        && (row.status == derived_status::OK
+                            || row.status == derived_status::UNUSABLE_SOURCE)
+                })
+            })
+            .collect()
+    }
+}
+
+/// One recording's outcome: its manifest row and, when analysed or derived now, those rows.
 struct Stored {
     manifest: ManifestRow,
     outcome: Outcome,
     facts: Option<AudioFactsRow>,
+    derived: Vec<DerivativeRow>,
 }
 
 async fn previous_manifest(ctx: &SyncContext, org: &str, date: NaiveDate) -> Result<Previous> {
@@ -212,28 +255,39 @@ async fn store_recording(
                 manifest,
                 outcome: Outcome::Failed,
                 facts: None,
+                derived: Vec::new(),
             });
         }
     };
     let path = ctx.lake.path(&key);
     let uri = ctx.lake.uri(&path);
     let id = (task_id.to_owned(), rec.id.clone());
+    let ids = audio::RecordingIds {
+        task_id,
+        recording_id: &rec.id,
+    };
     if let Some(stored) = already_stored(ctx, &path, known.manifest.get(&id)).await {
-        let facts = if ctx.analyze_audio && !known.analysed.contains(&id) {
-            match audio::analyze_object(ctx.lake.store(), &path).await {
-                Ok(analysis) => Some(rows::facts_row(task_id, rec, &analysis)),
-                Err(e) => {
-                    tracing::warn!(%path, error = %e, "cannot read stored audio for analysis");
-                    None
-                }
+        // Audio stored by an earlier run: analyse or derive from the stored copy what that run
+        // did not (analysis or derivation switched on since, or a derivative that failed).
+        let processing = Processing {
+            analyze: ctx.processing.analyze && !known.analysed.contains(&id),
+            derive: known.derivatives_missing(&ctx.processing.derive, &id, &stored),
+        };
+        let processed = match audio::process_stored(&transfer(ctx, &processing), &path, &ids).await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "cannot read stored audio for analysis");
+                audio::Processed::default()
             }
-        } else {
-            None
         };
         return Ok(Stored {
             manifest: rows::manifest_row(task_id, &rec.id, uri, Ok(&stored)),
             outcome: Outcome::Present,
-            facts,
+            facts: processed
+                .facts
+                .map(|analysis| rows::facts_row(task_id, rec, &analysis)),
+            derived: rows::derivative_rows(&ctx.lake, task_id, rec, &stored, &processed.derived),
         });
     }
     let margin = URL_SAFETY_MARGIN.min(url_life / 4);
@@ -242,20 +296,28 @@ async fn store_recording(
     } else {
         rec.attributes.file_path.clone()
     };
-    let result = download(ctx, task_id, &rec.id, url, &path).await;
-    let (outcome, facts) = match &result {
+    let result = download(ctx, &ids, url, &path).await;
+    let (outcome, facts, derived) = match &result {
         Ok((fetched, refreshed)) => (
             Outcome::Stored {
                 refreshed: *refreshed,
             },
             fetched
+                .processed
                 .facts
                 .as_ref()
                 .map(|analysis| rows::facts_row(task_id, rec, analysis)),
+            rows::derivative_rows(
+                &ctx.lake,
+                task_id,
+                rec,
+                &fetched.stored,
+                &fetched.processed.derived,
+            ),
         ),
         Err(e) => {
             tracing::warn!(task_id, recording_id = %rec.id, error = %e, "recording not stored");
-            (Outcome::Failed, None)
+            (Outcome::Failed, None, Vec::new())
         }
     };
     let manifest = rows::manifest_row(
@@ -268,7 +330,19 @@ async fn store_recording(
         manifest,
         outcome,
         facts,
+        derived,
     })
+}
+
+/// How audio moves into the lake's store, with `processing` on the way.
+fn transfer<'a>(ctx: &'a SyncContext, processing: &'a Processing) -> audio::Transfer<'a> {
+    audio::Transfer {
+        http: &ctx.media,
+        store: ctx.lake.store(),
+        retry: &ctx.retry,
+        part_size: audio::part_size_for(ctx.lake.url().scheme()),
+        processing,
+    }
 }
 
 /// An object already in the store counts as stored when it matches the manifest's size (or,
@@ -309,26 +383,16 @@ const MAX_URL_REFRESHES: u32 = 3;
 /// transfer), asks for a fresh one, a bounded number of times.
 async fn download(
     ctx: &SyncContext,
-    task_id: &str,
-    recording_id: &str,
+    ids: &audio::RecordingIds<'_>,
     url: Option<SecretString>,
     path: &Path,
 ) -> std::result::Result<(Fetched, bool), AudioError> {
     let mut url = url.ok_or(AudioError::NoUrl)?;
-    let transfer = audio::Transfer {
-        http: &ctx.media,
-        store: ctx.lake.store(),
-        retry: &ctx.retry,
-        analyze: ctx.analyze_audio,
-        part_size: audio::part_size_for(ctx.lake.url().scheme()),
-    };
+    let transfer = transfer(ctx, &ctx.processing);
+    let (task_id, recording_id) = (ids.task_id, ids.recording_id);
     let mut refreshes = 0;
     loop {
-        let ids = audio::RecordingIds {
-            task_id,
-            recording_id,
-        };
-        match audio::fetch_to_store(&transfer, &url, path, &ids).await {
+        match audio::fetch_to_store(&transfer, &url, path, ids).await {
             Err(AudioError::UrlExpired) if refreshes < MAX_URL_REFRESHES => {
                 tracing::debug!(
                     task_id,

@@ -8,9 +8,14 @@ use crate::util::{sim_env, start_sim, strings, text, wxcc};
 use wxcc::sim::{SimConfig, Simulator};
 
 fn expected_tasks(sim: &Simulator) -> Vec<String> {
+    tasks_at(sim, sim.now())
+}
+
+/// Each task as `GET /v1/tasks` shows it at `at`: id, status, captureRequested.
+fn tasks_at(sim: &Simulator, at: chrono::DateTime<Utc>) -> Vec<String> {
     let mut v: Vec<String> = sim
         .world()
-        .tasks_as_of(sim.now())
+        .tasks_as_of(at)
         .iter()
         .map(|t| {
             let cap = t
@@ -66,13 +71,21 @@ async fn scheduled_runs_follow_a_changing_world() {
     let out = dir.path().join("lake");
     let loc = out.to_str().unwrap();
 
-    sim.set_now(Utc::now() - Duration::hours(6));
+    // The first run happens at least six hours back, at an instant when some call is still in
+    // progress or in wrap-up (found in the world, so the test does not depend on the time of day).
+    let now = Utc::now();
+    let last = tasks_at(&sim, now);
+    let first_run = (0..24 * 12)
+        .map(|i| now - Duration::hours(6) - Duration::minutes(5 * i))
+        .find(|t| tasks_at(&sim, *t).iter().any(|task| !last.contains(task)))
+        .expect("some task changes state in the last 30 hours");
+    sim.set_now(first_run);
     scheduled_run(&sim, dir.path(), loc).await;
     let first_tasks = expected_tasks(&sim);
     assert_eq!(strings(loc, TASKS_SQL).await, first_tasks);
     assert_eq!(strings(loc, STORED_SQL).await, expected_recordings(&sim));
 
-    // Six hours later: open calls closed, late captures appeared, new calls arrived.
+    // Hours later: open calls closed, late captures appeared, new calls arrived.
     sim.set_now(Utc::now());
     scheduled_run(&sim, dir.path(), loc).await;
     let second_tasks = expected_tasks(&sim);

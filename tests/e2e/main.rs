@@ -4,6 +4,7 @@
 mod auth;
 mod azure;
 mod cli;
+mod derive;
 mod incremental;
 mod query;
 mod robust;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wxcc::lake::{
-    AudioFactsRow, CaptureRow, Lake, ManifestRow, Table, TaskRow, audio_facts_batch,
-    captures_batch, manifest_batch, tasks_batch,
+    AudioFactsRow, CaptureRow, DerivativeRow, Lake, ManifestRow, Table, TaskRow, audio_facts_batch,
+    captures_batch, derivatives_batch, manifest_batch, tasks_batch,
 };
 
 use crate::s3::test_python;
@@ -27,12 +27,14 @@ fn ms(date: &str, hour: u32) -> i64 {
         .timestamp_millis()
 }
 
-/// Two days, three calls per day on two queues, one main recording each (stored), facts for all.
+/// Two days, three calls per day on two queues, one main recording each (stored), facts and a
+/// 16 kHz mono derivative for all.
 async fn write_lake(dir: &Path) -> Lake {
     let lake = Lake::open(dir.to_str().expect("utf8")).expect("lake");
     for date in ["2026-01-05", "2026-01-06"] {
         let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("date");
         let (mut tasks, mut caps, mut man, mut facts) = (vec![], vec![], vec![], vec![]);
+        let mut derived = vec![];
         for (i, queue) in ["Support", "Sales", "Support"].into_iter().enumerate() {
             let hour = 9 + u32::try_from(i).expect("small");
             let id = format!("task-{date}-{i}");
@@ -68,6 +70,20 @@ async fn write_lake(dir: &Path) -> Lake {
                 status: "stored".into(),
                 error: None,
             });
+            derived.push(DerivativeRow {
+                task_id: id.clone(),
+                recording_id: rec.clone(),
+                kind: "mono16k".into(),
+                object_uri: lake.uri(&lake.path(&format!("audio/{ORG}/{id}/{rec}.mono16k.wav"))),
+                status: "ok".into(),
+                sample_rate: Some(16_000),
+                channels: Some(1),
+                duration_ms: Some(60_000),
+                size_bytes: Some(1_920_044),
+                sha256: Some("ef".repeat(32)),
+                source_sha256: Some("cd".repeat(32)),
+                ..DerivativeRow::default()
+            });
             facts.push(AudioFactsRow {
                 task_id: id,
                 recording_id: rec,
@@ -89,6 +105,7 @@ async fn write_lake(dir: &Path) -> Lake {
             (Table::Captures, captures_batch(&caps)),
             (Table::Manifest, manifest_batch(&man)),
             (Table::AudioFacts, audio_facts_batch(&facts)),
+            (Table::Derivatives, derivatives_batch(&derived)),
         ];
         for (table, batch) in batches {
             lake.upsert_partition(table, ORG, d, batch.expect("batch"))

@@ -95,7 +95,7 @@ pub async fn strings(location: &str, sql: &str) -> Vec<String> {
 /// A table's rows as CSV in a stable order, leaving out columns that name the output folder.
 pub async fn dump(location: &str, table: &str, order: &str) -> String {
     let sql = format!("SELECT * EXCLUDE (object_uri) FROM {table} ORDER BY {order}");
-    let sql = if table == "manifest" {
+    let sql = if table == "manifest" || table == "derivatives" {
         sql
     } else {
         sql.replace(" EXCLUDE (object_uri)", "")

@@ -1,5 +1,5 @@
-//! Derived audio for machine learning: a 16 kHz mono mix (what speech models expect) and one mono
-//! file per channel (diarization by channel: each party is on its own channel).
+//! Derived audio for machine learning: a 16 kHz mono mix (what speech models expect) and one
+//! 16 kHz mono file per channel (diarization by channel: each party is on its own channel).
 //!
 //! Both stream block by block like the analysis. Outputs are always 16-bit PCM: lossless for the
 //! 8/16-bit PCM and G.711 that call recorders write; 24/32-bit and float inputs are rounded.
@@ -43,81 +43,168 @@ impl DerivedInfo {
     }
 }
 
-/// Writes a 16 kHz, mono, 16-bit PCM WAV of `reader`: channels are averaged (a party alone on one
-/// channel of a two-channel call therefore comes out 6 dB lower, but overlaps never clip), then
-/// resampled band-limited with rubato's FFT resampler. The output lasts as long as the input, to
-/// the nearest output frame: the resampler's delay is trimmed and its tail flushed.
-pub fn derive_mono16k<R: Read, W: Write + Seek>(mut reader: R, writer: W) -> Result<DerivedInfo> {
+/// A derived file: which samples it holds. Every derivative is mono, 16 kHz, 16-bit PCM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Derivative {
+    /// All channels averaged (a party alone on one channel of a two-channel call therefore comes
+    /// out 6 dB lower, but overlaps never clip): one file for a transcription model.
+    Mono16k,
+    /// The first channel alone (the capture's `channel1` party): diarization by channel.
+    Channel1,
+    /// The second channel alone (the capture's `channel2` party).
+    Channel2,
+}
+
+impl Derivative {
+    pub const ALL: [Derivative; 3] = [
+        Derivative::Mono16k,
+        Derivative::Channel1,
+        Derivative::Channel2,
+    ];
+
+    /// Stable name: the `kind` column and the object key suffix (`<recording>.<name>.wav`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Derivative::Mono16k => "mono16k",
+            Derivative::Channel1 => "ch1_16k",
+            Derivative::Channel2 => "ch2_16k",
+        }
+    }
+
+    /// The input channel it takes, or `None` for the mix of all channels.
+    fn source(self) -> Option<usize> {
+        match self {
+            Derivative::Mono16k => None,
+            Derivative::Channel1 => Some(0),
+            Derivative::Channel2 => Some(1),
+        }
+    }
+}
+
+impl std::fmt::Display for Derivative {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Writes a 16 kHz, mono, 16-bit PCM WAV of `reader` (all channels averaged).
+pub fn derive_mono16k<R: Read, W: Write + Seek>(reader: R, writer: W) -> Result<DerivedInfo> {
+    let mut results = derive(reader, vec![(Derivative::Mono16k, writer)])?;
+    results.pop().expect("one output asked, one result").1
+}
+
+/// Writes every requested derivative of `reader` in one pass: each is resampled band-limited to
+/// 16 kHz with rubato's FFT resampler and lasts as long as the input, to the nearest output frame
+/// (the resampler's delay is trimmed and its tail flushed).
+///
+/// The outer error is the input's (not a WAV, corrupt, I/O): every output is then unusable. An
+/// inner error concerns one output only, e.g. the second channel of a mono recording.
+pub fn derive<R: Read, W: Write + Seek>(
+    mut reader: R,
+    outputs: Vec<(Derivative, W)>,
+) -> Result<Vec<(Derivative, Result<DerivedInfo>)>> {
     let header = wav::read_header(&mut reader)?;
     let rate_in = header.sample_rate;
+    let channels = usize::from(header.channels);
     let expected = (u128::from(header.frames()) * u128::from(ML_SAMPLE_RATE)
         + u128::from(rate_in / 2))
         / u128::from(rate_in);
-    let mut resampler = if rate_in == ML_SAMPLE_RATE {
-        None
-    } else {
-        Some(Mono16k::new(rate_in)?)
-    };
-    let mut out = Output::new(writer, ML_SAMPLE_RATE, expected as u64)?;
-    let mut blocks = Blocks::new(reader, header);
-    let channels = usize::from(header.channels);
+    let mut results = Vec::new();
+    let mut tracks = Vec::new();
+    for (kind, writer) in outputs {
+        match Track::new(kind, writer, rate_in, channels, expected as u64) {
+            Ok(track) => tracks.push(track),
+            Err(e) => results.push((kind, Err(e))),
+        }
+    }
+    let mix_needed = tracks.iter().any(|t| t.source.is_none());
     let gain = 1.0 / channels as f32;
+    let mut blocks = Blocks::new(reader, header);
     let mut mono: Vec<f32> = Vec::new();
     loop {
         let n = blocks.next_block()?;
         if n == 0 {
             break;
         }
-        mono.clear();
-        mono.extend_from_slice(&blocks.channel(0)[..n]);
-        for ch in 1..channels {
-            for (m, x) in mono.iter_mut().zip(&blocks.channel(ch)[..n]) {
-                *m += x;
+        if mix_needed {
+            mono.clear();
+            mono.extend_from_slice(&blocks.channel(0)[..n]);
+            for ch in 1..channels {
+                for (m, x) in mono.iter_mut().zip(&blocks.channel(ch)[..n]) {
+                    *m += x;
+                }
+            }
+            if channels > 1 {
+                mono.iter_mut().for_each(|m| *m *= gain);
             }
         }
-        if channels > 1 {
-            mono.iter_mut().for_each(|m| *m *= gain);
-        }
-        match resampler.as_mut() {
-            Some(r) => r.push(&mono, &mut out)?,
-            None => out.write(&mono)?,
+        for track in &mut tracks {
+            let samples = match track.source {
+                None => &mono[..],
+                Some(ch) => &blocks.channel(ch)[..n],
+            };
+            track.push(samples)?;
         }
     }
-    if let Some(r) = resampler.as_mut() {
-        r.flush(&mut out)?;
+    for track in tracks {
+        let kind = track.kind;
+        results.push((kind, Ok(track.finish()?)));
     }
-    out.finish()
+    results.sort_by_key(|(kind, _)| *kind);
+    Ok(results)
 }
 
-/// Writes each channel of a two-channel recording to its own mono 16-bit WAV at the original
-/// rate (`first` gets the capture's `channel1`, `second` its `channel2`).
-pub fn split_channels<R, W1, W2>(mut reader: R, first: W1, second: W2) -> Result<DerivedInfo>
-where
-    R: Read,
-    W1: Write + Seek,
-    W2: Write + Seek,
-{
-    let header = wav::read_header(&mut reader)?;
-    if header.channels != 2 {
-        return Err(FactsError::Unsupported(format!(
-            "splitting needs a 2-channel recording, this one has {} channel(s)",
-            header.channels
-        )));
-    }
-    let frames = header.frames();
-    let mut first = Output::new(first, header.sample_rate, frames)?;
-    let mut second = Output::new(second, header.sample_rate, frames)?;
-    let mut blocks = Blocks::new(reader, header);
-    loop {
-        let n = blocks.next_block()?;
-        if n == 0 {
-            break;
+/// One derivative being written: its source channel (or the mix) through an optional resampler.
+struct Track<W: Write + Seek> {
+    kind: Derivative,
+    source: Option<usize>,
+    resampler: Option<Mono16k>,
+    out: Output<W>,
+}
+
+impl<W: Write + Seek> Track<W> {
+    fn new(
+        kind: Derivative,
+        writer: W,
+        rate_in: u32,
+        channels: usize,
+        expected: u64,
+    ) -> Result<Self> {
+        let source = kind.source();
+        if let Some(ch) = source
+            && ch >= channels
+        {
+            return Err(FactsError::Unsupported(format!(
+                "{kind} needs channel {} but the recording has {channels} channel(s)",
+                ch + 1
+            )));
         }
-        first.write(&blocks.channel(0)[..n])?;
-        second.write(&blocks.channel(1)[..n])?;
+        let resampler = if rate_in == ML_SAMPLE_RATE {
+            None
+        } else {
+            Some(Mono16k::new(rate_in)?)
+        };
+        Ok(Track {
+            kind,
+            source,
+            resampler,
+            out: Output::new(writer, ML_SAMPLE_RATE, expected)?,
+        })
     }
-    second.finish()?;
-    first.finish()
+
+    fn push(&mut self, samples: &[f32]) -> Result<()> {
+        match self.resampler.as_mut() {
+            Some(r) => r.push(samples, &mut self.out),
+            None => self.out.write(samples),
+        }
+    }
+
+    fn finish(mut self) -> Result<DerivedInfo> {
+        if let Some(r) = self.resampler.as_mut() {
+            r.flush(&mut self.out)?;
+        }
+        self.out.finish()
+    }
 }
 
 /// A 16-bit mono WAV being written, capped at the frame count it should end with.

@@ -69,7 +69,7 @@ fn mono16k_of_16k_mono_is_bit_exact() {
 }
 
 #[test]
-fn split_channels_puts_each_party_in_its_own_file() {
+fn channel_derivatives_put_each_party_in_its_own_16k_file() {
     let tone = sine(1000.0, 0.5, RATE);
     let input = wav(
         pcm16(2, RATE),
@@ -77,28 +77,98 @@ fn split_channels_puts_each_party_in_its_own_file() {
         |i, ch| if ch == 0 { tone(i) } else { 0.0 },
     );
     let (mut a, mut b) = (Cursor::new(Vec::new()), Cursor::new(Vec::new()));
-    let info = split_channels(&input[..], &mut a, &mut b).unwrap();
+    let results = derive(
+        &input[..],
+        vec![
+            (Derivative::Channel2, &mut b),
+            (Derivative::Channel1, &mut a),
+        ],
+    )
+    .unwrap();
+    let want = DerivedInfo {
+        sample_rate: 16_000,
+        channels: 1,
+        frames: 16_000,
+        duration_ms: 1000,
+    };
     assert_eq!(
-        info,
-        DerivedInfo {
-            sample_rate: RATE,
-            channels: 1,
-            frames: 8000,
-            duration_ms: 1000
-        }
+        results.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [Derivative::Channel1, Derivative::Channel2],
+        "results come back in a stable order"
     );
+    for (_, r) in &results {
+        assert_eq!(r.as_ref().unwrap(), &want);
+    }
     let (fa, fb) = (
         analyze_bytes(a.get_ref()).unwrap(),
         analyze_bytes(b.get_ref()).unwrap(),
     );
-    assert_eq!((fa.channels, fa.sample_rate, fa.frames), (1, RATE, 8000));
-    close(fa.channel_stats[0].rms_dbfs, -9.03, 0.05, "first channel");
+    assert_eq!(
+        (fa.channels, fa.sample_rate, fa.frames),
+        (1, 16_000, 16_000)
+    );
+    close(fa.channel_stats[0].rms_dbfs, -9.03, 0.5, "first channel");
     assert_eq!(fb.channel_stats[0].rms_dbfs, DBFS_FLOOR);
 }
 
 #[test]
-fn split_channels_refuses_a_mono_recording() {
+fn one_pass_gives_the_mix_and_both_channels() {
+    let (t1, t2) = (sine(440.0, 0.5, RATE), sine(1000.0, 0.25, RATE));
+    let input = wav(
+        pcm16(2, RATE),
+        12_000,
+        |i, ch| if ch == 0 { t1(i) } else { t2(i) },
+    );
+    let (mut m, mut a, mut b) = (
+        Cursor::new(Vec::new()),
+        Cursor::new(Vec::new()),
+        Cursor::new(Vec::new()),
+    );
+    let results = derive(
+        &input[..],
+        vec![
+            (Derivative::Mono16k, &mut m),
+            (Derivative::Channel1, &mut a),
+            (Derivative::Channel2, &mut b),
+        ],
+    )
+    .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|(_, r)| r.as_ref().unwrap().frames == 24_000)
+    );
+    let level = |c: &Cursor<Vec<u8>>| analyze_bytes(c.get_ref()).unwrap().channel_stats[0].rms_dbfs;
+    close(level(&a), -9.03, 0.5, "channel 1");
+    close(level(&b), -15.05, 0.5, "channel 2");
+    // Uncorrelated tones at half gain: 10·log10((0.25² + 0.125²)/2) = -14.08 dBFS.
+    close(level(&m), -14.08, 0.5, "mix");
+}
+
+#[test]
+fn a_mono_recording_has_no_second_channel_but_still_a_mix() {
     let input = wav(pcm16(1, RATE), 100, |_, _| 0.0);
-    let err = split_channels(&input[..], Cursor::new(Vec::new()), Cursor::new(Vec::new()));
-    assert!(matches!(err, Err(FactsError::Unsupported(_))));
+    let results = derive(
+        &input[..],
+        vec![
+            (Derivative::Mono16k, Cursor::new(Vec::new())),
+            (Derivative::Channel2, Cursor::new(Vec::new())),
+        ],
+    )
+    .unwrap();
+    assert!(results[0].1.is_ok());
+    assert!(
+        matches!(&results[1].1, Err(FactsError::Unsupported(m)) if m.contains("channel 2")),
+        "{:?}",
+        results[1].1
+    );
+}
+
+#[test]
+fn input_that_is_not_wav_fails_every_derivative() {
+    let err = derive(
+        &b"<html>AccessDenied</html>"[..],
+        vec![(Derivative::Mono16k, Cursor::new(Vec::new()))],
+    );
+    assert!(matches!(err, Err(FactsError::NotWav(_))), "{err:?}");
 }

@@ -181,7 +181,8 @@ fn damaged_headers_never_panic() {
             }
             let _ = analyze_bytes(&bytes);
             let _ = derive_mono16k(&bytes[..], Cursor::new(Vec::new()));
-            let _ = split_channels(&bytes[..], Cursor::new(Vec::new()), Cursor::new(Vec::new()));
+            let all = Derivative::ALL.map(|d| (d, Cursor::new(Vec::new())));
+            let _ = derive(&bytes[..], all.into());
         }
     }
 }

@@ -1,0 +1,245 @@
+//! `wxcc sync --derive`: 16 kHz mono files for transcription beside each recording, recorded in
+//! the `derivatives` table, made once per original and remade when the original changes.
+
+use std::path::Path;
+
+use crate::util::{dump, sim_env, small_world, start_sim, strings, text, wxcc};
+use wxcc::sim::Simulator;
+
+/// Runs `wxcc sync` over the small world's two days with `extra` flags; returns the summary.
+async fn sync_with(sim: &Simulator, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "sync",
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-07",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = wxcc(&args, &sim_env(sim), out.parent().unwrap()).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "sync failed\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary is JSON")
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A local `file://` URI as a path.
+fn local(uri: &str) -> std::path::PathBuf {
+    url::Url::parse(uri).unwrap().to_file_path().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derivatives_are_made_beside_each_recording_once() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let loc = out.to_str().unwrap();
+    let summary = sync_with(&sim, &out, &["--derive", "mono16k,channels"]).await;
+    let recordings = sim.world().recordings().len() as u64;
+    assert!(recordings > 10);
+    assert_eq!(summary["derived"], 3 * recordings, "{summary}");
+    assert_eq!(summary["derive_failed"], 0);
+
+    let rows = strings(
+        loc,
+        "SELECT concat_ws('|', d.kind, d.object_uri, d.sha256, CAST(d.size_bytes AS VARCHAR), \
+                CAST(d.duration_ms AS VARCHAR), CAST(d.sample_rate AS VARCHAR), \
+                CAST(d.channels AS VARCHAR), coalesce(d.channel_label, '-'), \
+                coalesce(c.channel1, '-'), coalesce(c.channel2, '-'), \
+                CAST(f.duration_ms AS VARCHAR), m.object_uri) \
+         FROM derivatives d \
+         JOIN manifest m ON m.date = d.date AND m.task_id = d.task_id \
+              AND m.recording_id = d.recording_id \
+         JOIN captures c ON c.date = d.date AND c.task_id = d.task_id \
+              AND c.recording_id = d.recording_id \
+         JOIN audio_facts f ON f.date = d.date AND f.task_id = d.task_id \
+              AND f.recording_id = d.recording_id \
+         WHERE d.status = 'ok' AND d.source_sha256 = m.sha256",
+    )
+    .await;
+    assert_eq!(rows.len() as u64, 3 * recordings);
+    for row in &rows {
+        let f: Vec<&str> = row.split('|').collect();
+        let (kind, uri, sha, size, ms) = (f[0], f[1], f[2], f[3], f[4]);
+        let path = local(uri);
+        let original = local(f[11]);
+        assert_eq!(
+            path,
+            original.with_extension(format!("{kind}.wav")),
+            "beside the original"
+        );
+        assert_eq!(sha256_file(&path), sha, "{kind} checksum");
+        assert_eq!(std::fs::metadata(&path).unwrap().len().to_string(), size);
+        let wav = hound::WavReader::open(&path).unwrap();
+        let spec = wav.spec();
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (16_000, 1, 16),
+            "{kind}"
+        );
+        assert_eq!((f[5], f[6]), ("16000", "1"));
+        let original_ms: i64 = f[10].parse().unwrap();
+        let derived_ms: i64 = ms.parse().unwrap();
+        assert!(
+            (derived_ms - original_ms).abs() <= 1,
+            "{kind}: {derived_ms} vs {original_ms}"
+        );
+        assert_eq!(i64::from(wav.duration()) / 16, derived_ms);
+        let label = match kind {
+            "mono16k" => "-",
+            "ch1_16k" => f[8],
+            "ch2_16k" => f[9],
+            other => panic!("unexpected kind {other}"),
+        };
+        assert_eq!(f[7], label, "channel label from the capture");
+    }
+
+    // The transcription job list can point at the mono derivatives.
+    let export = wxcc(
+        &[
+            "export",
+            "--data",
+            loc,
+            "--audio",
+            "mono16k",
+            "--sql",
+            "SELECT org_id, task_id, recording_id FROM recordings",
+            "--format",
+            "csv",
+        ],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let jobs = text(&export.stdout);
+    assert_eq!(jobs.lines().count() as u64, recordings + 1, "{jobs}");
+    assert!(
+        jobs.lines().skip(1).all(|l| l.contains(".mono16k.wav,")),
+        "{jobs}"
+    );
+
+    let before = dump(loc, "derivatives", "task_id, recording_id, kind").await;
+    let again = sync_with(&sim, &out, &["--derive", "mono16k,channels"]).await;
+    assert_eq!(again["derived"], 0, "nothing derived twice: {again}");
+    assert_eq!(again["stored"], 0);
+    assert_eq!(
+        dump(loc, "derivatives", "task_id, recording_id, kind").await,
+        before
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derivation_switched_on_later_reads_the_stored_copies() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let loc = out.to_str().unwrap();
+    let first = sync_with(&sim, &out, &[]).await;
+    assert_eq!(first["derived"], 0);
+    let downloads = sim.stats().downloads;
+    let recordings = sim.world().recordings().len() as u64;
+
+    // The config file's [sync] derive works like the flag.
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[sync]\nderive = [\"mono16k\"]\n",
+    )
+    .unwrap();
+    let later = sync_with(&sim, &out, &[]).await;
+    assert_eq!(later["derived"], recordings, "{later}");
+    assert_eq!(later["stored"], 0, "no download: {later}");
+    assert_eq!(
+        sim.stats().downloads,
+        downloads,
+        "derived from the stored copies"
+    );
+
+    // An original damaged in place (same size, so trusted) makes an unusable source: flagged,
+    // not retried, and not a failure of the run.
+    let victim = strings(
+        loc,
+        "SELECT object_uri FROM manifest ORDER BY task_id, recording_id LIMIT 1",
+    )
+    .await;
+    let victim = local(&victim[0]);
+    let size = std::fs::metadata(&victim).unwrap().len() as usize;
+    std::fs::write(&victim, vec![b'x'; size]).unwrap();
+    std::fs::remove_file(victim.with_extension("mono16k.wav")).unwrap();
+    let third = sync_with(&sim, &out, &["--derive", "channels"]).await;
+    assert_eq!(third["derived"], 2 * (recordings - 1), "{third}");
+    assert_eq!(third["derive_failed"], 0);
+    let unusable = strings(
+        loc,
+        "SELECT kind || ':' || error FROM derivatives WHERE status = 'unusable_source' ORDER BY kind",
+    )
+    .await;
+    assert_eq!(unusable.len(), 2, "{unusable:?}");
+    assert!(
+        unusable[0].starts_with("ch1_16k:") && unusable[0].contains("RIFF"),
+        "{unusable:?}"
+    );
+    let fourth = sync_with(&sim, &out, &["--derive", "channels"]).await;
+    assert_eq!(
+        fourth["derived"], 0,
+        "an unusable source is not retried: {fourth}"
+    );
+
+    // Repaired by a checksum check, the original gets fresh derivatives.
+    let fifth = sync_with(
+        &sim,
+        &out,
+        &["--derive", "mono16k,channels", "--verify-checksums"],
+    )
+    .await;
+    assert_eq!(fifth["stored"], 1, "{fifth}");
+    assert_eq!(fifth["derived"], 3, "{fifth}");
+    let stale = strings(
+        loc,
+        "SELECT d.recording_id FROM derivatives d JOIN manifest m USING (date, task_id, recording_id) \
+         WHERE d.status <> 'ok' OR d.source_sha256 <> m.sha256",
+    )
+    .await;
+    assert!(stale.is_empty(), "{stale:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_derivative_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(small_world()).await;
+    let out = dir.path().join("lake");
+    let output = wxcc(
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-06",
+            "--derive",
+            "mono8k",
+            "--output",
+        ]
+        .into_iter()
+        .chain([out.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("\"mono8k\"") && err.contains("mono16k"),
+        "{err}"
+    );
+    assert!(!out.join("tasks").exists(), "nothing synced");
+    sim.shutdown().await;
+}
