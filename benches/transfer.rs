@@ -5,8 +5,13 @@
 //! The simulator synthesises the audio on the same cores, on its own runtime whose threads are
 //! named `sim-worker`, so its CPU time can be told apart from the client's.
 //!
+//! Part 1 runs twice: with downloads as fast as loopback allows (every variant CPU-bound, the
+//! simulator synthesising audio on the same 2 cores), and with each download held to a link
+//! speed (`--links`, MB/s per download; default `0,20`, 0 = unlimited) as from a storage host
+//! over a WAN, where the question is whether the sync keeps up with the network.
+//!
 //! Run: `cargo bench --bench transfer` (options: `--recs 16 --rec-secs 3125` for part 1,
-//! `--reps 3`, `--rss-recs 8 --rss-secs 15600 --rss-concurrency 8` for part 2,
+//! `--reps 3`, `--links 0,20`, `--rss-recs 8 --rss-secs 15600 --rss-concurrency 8` for part 2,
 //! `--only throughput|rss`, `--wxcc-bin PATH`).
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -22,6 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
+use wxcc::audio::{Derivative, Processing};
 use wxcc::cli::demo::simulator_overrides;
 use wxcc::config::{Config, Overrides, SyncFileConfig};
 use wxcc::sim::{SimConfig, Simulator};
@@ -57,7 +63,12 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         if only.as_deref() != Some("rss") {
             let (recs, secs) = (num("--recs", 16) as usize, num("--rec-secs", 3125));
-            throughput(&sim, recs, secs, num("--reps", 3) as usize).await?;
+            let links = arg("--links").unwrap_or_else(|| "0,20".into());
+            for link in links.split(',') {
+                let mb: f64 = link.trim().parse().context("--links: MB/s per download")?;
+                let link = (mb > 0.0).then_some((mb * MB) as u64);
+                throughput(&sim, recs, secs, num("--reps", 3) as usize, link).await?;
+            }
         }
         if only.as_deref() != Some("throughput") {
             let (recs, secs) = (num("--rss-recs", 8) as usize, num("--rss-secs", 15_600));
@@ -73,9 +84,15 @@ fn main() -> anyhow::Result<()> {
 /// A simulator (on `rt`) whose world holds exactly `want` recordings, all about `secs` long.
 /// The median is far above the cap, so nearly every call is clamped to `secs`; seeds are tried
 /// until one gives exactly `want` recordings with none short (no consult legs).
-async fn start_sim(rt: &Handle, want: usize, secs: u32) -> anyhow::Result<Simulator> {
+async fn start_sim(
+    rt: &Handle,
+    want: usize,
+    secs: u32,
+    link: Option<u64>,
+) -> anyhow::Result<Simulator> {
     for seed in 1..500u64 {
         let cfg = SimConfig {
+            download_bytes_per_sec: link,
             seed,
             days: 1,
             calls_per_day: (want as f64 / 0.62).ceil() as u32,
@@ -271,11 +288,11 @@ async fn plain_download(sim: &Simulator, cfg: &Config, to: Option<&Path>) -> any
 async fn library_sync(
     sim: &Simulator,
     cfg: &Config,
-    analyze: bool,
+    processing: Processing,
     recordings: u64,
 ) -> anyhow::Result<u64> {
     let mut ctx = SyncContext::from_config(cfg)?;
-    ctx.processing.analyze = analyze;
+    ctx.processing = processing;
     let from = day_start(sim);
     let summary = sync::run(
         &ctx,
@@ -299,15 +316,34 @@ async fn library_sync(
     Ok(summary.bytes)
 }
 
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 5] = [
     "plain GET → sink",
     "plain GET → sha256+file",
-    "sync, analyze_audio on",
-    "sync, analyze_audio off",
+    "sync, analysis on",
+    "sync, analysis off",
+    "sync, analysis + derive",
 ];
 
-async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow::Result<()> {
-    let sim = start_sim(rt, recs, secs).await?;
+/// What the sync variants compute on the way (index into [`VARIANTS`]).
+fn processing(variant: usize) -> Processing {
+    Processing {
+        analyze: variant != 3,
+        derive: if variant == 4 {
+            Derivative::ALL.to_vec()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+async fn throughput(
+    rt: &Handle,
+    recs: usize,
+    secs: u32,
+    reps: usize,
+    link: Option<u64>,
+) -> anyhow::Result<()> {
+    let sim = start_sim(rt, recs, secs, link).await?;
     let world = sim.world().clone();
     let total: u64 = world.recordings().iter().map(|r| world.wav_len(r)).sum();
     let scratch = tempfile::tempdir()?;
@@ -322,14 +358,14 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow:
     let n = recs as u64;
 
     // Interleaved repetitions, so drift in the machine's load hits every variant alike.
-    let mut runs: [Vec<Run>; 4] = Default::default();
+    let mut runs: [Vec<Run>; 5] = Default::default();
     for _ in 0..reps.max(1) {
         for (v, name) in VARIANTS.iter().enumerate() {
             let out = scratch.path().join("lake");
             let run = match v {
                 0 => measured(name, plain_download(&sim, &cfg, None)).await?,
                 1 => measured(name, plain_download(&sim, &cfg, Some(&out))).await?,
-                _ => measured(name, library_sync(&sim, &cfg, v == 2, n)).await?,
+                _ => measured(name, library_sync(&sim, &cfg, processing(v), n)).await?,
             };
             ensure!(
                 run.bytes == total,
@@ -353,10 +389,14 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow:
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "transfer (1): {recs} recordings × {secs} s audio ({:.1} MB each, {:.2} GB, {:.1} audio-h), \
-         concurrency {CONCURRENCY}, loopback, output on local disk ({}); median of {} interleaved runs",
+         concurrency {CONCURRENCY}, loopback {}, output on local disk ({}); median of {} interleaved runs",
         total as f64 / recs as f64 / MB,
         total as f64 / 1e9,
         audio_hours(total),
+        match link {
+            Some(rate) => format!("held to {:.0} MB/s per download", rate as f64 / MB),
+            None => "unlimited".to_string(),
+        },
         scratch.path().display(),
         reps.max(1)
     );
@@ -382,7 +422,7 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow:
             r.client_cpu()
         );
     }
-    let (on, off) = (median(2), median(3));
+    let (on, off, derive) = (median(2), median(3), median(4));
     let hours = audio_hours(total);
     let extra = on.client_cpu() - off.client_cpu();
     println!(
@@ -396,11 +436,28 @@ async fn throughput(rt: &Handle, recs: usize, secs: u32, reps: usize) -> anyhow:
             "n/a (within noise)".to_string()
         }
     );
+    let derive_extra = derive.client_cpu() - on.client_cpu();
     println!(
-        "  goal: sync ≥ 90 % of plain download → analyze on {:.1} %, off {:.1} % \
+        "  derivatives (mono16k + ch1_16k + ch2_16k): marginal {derive_extra:.2} CPU-s = {} audio-h per CPU-s",
+        if derive_extra > 0.05 {
+            format!("{:.1}", hours / derive_extra)
+        } else {
+            "n/a (within noise)".to_string()
+        }
+    );
+    println!(
+        "  client CPU-s per GB moved: plain GET {:.2} s, sync analysis off {:.2} s, on {:.2} s, + derive {:.2} s",
+        median(0).client_cpu() / (total as f64 / 1e9),
+        off.client_cpu() / (total as f64 / 1e9),
+        on.client_cpu() / (total as f64 / 1e9),
+        derive.client_cpu() / (total as f64 / 1e9),
+    );
+    println!(
+        "  goal: sync ≥ 90 % of plain download → analysis on {:.1} %, off {:.1} %, + derive {:.1} % \
          (vs GET → sha256+file: {:.1} %, {:.1} %)",
         100.0 * on.mbps() / base,
         100.0 * off.mbps() / base,
+        100.0 * derive.mbps() / base,
         100.0 * on.mbps() / median(1).mbps(),
         100.0 * off.mbps() / median(1).mbps()
     );
@@ -448,7 +505,7 @@ fn sample(pid: u32, began: Instant) -> Option<Sample> {
 async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> anyhow::Result<()> {
     let bin = wxcc_bin();
     ensure!(bin.exists(), "no wxcc binary at {}", bin.display());
-    let sim = start_sim(rt, recs, secs).await?;
+    let sim = start_sim(rt, recs, secs, None).await?;
     let world = sim.world().clone();
     let total: u64 = world.recordings().iter().map(|r| world.wav_len(r)).sum();
     let scratch = tempfile::tempdir()?;

@@ -399,7 +399,11 @@ fn derive_to_scratch(reader: TapReader, kinds: &[Derivative]) -> Scratch {
     for &kind in kinds {
         files.push((kind, tempfile::tempfile()?));
     }
-    let outputs = files.iter_mut().map(|(k, f)| (*k, f)).collect();
+    // Buffered: the derivation writes a block of samples at a time.
+    let outputs = files
+        .iter_mut()
+        .map(|(k, f)| (*k, std::io::BufWriter::with_capacity(SCRATCH_BUFFER, f)))
+        .collect();
     let results = facts::derive(reader, outputs)?;
     let mut out = Vec::with_capacity(results.len());
     for ((kind, result), (_, mut file)) in results.into_iter().zip(files) {
@@ -411,6 +415,9 @@ fn derive_to_scratch(reader: TapReader, kinds: &[Derivative]) -> Scratch {
     }
     Ok(out)
 }
+
+/// Write buffer of each scratch file.
+const SCRATCH_BUFFER: usize = 256 * 1024;
 
 /// I/O trouble may pass; a recording that does not decode stays so.
 fn derive_error(e: &facts::FactsError) -> AudioError {

@@ -41,6 +41,10 @@ pub struct SimArgs {
     /// Download-URL lifetime in seconds, overriding the requested urlExpiration.
     #[arg(long)]
     pub url_ttl: Option<u64>,
+    /// Hold each recording download to this many megabytes per second (a storage host over a
+    /// WAN); default: as fast as loopback allows.
+    #[arg(long, value_name = "MB_PER_SEC")]
+    pub download_mb_per_sec: Option<f64>,
     /// Median talk time of simulated calls, seconds.
     #[arg(long)]
     pub median_call_secs: Option<u32>,
@@ -48,6 +52,12 @@ pub struct SimArgs {
 
 impl SimArgs {
     pub fn to_config(&self) -> Result<SimConfig> {
+        if let Some(mb) = self.download_mb_per_sec {
+            anyhow::ensure!(
+                mb.is_finite() && mb >= 0.001,
+                "--download-mb-per-sec must be at least 0.001, got {mb}"
+            );
+        }
         for (name, rate) in [
             ("--error-rate", self.error_rate),
             ("--truncate-rate", self.truncate_rate),
@@ -65,6 +75,7 @@ impl SimArgs {
             error_rate: self.error_rate,
             truncate_rate: self.truncate_rate,
             url_ttl: self.url_ttl.map(Duration::from_secs),
+            download_bytes_per_sec: self.download_mb_per_sec.map(|mb| (mb * 1e6) as u64),
             ..SimConfig::default()
         };
         if let Some(start) = self.start {

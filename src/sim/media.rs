@@ -145,13 +145,25 @@ fn parse_range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> 
 }
 
 /// Streams `plan` bytes `[start, end)`; with `cut`, stops at that offset with an I/O error so the
-/// server drops the connection before the announced `Content-Length` is reached.
-fn audio_stream(plan: AudioPlan, start: u64, end: u64, cut: Option<u64>) -> Body {
+/// server drops the connection before the announced `Content-Length` is reached. With `rate`,
+/// no chunk leaves before `bytes sent / rate` seconds into the download.
+fn audio_stream(
+    plan: AudioPlan,
+    start: u64,
+    end: u64,
+    cut: Option<u64>,
+    rate: Option<u64>,
+) -> Body {
     let stop = cut.map_or(end, |c| c.min(end));
+    let began = tokio::time::Instant::now();
     let stream =
         futures::stream::unfold((plan, start, false), move |(plan, pos, done)| async move {
             if done {
                 return None;
+            }
+            if let Some(rate) = rate.filter(|r| *r > 0) {
+                let due = Duration::from_secs_f64((pos - start) as f64 / rate as f64);
+                tokio::time::sleep_until(began + due).await;
             }
             if pos >= stop {
                 cut?;
@@ -275,6 +287,12 @@ pub async fn download(
         );
     }
     builder
-        .body(audio_stream(plan, start, end, cut))
+        .body(audio_stream(
+            plan,
+            start,
+            end,
+            cut,
+            state.config.download_bytes_per_sec,
+        ))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -80,6 +80,9 @@ pub struct SimConfig {
     pub error_rate: f64,
     /// Share of audio downloads cut off half-way (full `Content-Length`, connection dropped).
     pub truncate_rate: f64,
+    /// Bytes per second each audio download is held to, like a storage host reached over a
+    /// WAN; `None` serves as fast as the loopback allows.
+    pub download_bytes_per_sec: Option<u64>,
     /// Access-token lifetime.
     pub access_token_ttl: Duration,
     /// Refresh-token lifetime.
@@ -112,6 +115,7 @@ impl Default for SimConfig {
             rate_limit_per_minute: 300,
             error_rate: 0.0,
             truncate_rate: 0.0,
+            download_bytes_per_sec: None,
             access_token_ttl: Duration::from_secs(1_209_599),
             refresh_token_ttl: Duration::from_secs(7_776_000),
             url_ttl: None,

@@ -16,7 +16,7 @@ use super::{FactsError, Result};
 /// Rate of the speech-model derivative.
 pub const ML_SAMPLE_RATE: u32 = 16_000;
 /// Input frames per resampler call.
-const RESAMPLE_CHUNK: usize = 1024;
+const RESAMPLE_CHUNK: usize = 4096;
 /// Input rates whose ratio to 16 kHz reduces to a numerator above this would need FFT blocks too
 /// long to be worth it; every common rate (8k, 11.025k, 22.05k, 44.1k, 48k, 96k) is far below.
 const MAX_REDUCED_RATE: u32 = 9_600;
@@ -254,7 +254,7 @@ impl<W: Write + Seek> Output<W> {
         }
         let mut w = self.writer.get_i16_writer(n as u32);
         for &x in &samples[..n] {
-            w.write_sample((x * 32768.0).round().clamp(-32768.0, 32767.0) as i16);
+            w.write_sample(to_i16(x));
         }
         w.flush().map_err(write_error)?;
         self.written += n as u64;
@@ -272,6 +272,15 @@ impl<W: Write + Seek> Output<W> {
         self.writer.finalize().map_err(write_error)?;
         Ok(info)
     }
+}
+
+/// A normalised sample as 16-bit PCM, rounded half away from zero and clipped. Adding ±0.5 and
+/// truncating (`as` saturates) is `round()` without the libm call, which cost a fifth of the
+/// derivation's time.
+#[inline]
+fn to_i16(x: f32) -> i16 {
+    let v = x * 32768.0;
+    (v + 0.5f32.copysign(v)) as i16
 }
 
 fn write_error(e: hound::Error) -> FactsError {

@@ -72,6 +72,42 @@ async fn recording_json_matches_the_sample_and_download_matches_world_sha() {
 }
 
 #[tokio::test]
+async fn downloads_can_be_held_to_a_bandwidth() {
+    let sim = start(SimConfig {
+        download_bytes_per_sec: Some(400_000),
+        median_call_secs: 30,
+        max_call_secs: 40,
+        ..small()
+    })
+    .await;
+    let http = client();
+    let token = bearer(&sim, &http).await;
+    let (url, _) = first_recording_url(&sim, &http, &token).await;
+    let began = std::time::Instant::now();
+    let body = http
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    let secs = began.elapsed().as_secs_f64();
+    // The last chunk may leave as early as (len - chunk) / rate.
+    let floor = (body.len() as f64 - 32.0 * 1024.0) / 400_000.0;
+    assert!(
+        body.len() > 200_000,
+        "a call of some length: {}",
+        body.len()
+    );
+    assert!(
+        secs >= floor,
+        "{} bytes in {secs:.2} s: faster than the cap",
+        body.len()
+    );
+}
+
+#[tokio::test]
 async fn download_urls_expire_and_reject_tampering_with_403() {
     let sim = start(SimConfig {
         url_ttl: Some(Duration::from_secs(1)),
