@@ -11,7 +11,8 @@
 //! over a WAN, where the question is whether the sync keeps up with the network.
 //!
 //! Run: `cargo bench --bench transfer` (options: `--recs 16 --rec-secs 3125` for part 1,
-//! `--reps 3`, `--links 0,20`, `--rss-recs 8 --rss-secs 15600 --rss-concurrency 8` for part 2,
+//! `--reps 3`, `--links 0,20`, `--rss-recs 8 --rss-secs 15600 --rss-concurrency 8` for part 2
+//! (`--rss-derive` to also write the 16 kHz derivatives),
 //! `--only throughput|rss`, `--wxcc-bin PATH`).
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -72,7 +73,9 @@ fn main() -> anyhow::Result<()> {
         }
         if only.as_deref() != Some("throughput") {
             let (recs, secs) = (num("--rss-recs", 8) as usize, num("--rss-secs", 15_600));
-            peak_rss(&sim, recs, secs, num("--rss-concurrency", 8) as usize).await?;
+            let concurrency = num("--rss-concurrency", 8) as usize;
+            let derive = std::env::args().any(|a| a == "--rss-derive");
+            peak_rss(&sim, recs, secs, concurrency, derive).await?;
         }
         anyhow::Ok(())
     })
@@ -502,7 +505,15 @@ fn sample(pid: u32, began: Instant) -> Option<Sample> {
     })
 }
 
-async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> anyhow::Result<()> {
+/// Peak RSS of `wxcc sync` moving `recs` recordings; with `derive`, also writing all three
+/// 16 kHz derivatives of each.
+async fn peak_rss(
+    rt: &Handle,
+    recs: usize,
+    secs: u32,
+    concurrency: usize,
+    derive: bool,
+) -> anyhow::Result<()> {
     let bin = wxcc_bin();
     ensure!(bin.exists(), "no wxcc binary at {}", bin.display());
     let sim = start_sim(rt, recs, secs, None).await?;
@@ -529,6 +540,12 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> an
         .arg("--output")
         .arg(&out)
         .args(["--concurrency", &concurrency.to_string()])
+        .args(
+            derive
+                .then_some(["--derive", "mono16k,channels"])
+                .into_iter()
+                .flatten(),
+        )
         .env("WXCC_API_BASE_URL", sim.base_url())
         .env("WXCC_OAUTH_BASE_URL", sim.base_url())
         .env("WXCC_CLIENT_ID", &c.client_id)
@@ -562,7 +579,7 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> an
     let mut first_download: Option<Duration> = None;
     let wait = child.wait();
     tokio::pin!(wait);
-    let deadline = tokio::time::sleep(Duration::from_secs(300));
+    let deadline = tokio::time::sleep(Duration::from_secs(900));
     tokio::pin!(deadline);
     let status = loop {
         tokio::select! {
@@ -574,7 +591,7 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> an
             }
             _ = &mut deadline => {
                 stop.store(true, Ordering::Relaxed);
-                bail!("wxcc sync still running after 300 s");
+                bail!("wxcc sync still running after 900 s");
             }
         }
     };
@@ -621,9 +638,14 @@ async fn peak_rss(rt: &Handle, recs: usize, secs: u32, concurrency: usize) -> an
     let cpu = samples.last().map_or(0.0, |s| s.cpu);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "transfer (2): `{} sync --concurrency {concurrency}` (release) → local disk, \
+        "transfer (2): `{} sync --concurrency {concurrency}{}` (release) → local disk, \
          {recs} recordings × {secs} s audio ({:.0} MB each, {:.2} GB), simulator in the bench process",
         bin.display(),
+        if derive {
+            " --derive mono16k,channels"
+        } else {
+            ""
+        },
         total as f64 / recs as f64 / MB,
         total as f64 / 1e9
     );

@@ -2,11 +2,11 @@
 -- audio has been analysed) its audio facts and (when made with `wxcc sync --derive`) where its
 -- 16 kHz derivatives are, under friendly column names.
 --
--- Registered by `wxcc sql` / `wxcc query` as a view over the four tables. It is plain SQL, so the
+-- Registered by `wxcc sql` / `wxcc query` as a view over the five tables. It is plain SQL, so the
 -- same statement creates the view in DuckDB once `tasks`, `captures`, `manifest`, `audio_facts`
 -- and `derivatives` are views over read_parquet(..., hive_partitioning = true).
 --
--- Every join also matches on `date` (all four tables are partitioned by the date of the task's
+-- Every join also matches on `date` (all five tables are partitioned by the date of the task's
 -- created_time), so a filter on `date` or `org_id` prunes the folders of every table, not only
 -- the manifest's. Talk times are assigned to parties by the channel labels (the audio analysis'
 -- labels when present, else the capture's), since the party on each channel varies by recording.

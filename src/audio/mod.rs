@@ -69,6 +69,9 @@ pub enum AudioError {
     /// The recording cannot be decoded, so nothing can be derived from it until it changes.
     #[error("cannot derive audio from this recording: {0}")]
     Undecodable(String),
+    /// A stored object read back is not the one recorded (changed or damaged in place).
+    #[error("stored object differs from its recorded size or checksum")]
+    Changed,
 }
 
 impl AudioError {
@@ -130,7 +133,8 @@ pub struct Transfer<'a> {
 pub struct Processing {
     /// Feed the bytes to [`facts::analyze`].
     pub analyze: bool,
-    /// Derived files to write beside the original (see [`derived_path`]).
+    /// Derived files to write beside the original (see [`derived_path`]); any order, repeats
+    /// ignored.
     pub derive: Vec<Derivative>,
 }
 
@@ -287,7 +291,13 @@ impl Upload {
     }
 
     /// Completes the upload: only now does the object become visible, whole.
-    async fn finish(self) -> Result<StoredAudio> {
+    async fn finish(mut self) -> Result<StoredAudio> {
+        // Settle the parts in flight first, so a failure among them can still abort the upload
+        // (`finish` itself does not abort when it fails).
+        if let Err(e) = self.writer.wait_for_capacity(0).await {
+            self.writer.abort().await.ok();
+            return Err(e.into());
+        }
         self.writer.finish().await?;
         Ok(StoredAudio {
             size: self.received,
@@ -313,7 +323,9 @@ type Scratch = facts::Result<Vec<(Derivative, facts::Result<(DerivedInfo, std::f
 
 impl Taps {
     fn start(processing: &Processing) -> Taps {
-        let kinds = processing.derive.clone();
+        let mut kinds = processing.derive.clone();
+        kinds.sort();
+        kinds.dedup();
         let analysis = processing.analyze.then(|| Tap::spawn(facts::analyze));
         let derivation = (!kinds.is_empty()).then(|| {
             let kinds = kinds.clone();
@@ -438,6 +450,7 @@ async fn store_derived(
     let scratch = match scratch {
         Ok(s) => s,
         Err(e) => {
+            tracing::warn!(%original, error = %e, "derivative not stored");
             return kinds
                 .iter()
                 .map(|&kind| DerivedObject {
@@ -498,11 +511,13 @@ async fn upload_file(
     upload.finish().await
 }
 
-/// Chunks buffered between the transfer and the analyser (bounded, so a slow analyser slows the
-/// transfer instead of growing memory).
-const TAP_CHUNKS: usize = 16;
+/// Chunks buffered between the transfer and each consumer (analysis, derivation): bounded, so a
+/// slow consumer slows the transfer instead of growing memory. Few, because a chunk can hold up
+/// to ~400 KiB (hyper's adaptive read buffer) and a consumer slower than the network keeps its
+/// queue full: with 16, eight derivations held ~50 MiB of queued chunks.
+const TAP_CHUNKS: usize = 4;
 
-/// `Read` over the chunks of a transfer in progress, for the blocking analyser thread.
+/// `Read` over the chunks of a transfer in progress, for a blocking consumer thread.
 struct TapReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     current: Bytes,
@@ -533,10 +548,15 @@ impl std::io::Read for TapReader {
 
 /// Analyses and/or derives from an object already in the store, streaming it once (for audio
 /// stored before analysis or derivation was asked for, or found without a manifest row).
+///
+/// The bytes read are hashed on the way: when they are not `expected` (the object changed in
+/// place since it was recorded), nothing is stored and [`AudioError::Changed`] says to download
+/// the recording again, so no derivative is ever attributed to bytes it was not made from.
 pub async fn process_stored(
     transfer: &Transfer<'_>,
     path: &Path,
     ids: &RecordingIds<'_>,
+    expected: &StoredAudio,
 ) -> Result<Processed> {
     if transfer.processing.is_empty() {
         return Ok(Processed::default());
@@ -544,8 +564,19 @@ pub async fn process_stored(
     let got = transfer.store.get(path).await?;
     let mut taps = Taps::start(transfer.processing);
     let mut stream = got.into_stream();
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
     while let Some(chunk) = stream.next().await {
-        taps.feed(&chunk?).await;
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        taps.feed(&chunk).await;
+    }
+    let read = StoredAudio {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    };
+    if read != *expected {
+        return Err(AudioError::Changed); // dropping the taps discards their work
     }
     Ok(taps.finish(transfer, path, ids).await)
 }
@@ -623,7 +654,10 @@ mod tests {
             task_id: "t",
             recording_id: "r",
         };
-        process_stored(&transfer, path, &ids).await.unwrap()
+        let expected = hash_object(store, path).await.unwrap();
+        process_stored(&transfer, path, &ids, &expected)
+            .await
+            .unwrap()
     }
 
     /// Two seconds of 8 kHz stereo: a tone on the first channel, silence on the second.
@@ -686,7 +720,13 @@ mod tests {
         store.put(&path, stereo_wav().into()).await.unwrap();
         let processing = Processing {
             analyze: false,
-            derive: Derivative::ALL.to_vec(),
+            // Any order, repeats ignored.
+            derive: vec![
+                Derivative::Channel2,
+                Derivative::Mono16k,
+                Derivative::Channel1,
+                Derivative::Channel2,
+            ],
         };
         let processed = process(&store, &path, processing).await;
         assert!(processed.facts.is_none());
@@ -719,7 +759,45 @@ mod tests {
             assert_eq!(reader.duration(), 32_000);
             // Larger than one 1 KiB part: the multipart path is exercised.
             assert_eq!(stored.size, 44 + 64_000);
+            // Each file holds what its name says: the tone on channel 1, silence on channel 2.
+            let level = facts::analyze(&bytes[..]).unwrap().channel_stats[0].rms_dbfs;
+            match d.kind {
+                Derivative::Mono16k => assert!((level + 15.3).abs() < 0.5, "mix {level}"),
+                Derivative::Channel1 => assert!((level + 9.3).abs() < 0.5, "ch1 {level}"),
+                Derivative::Channel2 => assert_eq!(level, facts::DBFS_FLOOR, "ch2"),
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn a_stored_object_changed_since_it_was_recorded_is_not_derived_from() {
+        let store = memory_store();
+        let path = Path::from("audio/o/t/r.wav");
+        store.put(&path, stereo_wav().into()).await.unwrap();
+        let recorded = StoredAudio {
+            size: 44 + 64_000,
+            sha256: "00".repeat(32),
+        };
+        let (http, retry) = (reqwest::Client::new(), RetryPolicy::default());
+        let processing = Processing {
+            analyze: true,
+            derive: vec![Derivative::Mono16k],
+        };
+        let transfer = Transfer {
+            http: &http,
+            store: &store,
+            retry: &retry,
+            part_size: 1024,
+            processing: &processing,
+        };
+        let ids = RecordingIds {
+            task_id: "t",
+            recording_id: "r",
+        };
+        let got = process_stored(&transfer, &path, &ids, &recorded).await;
+        assert!(matches!(got, Err(AudioError::Changed)), "{got:?}");
+        let derived = derived_path(&path, Derivative::Mono16k);
+        assert!(store.head(&derived).await.is_err(), "nothing stored");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::lake::{Lake, Table};
 /// `CREATE VIEW recordings AS ...`: one row per stored recording with friendly columns.
 pub const RECORDINGS_VIEW: &str = include_str!("../../queries/views/recordings.sql");
 
-/// SQL over one lake: `tasks`, `captures`, `manifest` and `audio_facts`, each with its stored
+/// SQL over one lake: `tasks`, `captures`, `manifest`, `audio_facts` and `derivatives`, each with its stored
 /// columns plus the partition columns `org_id` and `date` (`'YYYY-MM-DD'`, UTC), and the
 /// `recordings` view joining them. Filters on `org_id` and `date` skip whole folders.
 ///

@@ -269,26 +269,43 @@ async fn store_recording(
     if let Some(stored) = already_stored(ctx, &path, known.manifest.get(&id)).await {
         // Audio stored by an earlier run: analyse or derive from the stored copy what that run
         // did not (analysis or derivation switched on since, or a derivative that failed).
+        let mut derive = known.derivatives_missing(&ctx.processing.derive, &id, &stored);
+        if ctx.verify_checksums {
+            derive.extend(derivatives_gone(ctx, &path, known, &id, &derive).await);
+        }
         let processing = Processing {
             analyze: ctx.processing.analyze && !known.analysed.contains(&id),
-            derive: known.derivatives_missing(&ctx.processing.derive, &id, &stored),
+            derive,
         };
-        let processed = match audio::process_stored(&transfer(ctx, &processing), &path, &ids).await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(%path, error = %e, "cannot read stored audio for analysis");
-                audio::Processed::default()
-            }
-        };
-        return Ok(Stored {
-            manifest: rows::manifest_row(task_id, &rec.id, uri, Ok(&stored)),
-            outcome: Outcome::Present,
-            facts: processed
-                .facts
-                .map(|analysis| rows::facts_row(task_id, rec, &analysis)),
-            derived: rows::derivative_rows(&ctx.lake, task_id, rec, &stored, &processed.derived),
-        });
+        let processed =
+            match audio::process_stored(&transfer(ctx, &processing), &path, &ids, &stored).await {
+                Ok(p) => Some(p),
+                Err(AudioError::Changed) => None,
+                Err(e) => {
+                    tracing::warn!(%path, error = %e, "cannot read stored audio to process it");
+                    Some(audio::Processed {
+                        facts: None,
+                        derived: unreadable(&path, &processing.derive, &e),
+                    })
+                }
+            };
+        if let Some(processed) = processed {
+            return Ok(Stored {
+                manifest: rows::manifest_row(task_id, &rec.id, uri, Ok(&stored)),
+                outcome: Outcome::Present,
+                facts: processed
+                    .facts
+                    .map(|analysis| rows::facts_row(task_id, rec, &analysis)),
+                derived: rows::derivative_rows(
+                    &ctx.lake,
+                    task_id,
+                    rec,
+                    &stored,
+                    &processed.derived,
+                ),
+            });
+        }
+        tracing::warn!(%path, "stored object changed since it was recorded; downloading again");
     }
     let margin = URL_SAFETY_MARGIN.min(url_life / 4);
     let url = if p.issued.elapsed() + margin >= url_life {
@@ -332,6 +349,63 @@ async fn store_recording(
         facts,
         derived,
     })
+}
+
+/// With `--verify-checksums`, derivatives recorded as made (and not in `missing` already) must
+/// still be in the store at their recorded size; those that are not are made again.
+async fn derivatives_gone(
+    ctx: &SyncContext,
+    original: &Path,
+    known: &Known<'_>,
+    id: &(String, String),
+    missing: &[audio::Derivative],
+) -> Vec<audio::Derivative> {
+    let mut gone = Vec::new();
+    for &kind in ctx
+        .processing
+        .derive
+        .iter()
+        .filter(|k| !missing.contains(k))
+    {
+        let key = (id.0.clone(), id.1.clone(), kind.name().to_owned());
+        let Some(row) = known.derived.get(&key) else {
+            continue;
+        };
+        if row.status != derived_status::OK {
+            continue;
+        }
+        let path = audio::derived_path(original, kind);
+        let size = ctx
+            .lake
+            .store()
+            .head(&path)
+            .await
+            .ok()
+            .map(|m| m.size as i64);
+        if size.is_none() || size != row.size_bytes {
+            tracing::warn!(%path, "derivative missing or changed; making it again");
+            gone.push(kind);
+        }
+    }
+    gone
+}
+
+/// Failed derivative outcomes for a stored recording that could not be read.
+fn unreadable(
+    original: &Path,
+    kinds: &[audio::Derivative],
+    e: &AudioError,
+) -> Vec<audio::DerivedObject> {
+    kinds
+        .iter()
+        .map(|&kind| audio::DerivedObject {
+            kind,
+            path: audio::derived_path(original, kind),
+            result: Err(AudioError::Derive(format!(
+                "cannot read the stored recording: {e}"
+            ))),
+        })
+        .collect()
 }
 
 /// How audio moves into the lake's store, with `processing` on the way.

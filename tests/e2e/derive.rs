@@ -8,6 +8,11 @@ use wxcc::sim::Simulator;
 
 /// Runs `wxcc sync` over the small world's two days with `extra` flags; returns the summary.
 async fn sync_with(sim: &Simulator, out: &Path, extra: &[&str]) -> serde_json::Value {
+    sync_logged(sim, out, extra).await.0
+}
+
+/// Like [`sync_with`], also returning the log (standard error).
+async fn sync_logged(sim: &Simulator, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let mut args = vec![
         "sync",
         "--from",
@@ -21,7 +26,9 @@ async fn sync_with(sim: &Simulator, out: &Path, extra: &[&str]) -> serde_json::V
     let output = wxcc(&args, &sim_env(sim), out.parent().unwrap()).await;
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "sync failed\n{stdout}\n{stderr}");
-    serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary is JSON")
+    let summary =
+        serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary is JSON");
+    (summary, stderr)
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -162,45 +169,36 @@ async fn derivation_switched_on_later_reads_the_stored_copies() {
         "derived from the stored copies"
     );
 
-    // An original damaged in place (same size, so trusted) makes an unusable source: flagged,
-    // not retried, and not a failure of the run.
-    let victim = strings(
+    // An original damaged in place (same size, so trusted without --verify-checksums) is caught
+    // when read back to derive from: downloaded again, and derived from the fresh bytes.
+    let originals = strings(
         loc,
-        "SELECT object_uri FROM manifest ORDER BY task_id, recording_id LIMIT 1",
+        "SELECT object_uri FROM manifest ORDER BY task_id, recording_id",
     )
     .await;
-    let victim = local(&victim[0]);
+    let victim = local(&originals[0]);
+    let good = sha256_file(&victim);
     let size = std::fs::metadata(&victim).unwrap().len() as usize;
     std::fs::write(&victim, vec![b'x'; size]).unwrap();
     std::fs::remove_file(victim.with_extension("mono16k.wav")).unwrap();
     let third = sync_with(&sim, &out, &["--derive", "channels"]).await;
-    assert_eq!(third["derived"], 2 * (recordings - 1), "{third}");
-    assert_eq!(third["derive_failed"], 0);
-    let unusable = strings(
-        loc,
-        "SELECT kind || ':' || error FROM derivatives WHERE status = 'unusable_source' ORDER BY kind",
-    )
-    .await;
-    assert_eq!(unusable.len(), 2, "{unusable:?}");
-    assert!(
-        unusable[0].starts_with("ch1_16k:") && unusable[0].contains("RIFF"),
-        "{unusable:?}"
-    );
-    let fourth = sync_with(&sim, &out, &["--derive", "channels"]).await;
-    assert_eq!(
-        fourth["derived"], 0,
-        "an unusable source is not retried: {fourth}"
-    );
+    assert_eq!(third["stored"], 1, "re-downloaded: {third}");
+    assert_eq!(third["derived"], 2 * recordings, "{third}");
+    assert_eq!(sha256_file(&victim), good);
 
-    // Repaired by a checksum check, the original gets fresh derivatives.
-    let fifth = sync_with(
+    // --verify-checksums also checks that recorded derivatives are still there.
+    let fourth = sync_with(
         &sim,
         &out,
         &["--derive", "mono16k,channels", "--verify-checksums"],
     )
     .await;
-    assert_eq!(fifth["stored"], 1, "{fifth}");
-    assert_eq!(fifth["derived"], 3, "{fifth}");
+    assert_eq!(
+        (&fourth["stored"], &fourth["derived"]),
+        (&0.into(), &1.into()),
+        "{fourth}"
+    );
+    assert!(victim.with_extension("mono16k.wav").exists());
     let stale = strings(
         loc,
         "SELECT d.recording_id FROM derivatives d JOIN manifest m USING (date, task_id, recording_id) \
@@ -208,6 +206,35 @@ async fn derivation_switched_on_later_reads_the_stored_copies() {
     )
     .await;
     assert!(stale.is_empty(), "{stale:?}");
+
+    // Audio found without a manifest row (a run killed before writing its tables) is taken as
+    // it is; if it is not decodable, its derivatives say so, once, and the run still succeeds.
+    let bad = local(&originals[1]);
+    std::fs::write(&bad, b"<html>AccessDenied</html>").unwrap();
+    std::fs::remove_dir_all(out.join("manifest")).unwrap();
+    let (fifth, log) = sync_logged(&sim, &out, &["--derive", "mono16k,channels"]).await;
+    assert!(log.contains("derivative not stored"), "{log}");
+    assert_eq!(
+        (&fifth["derived"], &fifth["derive_failed"]),
+        (&0.into(), &0.into()),
+        "{fifth}"
+    );
+    let unusable = strings(
+        loc,
+        "SELECT kind || ':' || error FROM derivatives WHERE status = 'unusable_source' ORDER BY kind",
+    )
+    .await;
+    assert_eq!(unusable.len(), 3, "{unusable:?}");
+    assert!(
+        unusable[0].starts_with("ch1_16k:") && unusable[0].contains("RIFF"),
+        "{unusable:?}"
+    );
+    let (sixth, log) = sync_logged(&sim, &out, &["--derive", "mono16k,channels"]).await;
+    assert_eq!(sixth["derived"], 0, "{sixth}");
+    assert!(
+        !log.contains("derivative not stored"),
+        "an unusable source is not retried: {log}"
+    );
     sim.shutdown().await;
 }
 

@@ -1,8 +1,9 @@
 //! Derived audio for machine learning: a 16 kHz mono mix (what speech models expect) and one
 //! 16 kHz mono file per channel (diarization by channel: each party is on its own channel).
 //!
-//! Both stream block by block like the analysis. Outputs are always 16-bit PCM: lossless for the
-//! 8/16-bit PCM and G.711 that call recorders write; 24/32-bit and float inputs are rounded.
+//! Both stream block by block like the analysis, in one pass for every output. Outputs are
+//! 16 kHz, 16-bit PCM: resampled (band-limited) from any other rate, rounded from 24/32-bit and
+//! float input; a 16 kHz 16-bit mono input comes out bit-exact.
 //! On error the writers hold a partial (but well-formed) WAV: discard it, don't store it.
 
 use std::io::{Read, Seek, Write};
@@ -97,8 +98,10 @@ pub fn derive_mono16k<R: Read, W: Write + Seek>(reader: R, writer: W) -> Result<
 /// 16 kHz with rubato's FFT resampler and lasts as long as the input, to the nearest output frame
 /// (the resampler's delay is trimmed and its tail flushed).
 ///
-/// The outer error is the input's (not a WAV, corrupt, I/O): every output is then unusable. An
-/// inner error concerns one output only, e.g. the second channel of a mono recording.
+/// Results come in the order of `outputs`. The outer error is the input's (not a WAV, corrupt,
+/// I/O) or a failed write to any output: every output is then unusable. An inner error concerns
+/// one output only, one that cannot be made from this input (the second channel of a mono
+/// recording, say).
 pub fn derive<R: Read, W: Write + Seek>(
     mut reader: R,
     outputs: Vec<(Derivative, W)>,
@@ -109,15 +112,18 @@ pub fn derive<R: Read, W: Write + Seek>(
     let expected = (u128::from(header.frames()) * u128::from(ML_SAMPLE_RATE)
         + u128::from(rate_in / 2))
         / u128::from(rate_in);
-    let mut results = Vec::new();
+    let mut results: Vec<(Derivative, Option<Result<DerivedInfo>>)> = Vec::new();
     let mut tracks = Vec::new();
-    for (kind, writer) in outputs {
+    for (i, (kind, writer)) in outputs.into_iter().enumerate() {
         match Track::new(kind, writer, rate_in, channels, expected as u64) {
-            Ok(track) => tracks.push(track),
-            Err(e) => results.push((kind, Err(e))),
+            Ok(track) => {
+                results.push((kind, None));
+                tracks.push((i, track));
+            }
+            Err(e) => results.push((kind, Some(Err(e)))),
         }
     }
-    let mix_needed = tracks.iter().any(|t| t.source.is_none());
+    let mix_needed = tracks.iter().any(|(_, t)| t.source.is_none());
     let gain = 1.0 / channels as f32;
     let mut blocks = Blocks::new(reader, header);
     let mut mono: Vec<f32> = Vec::new();
@@ -138,7 +144,7 @@ pub fn derive<R: Read, W: Write + Seek>(
                 mono.iter_mut().for_each(|m| *m *= gain);
             }
         }
-        for track in &mut tracks {
+        for (_, track) in &mut tracks {
             let samples = match track.source {
                 None => &mono[..],
                 Some(ch) => &blocks.channel(ch)[..n],
@@ -146,17 +152,17 @@ pub fn derive<R: Read, W: Write + Seek>(
             track.push(samples)?;
         }
     }
-    for track in tracks {
-        let kind = track.kind;
-        results.push((kind, Ok(track.finish()?)));
+    for (i, track) in tracks {
+        results[i].1 = Some(Ok(track.finish()?));
     }
-    results.sort_by_key(|(kind, _)| *kind);
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|(kind, r)| (kind, r.expect("every output has a result")))
+        .collect())
 }
 
 /// One derivative being written: its source channel (or the mix) through an optional resampler.
 struct Track<W: Write + Seek> {
-    kind: Derivative,
     source: Option<usize>,
     resampler: Option<Mono16k>,
     out: Output<W>,
@@ -185,7 +191,6 @@ impl<W: Write + Seek> Track<W> {
             Some(Mono16k::new(rate_in)?)
         };
         Ok(Track {
-            kind,
             source,
             resampler,
             out: Output::new(writer, ML_SAMPLE_RATE, expected)?,
@@ -274,13 +279,14 @@ impl<W: Write + Seek> Output<W> {
     }
 }
 
-/// A normalised sample as 16-bit PCM, rounded half away from zero and clipped. Adding ±0.5 and
-/// truncating (`as` saturates) is `round()` without the libm call, which cost a fifth of the
-/// derivation's time.
+/// A normalised sample as 16-bit PCM, rounded half away from zero and clipped (NaN gives 0).
+/// Adding ±0.5 and truncating (`as` saturates) is `round()` without the libm call, which cost a
+/// fifth of the derivation's time; in f64 the addition is exact, so values just under one half
+/// do not round up.
 #[inline]
 fn to_i16(x: f32) -> i16 {
-    let v = x * 32768.0;
-    (v + 0.5f32.copysign(v)) as i16
+    let v = f64::from(x) * 32768.0;
+    (v + 0.5f64.copysign(v)) as i16
 }
 
 fn write_error(e: hound::Error) -> FactsError {
@@ -390,4 +396,38 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
         (a, b) = (b, a % b);
     }
     a.max(1)
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    use super::to_i16;
+
+    #[test]
+    fn samples_round_half_away_from_zero_and_clip() {
+        let reference = |x: f32| (x * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+        let just_under_half = 0.499_999_97_f32 / 32768.0;
+        for x in [
+            0.0,
+            just_under_half,
+            -just_under_half,
+            0.5 / 32768.0,
+            -0.5 / 32768.0,
+            1.5 / 32768.0,
+            0.999_99,
+            1.0,
+            -1.0,
+            3.5,
+            -7.0,
+            f32::MAX,
+            f32::MIN,
+        ] {
+            assert_eq!(to_i16(x), reference(x), "{x:e}");
+        }
+        assert_eq!(to_i16(f32::NAN), 0);
+        // Every f32 in [-1.5, 1.5] on a coarse grid.
+        for i in -300_000..=300_000 {
+            let x = i as f32 / 200_000.0;
+            assert_eq!(to_i16(x), reference(x), "{x:e}");
+        }
+    }
 }
