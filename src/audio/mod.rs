@@ -429,7 +429,7 @@ fn derive_to_scratch(reader: TapReader, kinds: &[Derivative]) -> Scratch {
 }
 
 /// Write buffer of each scratch file.
-const SCRATCH_BUFFER: usize = 256 * 1024;
+const SCRATCH_BUFFER: usize = 64 * 1024;
 
 /// I/O trouble may pass; a recording that does not decode stays so.
 fn derive_error(e: &facts::FactsError) -> AudioError {
@@ -636,12 +636,14 @@ mod tests {
         Arc::new(object_store::memory::InMemory::new())
     }
 
-    /// Processes the object at `path` of `store` as a sync would for a recording already stored.
-    async fn process(
+    /// Processes the object at `path` of `store` as a sync would for a recording already stored
+    /// and recorded as `recorded` (default: as it is).
+    async fn process_as(
         store: &Arc<dyn ObjectStore>,
         path: &Path,
         processing: Processing,
-    ) -> Processed {
+        recorded: Option<StoredAudio>,
+    ) -> Result<Processed> {
         let (http, retry) = (reqwest::Client::new(), RetryPolicy::default());
         let transfer = Transfer {
             http: &http,
@@ -654,10 +656,19 @@ mod tests {
             task_id: "t",
             recording_id: "r",
         };
-        let expected = hash_object(store, path).await.unwrap();
-        process_stored(&transfer, path, &ids, &expected)
-            .await
-            .unwrap()
+        let recorded = match recorded {
+            Some(r) => r,
+            None => hash_object(store, path).await?,
+        };
+        process_stored(&transfer, path, &ids, &recorded).await
+    }
+
+    async fn process(
+        store: &Arc<dyn ObjectStore>,
+        path: &Path,
+        processing: Processing,
+    ) -> Processed {
+        process_as(store, path, processing, None).await.unwrap()
     }
 
     /// Two seconds of 8 kHz stereo: a tone on the first channel, silence on the second.
@@ -778,23 +789,11 @@ mod tests {
             size: 44 + 64_000,
             sha256: "00".repeat(32),
         };
-        let (http, retry) = (reqwest::Client::new(), RetryPolicy::default());
         let processing = Processing {
             analyze: true,
             derive: vec![Derivative::Mono16k],
         };
-        let transfer = Transfer {
-            http: &http,
-            store: &store,
-            retry: &retry,
-            part_size: 1024,
-            processing: &processing,
-        };
-        let ids = RecordingIds {
-            task_id: "t",
-            recording_id: "r",
-        };
-        let got = process_stored(&transfer, &path, &ids, &recorded).await;
+        let got = process_as(&store, &path, processing, Some(recorded)).await;
         assert!(matches!(got, Err(AudioError::Changed)), "{got:?}");
         let derived = derived_path(&path, Derivative::Mono16k);
         assert!(store.head(&derived).await.is_err(), "nothing stored");

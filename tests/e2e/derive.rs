@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{dump, sim_env, small_world, start_sim, strings, text, wxcc};
+use crate::util::{dump, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc};
 use wxcc::sim::Simulator;
 
 /// Runs `wxcc sync` over the small world's two days with `extra` flags; returns the summary.
@@ -13,17 +13,13 @@ async fn sync_with(sim: &Simulator, out: &Path, extra: &[&str]) -> serde_json::V
 
 /// Like [`sync_with`], also returning the log (standard error).
 async fn sync_logged(sim: &Simulator, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
-    let mut args = vec![
-        "sync",
-        "--from",
-        "2026-01-05",
-        "--to",
-        "2026-01-07",
-        "--output",
+    let output = sync_small_world(
         out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let output = wxcc(&args, &sim_env(sim), out.parent().unwrap()).await;
+        extra,
+        &sim_env(sim),
+        out.parent().unwrap(),
+    )
+    .await;
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "sync failed\n{stdout}\n{stderr}");
     let summary =

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, Utc};
 
-use crate::util::{sim_env, start_sim, strings, text, wxcc};
+use crate::util::{sim_env, start_sim, strings, sync_small_world, text, wxcc};
 use wxcc::sim::{SimConfig, Simulator};
 
 fn expected_tasks(sim: &Simulator) -> Vec<String> {
@@ -142,20 +142,8 @@ async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
     );
     std::fs::write(dir.path().join("wxcc.toml"), toml).unwrap();
     let out = dir.path().join("lake");
-    let output = wxcc(
-        &[
-            "sync",
-            "--from",
-            "2026-01-05",
-            "--to",
-            "2026-01-07",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        &std::collections::HashMap::new(),
-        dir.path(),
-    )
-    .await;
+    let no_env = std::collections::HashMap::new();
+    let output = sync_small_world(out.to_str().unwrap(), &[], &no_env, dir.path()).await;
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "partial success: {stderr}");
     assert!(

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::util::{sim_env, small_world, start_sim, text, wxcc};
+use crate::util::{sim_env, small_world, start_sim, sync_small_world, text, wxcc};
 
 /// The Python the test script prepared (`WXCC_TEST_PYTHON`), or `None` to skip locally. In CI
 /// a missing tool is a failure, not a skip.
@@ -102,16 +102,7 @@ pub async fn sync_and_verify(lake: &str, store_env: HashMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let mut env = sim_env(&sim);
     env.extend(store_env);
-    let args = [
-        "sync",
-        "--from",
-        "2026-01-05",
-        "--to",
-        "2026-01-07",
-        "--output",
-        lake,
-    ];
-    let out = wxcc(&args, &env, dir.path()).await;
+    let out = sync_small_world(lake, &[], &env, dir.path()).await;
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
 
     let sql =

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use chrono::Duration;
 
-use crate::util::{TABLES, dump, files, sim_env, small_world, start_sim, strings, text, wxcc};
+use crate::util::{
+    TABLES, dump, files, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc,
+};
 use wxcc::sim::Simulator;
 
 fn range_args(sim: &Simulator, days: u32) -> (String, String) {
@@ -316,20 +318,7 @@ async fn pii_hashing_keeps_numbers_joinable_but_unreadable() {
     let mut env = sim_env(&sim);
     env.insert("WXCC_PII".into(), "hash".into());
     env.insert("WXCC_PII_KEY".into(), "a-customer-kept-secret".into());
-    let output = wxcc(
-        &[
-            "sync",
-            "--from",
-            "2026-01-05",
-            "--to",
-            "2026-01-07",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        &env,
-        dir.path(),
-    )
-    .await;
+    let output = sync_small_world(out.to_str().unwrap(), &[], &env, dir.path()).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let loc = out.to_str().unwrap();
     let origins = strings(

@@ -67,6 +67,26 @@ pub fn wxcc_command(
     cmd
 }
 
+/// `wxcc sync` over the two days of [`small_world`] into `output`, with `extra` flags.
+pub async fn sync_small_world(
+    output: &str,
+    extra: &[&str],
+    env: &HashMap<String, String>,
+    cwd: &Path,
+) -> Output {
+    let mut args = vec![
+        "sync",
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-07",
+        "--output",
+        output,
+    ];
+    args.extend_from_slice(extra);
+    wxcc(&args, env, cwd).await
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
