@@ -123,7 +123,10 @@ pub fn derive<R: Read, W: Write + Seek>(
             Err(e) => results.push((kind, Some(Err(e)))),
         }
     }
-    let mix_needed = tracks.iter().any(|(_, t)| t.source.is_none());
+    // Resampling is linear, so with both channel files asked for, the mix is the mean of their
+    // resampled output: two resamplers do the work of three.
+    let shared = SharedMix::plan(&mut tracks, channels);
+    let mix_needed = shared.is_none() && tracks.iter().any(|(_, t)| t.source.is_none());
     let gain = 1.0 / channels as f32;
     let mut blocks = Blocks::new(reader, header);
     let mut mono: Vec<f32> = Vec::new();
@@ -145,12 +148,21 @@ pub fn derive<R: Read, W: Write + Seek>(
             }
         }
         for (_, track) in &mut tracks {
-            let samples = match track.source {
-                None => &mono[..],
-                Some(ch) => &blocks.channel(ch)[..n],
-            };
-            track.push(samples)?;
+            match track.source {
+                Some(ch) => track.push(&blocks.channel(ch)[..n])?,
+                None if shared.is_none() => track.push(&mono)?,
+                None => {} // fed by `shared`
+            }
         }
+        if let Some(shared) = &shared {
+            shared.feed(&mut tracks)?;
+        }
+    }
+    if let Some(shared) = &shared {
+        for i in shared.channels {
+            tracks[i].1.flush_resampler()?;
+        }
+        shared.feed(&mut tracks)?;
     }
     for (i, track) in tracks {
         results[i].1 = Some(Ok(track.finish()?));
@@ -161,11 +173,57 @@ pub fn derive<R: Read, W: Write + Seek>(
         .collect())
 }
 
+/// The mix written as the mean of the two channel tracks' resampled output (indices into the
+/// track list: the mix, then channels 1 and 2).
+struct SharedMix {
+    mix: usize,
+    channels: [usize; 2],
+}
+
+impl SharedMix {
+    /// Sets the tracks up for sharing when a stereo input is resampled for the mix and both
+    /// channels: the channel tracks keep a copy of their output, the mix track resamples nothing.
+    fn plan<W: Write + Seek>(tracks: &mut [(usize, Track<W>)], channels: usize) -> Option<Self> {
+        let find = |source| tracks.iter().position(|(_, t)| t.source == source);
+        let (mix, c1, c2) = (find(None)?, find(Some(0))?, find(Some(1))?);
+        if channels != 2 || tracks[mix].1.resampler.is_none() {
+            return None;
+        }
+        tracks[mix].1.resampler = None;
+        for i in [c1, c2] {
+            tracks[i].1.tee = Some(Vec::new());
+        }
+        Some(SharedMix {
+            mix,
+            channels: [c1, c2],
+        })
+    }
+
+    /// Writes the mean of what both channels have produced so far to the mix.
+    fn feed<W: Write + Seek>(&self, tracks: &mut [(usize, Track<W>)]) -> Result<()> {
+        let [c1, c2] = self.channels;
+        let mut a = tracks[c1].1.tee.take().unwrap_or_default();
+        let mut b = tracks[c2].1.tee.take().unwrap_or_default();
+        let n = a.len().min(b.len());
+        for (x, y) in a[..n].iter_mut().zip(&b[..n]) {
+            *x = (*x + y) * 0.5;
+        }
+        let written = tracks[self.mix].1.out.write(&a[..n]);
+        a.drain(..n);
+        b.drain(..n);
+        tracks[c1].1.tee = Some(a);
+        tracks[c2].1.tee = Some(b);
+        written
+    }
+}
+
 /// One derivative being written: its source channel (or the mix) through an optional resampler.
 struct Track<W: Write + Seek> {
     source: Option<usize>,
     resampler: Option<Mono16k>,
     out: Output<W>,
+    /// A copy of the resampled output, for [`SharedMix`].
+    tee: Option<Vec<f32>>,
 }
 
 impl<W: Write + Seek> Track<W> {
@@ -188,26 +246,46 @@ impl<W: Write + Seek> Track<W> {
         let resampler = if rate_in == ML_SAMPLE_RATE {
             None
         } else {
-            Some(Mono16k::new(rate_in)?)
+            Some(Mono16k::new(rate_in, expected)?)
         };
         Ok(Track {
             source,
             resampler,
             out: Output::new(writer, ML_SAMPLE_RATE, expected)?,
+            tee: None,
         })
     }
 
     fn push(&mut self, samples: &[f32]) -> Result<()> {
+        let (out, tee) = (&mut self.out, &mut self.tee);
+        let mut sink = |chunk: &[f32]| {
+            if let Some(tee) = tee.as_mut() {
+                tee.extend_from_slice(chunk);
+            }
+            out.write(chunk)
+        };
         match self.resampler.as_mut() {
-            Some(r) => r.push(samples, &mut self.out),
-            None => self.out.write(samples),
+            Some(r) => r.push(samples, &mut sink),
+            None => sink(samples),
         }
     }
 
+    /// Releases the resampler's tail (once; later calls do nothing).
+    fn flush_resampler(&mut self) -> Result<()> {
+        let Some(mut r) = self.resampler.take() else {
+            return Ok(());
+        };
+        let (out, tee) = (&mut self.out, &mut self.tee);
+        r.flush(&mut |chunk: &[f32]| {
+            if let Some(tee) = tee.as_mut() {
+                tee.extend_from_slice(chunk);
+            }
+            out.write(chunk)
+        })
+    }
+
     fn finish(mut self) -> Result<DerivedInfo> {
-        if let Some(r) = self.resampler.as_mut() {
-            r.flush(&mut self.out)?;
-        }
+        self.flush_resampler()?;
         self.out.finish()
     }
 }
@@ -303,10 +381,16 @@ struct Mono16k {
     pending: Vec<f32>,
     out_buf: Vec<f32>,
     to_skip: usize,
+    /// Frames released so far (after the skipped delay), and how many the input calls for.
+    produced: u64,
+    target: u64,
 }
 
+/// Where a resampler's output goes.
+type Sink<'a> = dyn FnMut(&[f32]) -> Result<()> + 'a;
+
 impl Mono16k {
-    fn new(rate_in: u32) -> Result<Self> {
+    fn new(rate_in: u32, target: u64) -> Result<Self> {
         let reduced = rate_in / gcd(rate_in, ML_SAMPLE_RATE);
         if !INPUT_RATES.contains(&rate_in) || reduced > MAX_REDUCED_RATE {
             return Err(FactsError::Unsupported(format!(
@@ -327,10 +411,12 @@ impl Mono16k {
             out_buf: vec![0.0; fft.output_frames_max()],
             to_skip: fft.output_delay(),
             fft,
+            produced: 0,
+            target,
         })
     }
 
-    fn push<W: Write + Seek>(&mut self, samples: &[f32], out: &mut Output<W>) -> Result<()> {
+    fn push(&mut self, samples: &[f32], out: &mut Sink<'_>) -> Result<()> {
         self.pending.extend_from_slice(samples);
         let mut used = 0;
         while self.pending.len() - used >= self.fft.input_frames_next() {
@@ -343,7 +429,7 @@ impl Mono16k {
     }
 
     /// Feeds what is left, then silence, until the output reaches its target length.
-    fn flush<W: Write + Seek>(&mut self, out: &mut Output<W>) -> Result<()> {
+    fn flush(&mut self, out: &mut Sink<'_>) -> Result<()> {
         let left = self.pending.len();
         self.pending
             .resize(self.fft.input_frames_next().max(left), 0.0);
@@ -351,10 +437,10 @@ impl Mono16k {
         // Each call with no input still releases buffered output; the bound only guards against
         // a resampler that stops producing.
         let mut idle_calls = 0;
-        while out.written < out.target && idle_calls < 4 {
-            let before = out.written;
+        while self.produced < self.target && idle_calls < 4 {
+            let before = self.produced;
             self.step(Some(&Indexing::new().partial_len(0)), out)?;
-            idle_calls = if out.written == before {
+            idle_calls = if self.produced == before {
                 idle_calls + 1
             } else {
                 0
@@ -364,11 +450,7 @@ impl Mono16k {
     }
 
     /// One resampler call over `pending`; returns input frames consumed.
-    fn step<W: Write + Seek>(
-        &mut self,
-        indexing: Option<&Indexing>,
-        out: &mut Output<W>,
-    ) -> Result<usize> {
+    fn step(&mut self, indexing: Option<&Indexing>, out: &mut Sink<'_>) -> Result<usize> {
         let frames_in = self.pending.len();
         let input =
             InterleavedSlice::new(&self.pending[..], 1, frames_in).map_err(resample_error)?;
@@ -381,7 +463,8 @@ impl Mono16k {
             .map_err(resample_error)?;
         let skip = self.to_skip.min(n_out);
         self.to_skip -= skip;
-        out.write(&self.out_buf[skip..n_out])?;
+        self.produced += (n_out - skip) as u64;
+        out(&self.out_buf[skip..n_out])?;
         Ok(n_in)
     }
 }

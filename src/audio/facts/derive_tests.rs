@@ -172,3 +172,43 @@ fn input_that_is_not_wav_fails_every_derivative() {
     );
     assert!(matches!(err, Err(FactsError::NotWav(_))), "{err:?}");
 }
+
+#[test]
+fn the_mix_made_from_both_channels_equals_the_mix_resampled_directly() {
+    let (t1, t2) = (sine(440.0, 0.5, RATE), sine(1333.0, 0.3, RATE));
+    let input = wav(
+        pcm16(2, RATE),
+        20_011,
+        |i, ch| {
+            if ch == 0 { t1(i) } else { t2(i) }
+        },
+    );
+    let mut alone = Cursor::new(Vec::new());
+    derive_mono16k(&input[..], &mut alone).unwrap();
+    let (mut c1, mut shared, mut c2) = (
+        Cursor::new(Vec::new()),
+        Cursor::new(Vec::new()),
+        Cursor::new(Vec::new()),
+    );
+    derive(
+        &input[..],
+        vec![
+            (Derivative::Channel1, &mut c1),
+            (Derivative::Mono16k, &mut shared),
+            (Derivative::Channel2, &mut c2),
+        ],
+    )
+    .unwrap();
+    let samples = |c: &Cursor<Vec<u8>>| -> Vec<i16> {
+        hound::WavReader::new(Cursor::new(c.get_ref()))
+            .unwrap()
+            .into_samples::<i16>()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (a, b) = (samples(&alone), samples(&shared));
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), 40_022);
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).max().unwrap();
+    assert!(worst <= 1, "differs by {worst} LSB");
+}
