@@ -239,24 +239,8 @@ async fn an_unknown_derivative_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(small_world()).await;
     let out = dir.path().join("lake");
-    let output = wxcc(
-        &[
-            "sync",
-            "--from",
-            "2026-01-05",
-            "--to",
-            "2026-01-06",
-            "--derive",
-            "mono8k",
-            "--output",
-        ]
-        .into_iter()
-        .chain([out.to_str().unwrap()])
-        .collect::<Vec<_>>(),
-        &sim_env(&sim),
-        dir.path(),
-    )
-    .await;
+    let extra = ["--derive", "mono8k"];
+    let output = sync_small_world(out.to_str().unwrap(), &extra, &sim_env(&sim), dir.path()).await;
     assert_eq!(output.status.code(), Some(2));
     let err = text(&output.stderr);
     assert!(

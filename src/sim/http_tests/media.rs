@@ -71,18 +71,27 @@ async fn recording_json_matches_the_sample_and_download_matches_world_sha() {
     assert_eq!(sim.stats().downloads, 3);
 }
 
-#[tokio::test]
-async fn downloads_can_be_held_to_a_bandwidth() {
+/// A simulator of `cfg` with calls of 30–40 s, a client, and the first recording's URL and id.
+async fn half_minute_call(cfg: SimConfig) -> (Simulator, Client, String, String) {
     let sim = start(SimConfig {
-        download_bytes_per_sec: Some(400_000),
         median_call_secs: 30,
         max_call_secs: 40,
-        ..small()
+        ..cfg
     })
     .await;
     let http = client();
     let token = bearer(&sim, &http).await;
-    let (url, _) = first_recording_url(&sim, &http, &token).await;
+    let (url, rec_id) = first_recording_url(&sim, &http, &token).await;
+    (sim, http, url, rec_id)
+}
+
+#[tokio::test]
+async fn downloads_can_be_held_to_a_bandwidth() {
+    let (_sim, http, url, _) = half_minute_call(SimConfig {
+        download_bytes_per_sec: Some(400_000),
+        ..small()
+    })
+    .await;
     let began = std::time::Instant::now();
     let body = http
         .get(&url)
@@ -135,16 +144,11 @@ async fn download_urls_expire_and_reject_tampering_with_403() {
 
 #[tokio::test]
 async fn truncated_download_announces_full_length_and_ends_early() {
-    let sim = start(SimConfig {
+    let (sim, http, url, rec_id) = half_minute_call(SimConfig {
         truncate_rate: 1.0,
-        median_call_secs: 30,
-        max_call_secs: 40,
         ..small()
     })
     .await;
-    let http = client();
-    let token = bearer(&sim, &http).await;
-    let (url, rec_id) = first_recording_url(&sim, &http, &token).await;
     let full = sim
         .world()
         .wav_len(sim.world().recording(&rec_id).expect("recording"));
