@@ -152,6 +152,18 @@ fn cpu_now() -> (f64, f64) {
     (total, sim)
 }
 
+/// A temporary directory with room for `bytes` of audio plus 2 GiB.
+fn scratch_for(bytes: u64) -> anyhow::Result<tempfile::TempDir> {
+    let scratch = tempfile::tempdir()?;
+    let free = free_bytes(scratch.path()).unwrap_or(0);
+    ensure!(
+        free > bytes + (2 << 30),
+        "need {bytes} B plus 2 GiB free in {}, have {free}",
+        scratch.path().display()
+    );
+    Ok(scratch)
+}
+
 /// Available bytes on the file system holding `dir`, from `df -Pk`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let out = std::process::Command::new("df")
@@ -349,13 +361,7 @@ async fn throughput(
     let sim = start_sim(rt, recs, secs, link).await?;
     let world = sim.world().clone();
     let total: u64 = world.recordings().iter().map(|r| world.wav_len(r)).sum();
-    let scratch = tempfile::tempdir()?;
-    let free = free_bytes(scratch.path()).unwrap_or(0);
-    ensure!(
-        free > total + (2 << 30),
-        "need {total} B plus 2 GiB free in {}, have {free}",
-        scratch.path().display()
-    );
+    let scratch = scratch_for(total)?;
     let tokens = scratch.path().join("tokens");
     let cfg = config(&sim, &scratch.path().join("lake"), &tokens)?;
     let n = recs as u64;
@@ -519,13 +525,7 @@ async fn peak_rss(
     let sim = start_sim(rt, recs, secs, None).await?;
     let world = sim.world().clone();
     let total: u64 = world.recordings().iter().map(|r| world.wav_len(r)).sum();
-    let scratch = tempfile::tempdir()?;
-    let free = free_bytes(scratch.path()).unwrap_or(0);
-    ensure!(
-        free > total + (2 << 30),
-        "need {total} B plus 2 GiB free in {}, have {free}",
-        scratch.path().display()
-    );
+    let scratch = scratch_for(total)?;
     let out = scratch.path().join("lake");
     let from = day_start(&sim);
     let c = sim.credentials().clone();

@@ -282,51 +282,30 @@ async fn query_list_names_each_query_with_its_description_and_parameters() {
     );
 }
 
+/// `wxcc query run recordings_to_transcribe --format csv` with each of `params` as a `--param`.
+async fn to_transcribe(dir: &Path, params: &[&str]) -> String {
+    let mut args = vec![
+        "query",
+        "run",
+        "recordings_to_transcribe",
+        "--format",
+        "csv",
+    ];
+    for p in params {
+        args.extend(["--param", p]);
+    }
+    ok(dir, &args).await
+}
+
 #[tokio::test]
 async fn query_run_binds_parameters_and_a_hostile_value_matches_nothing() {
     let dir = setup().await;
     let d = d(&dir);
-    let all = ok(
-        d,
-        &[
-            "query",
-            "run",
-            "recordings_to_transcribe",
-            "--format",
-            "csv",
-        ],
-    )
-    .await;
+    let all = to_transcribe(d, &[]).await;
     assert_eq!(all.lines().count(), 7, "{all}");
-    let some = ok(
-        d,
-        &[
-            "query",
-            "run",
-            "recordings_to_transcribe",
-            "--format",
-            "csv",
-            "--param",
-            "since=2026-01-06",
-            "--param",
-            "queue=Support",
-        ],
-    )
-    .await;
+    let some = to_transcribe(d, &["since=2026-01-06", "queue=Support"]).await;
     assert_eq!(some.lines().count(), 3, "{some}");
-    let hostile = ok(
-        d,
-        &[
-            "query",
-            "run",
-            "recordings_to_transcribe",
-            "--format",
-            "csv",
-            "--param",
-            "queue=x'; DROP TABLE tasks; --",
-        ],
-    )
-    .await;
+    let hostile = to_transcribe(d, &["queue=x'; DROP TABLE tasks; --"]).await;
     assert_eq!(hostile.lines().count(), 1, "only the header: {hostile}");
     // `sql @name` still runs saved queries, with the same parameters.
     let at = ok(
