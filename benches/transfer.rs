@@ -348,6 +348,7 @@ fn processing(variant: usize) -> Processing {
         } else {
             Vec::new()
         },
+        ..Processing::default()
     }
 }
 

@@ -77,6 +77,11 @@ pub enum ConfigError {
          channel) or none, comma-separated"
     )]
     BadDerive(String),
+    #[error(
+        "scratch_dir {0:?} is not a directory: create it (on a disk with room for the \
+         derivatives in flight) or unset it to use $TMPDIR"
+    )]
+    BadScratchDir(PathBuf),
     #[error("--to needs --from: give the start of the range to backfill")]
     MissingFrom,
     #[error("--from ({from}) must be before --to ({to})")]
@@ -164,6 +169,8 @@ pub struct SyncFileConfig {
     pub pii: Option<String>,
     /// ML-ready derivatives written beside each recording: `mono16k`, `channels`.
     pub derive: Option<Vec<String>>,
+    /// Where derivatives are made before upload (default `$TMPDIR`).
+    pub scratch_dir: Option<String>,
 }
 
 impl FileConfig {
@@ -216,6 +223,8 @@ pub struct Overrides {
     pub pii_key: Option<String>,
     /// Derivatives to write (`mono16k`, `channels`, `none`).
     pub derive: Option<Vec<String>>,
+    /// Directory for derivatives being made.
+    pub scratch_dir: Option<String>,
     /// Storage endpoints from the environment (`AWS_ENDPOINT`, ...), checked for TLS.
     pub storage_endpoints_env: Vec<String>,
     /// `$XDG_CONFIG_HOME/wxcc/tokens` or `~/.config/wxcc/tokens`, used when no layer names a
@@ -249,6 +258,7 @@ impl Overrides {
             pii: get("WXCC_PII"),
             pii_key: get("WXCC_PII_KEY"),
             derive: get("WXCC_DERIVE").map(|v| v.split(',').map(str::to_owned).collect()),
+            scratch_dir: get("WXCC_SCRATCH_DIR"),
             storage_endpoints_env: ["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AZURE_STORAGE_ENDPOINT"]
                 .iter()
                 .filter_map(|k| get(k))
@@ -315,6 +325,7 @@ impl Overrides {
             pii: self.pii.or(lower.pii),
             pii_key: self.pii_key.or(lower.pii_key),
             derive: self.derive.or(lower.derive),
+            scratch_dir: self.scratch_dir.or(lower.scratch_dir),
             storage_endpoints_env: if self.storage_endpoints_env.is_empty() {
                 lower.storage_endpoints_env
             } else {
@@ -360,6 +371,7 @@ impl From<FileConfig> for Overrides {
             pii: f.sync.pii,
             pii_key: None,
             derive: f.sync.derive,
+            scratch_dir: f.sync.scratch_dir,
             storage_endpoints_env: Vec::new(),
         }
     }
@@ -469,6 +481,8 @@ pub struct Config {
     pub pii: PiiSetting,
     /// ML-ready files written beside each recording, in [`Derivative`] order, no repeats.
     pub derive: Vec<Derivative>,
+    /// Directory for derivatives being made; `None`: the system's temporary directory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// Parses derivative names (`mono16k`, `channels`, `none`; case and blanks ignored).
@@ -564,6 +578,10 @@ impl Config {
             initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
+            scratch_dir: match values.scratch_dir.as_deref().map(PathBuf::from) {
+                Some(dir) if !dir.is_dir() => return Err(ConfigError::BadScratchDir(dir)),
+                other => other,
+            },
             storage_options: {
                 check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
                 values.storage_options.clone()

@@ -136,6 +136,9 @@ pub struct Processing {
     /// Derived files to write beside the original (see [`derived_path`]); any order, repeats
     /// ignored.
     pub derive: Vec<Derivative>,
+    /// Where derivatives are made before upload (anonymous files, gone even after a crash);
+    /// `None`: the system's temporary directory.
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
 impl Processing {
@@ -328,8 +331,8 @@ impl Taps {
         kinds.dedup();
         let analysis = processing.analyze.then(|| Tap::spawn(facts::analyze));
         let derivation = (!kinds.is_empty()).then(|| {
-            let kinds = kinds.clone();
-            Tap::spawn(move |reader| derive_to_scratch(reader, &kinds))
+            let (kinds, dir) = (kinds.clone(), processing.scratch_dir.clone());
+            Tap::spawn(move |reader| derive_to_scratch(reader, &kinds, dir.as_deref()))
         });
         Taps {
             analysis,
@@ -406,10 +409,18 @@ impl<T: Send + 'static> Tap<T> {
     }
 }
 
-fn derive_to_scratch(reader: TapReader, kinds: &[Derivative]) -> Scratch {
+fn derive_to_scratch(
+    reader: TapReader,
+    kinds: &[Derivative],
+    dir: Option<&std::path::Path>,
+) -> Scratch {
     let mut files = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        files.push((kind, tempfile::tempfile()?));
+        let file = match dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        };
+        files.push((kind, file?));
     }
     // Buffered: the derivation writes a block of samples at a time.
     let outputs = files
@@ -701,6 +712,7 @@ mod tests {
         let processing = Processing {
             analyze: true,
             derive: vec![Derivative::Mono16k],
+            ..Processing::default()
         };
         let processed = process(&store, &path, processing).await;
         let verdict = processed.facts.unwrap();
@@ -729,6 +741,7 @@ mod tests {
         let store = memory_store();
         let path = Path::from("audio/o/t/r.wav");
         store.put(&path, stereo_wav().into()).await.unwrap();
+        let scratch = tempfile::tempdir().unwrap();
         let processing = Processing {
             analyze: false,
             // Any order, repeats ignored.
@@ -738,8 +751,11 @@ mod tests {
                 Derivative::Channel1,
                 Derivative::Channel2,
             ],
+            scratch_dir: Some(scratch.path().to_owned()),
         };
         let processed = process(&store, &path, processing).await;
+        let left = std::fs::read_dir(scratch.path()).unwrap().count();
+        assert_eq!(left, 0, "scratch files leave nothing behind");
         assert!(processed.facts.is_none());
         let names: Vec<String> = processed
             .derived
@@ -792,6 +808,7 @@ mod tests {
         let processing = Processing {
             analyze: true,
             derive: vec![Derivative::Mono16k],
+            ..Processing::default()
         };
         let got = process_as(&store, &path, processing, Some(recorded)).await;
         assert!(matches!(got, Err(AudioError::Changed)), "{got:?}");

@@ -114,6 +114,7 @@ impl SyncContext {
             processing: audio::Processing {
                 analyze: true,
                 derive: cfg.derive.clone(),
+                scratch_dir: cfg.scratch_dir.clone(),
             },
             pii: match &cfg.pii {
                 PiiSetting::Keep => pii::PiiMode::Keep,

@@ -276,6 +276,7 @@ async fn store_recording(
         let processing = Processing {
             analyze: ctx.processing.analyze && !known.analysed.contains(&id),
             derive,
+            scratch_dir: ctx.processing.scratch_dir.clone(),
         };
         let processed =
             match audio::process_stored(&transfer(ctx, &processing), &path, &ids, &stored).await {

@@ -235,7 +235,7 @@ async fn derivation_switched_on_later_reads_the_stored_copies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_derivative_is_a_usage_error() {
+async fn an_unknown_derivative_or_scratch_dir_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(small_world()).await;
     let out = dir.path().join("lake");
@@ -248,5 +248,19 @@ async fn an_unknown_derivative_is_a_usage_error() {
         "{err}"
     );
     assert!(!out.join("tasks").exists(), "nothing synced");
+
+    let mut env = sim_env(&sim);
+    env.insert(
+        "WXCC_SCRATCH_DIR".into(),
+        "/nonexistent/wxcc-scratch".into(),
+    );
+    let extra = ["--derive", "mono16k"];
+    let output = sync_small_world(out.to_str().unwrap(), &extra, &env, dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("/nonexistent/wxcc-scratch") && err.contains("$TMPDIR"),
+        "{err}"
+    );
     sim.shutdown().await;
 }
