@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Seed of the simulated world.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also write ML-ready derivatives: mono16k, channels (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub derive: Option<Vec<String>>,
 }
 
 /// Connection settings and credentials that point a client at a running simulator (used by
@@ -70,6 +73,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
     let cfg = Config::resolve(
         Overrides {
             output: Some(args.output.clone()),
+            derive: args.derive.clone(),
             ..simulator_overrides(&sim)
         },
         &SyncFileConfig::default(),

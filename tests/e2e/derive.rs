@@ -264,3 +264,31 @@ async fn an_unknown_derivative_or_scratch_dir_is_a_usage_error() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_can_show_derivatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let loc = out.to_str().unwrap();
+    let args = [
+        "demo",
+        "--output",
+        loc,
+        "--days",
+        "1",
+        "--calls-per-day",
+        "12",
+        "--derive",
+        "mono16k",
+    ];
+    let output = wxcc(&args, &Default::default(), dir.path()).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stored = strings(loc, "SELECT count(*) FROM manifest WHERE status = 'stored'").await;
+    let derived = strings(
+        loc,
+        "SELECT count(*) FROM derivatives WHERE kind = 'mono16k' AND status = 'ok'",
+    )
+    .await;
+    assert_ne!(stored[0], "0");
+    assert_eq!(derived, stored);
+}
