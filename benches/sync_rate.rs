@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             download_concurrency: 16,
             org_id: cfg.org_id.clone(),
             dry_run: false,
+            policy: Default::default(),
         },
     )
     .await?;

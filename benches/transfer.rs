@@ -319,6 +319,7 @@ async fn library_sync(
             download_concurrency: CONCURRENCY,
             org_id: cfg.org_id.clone(),
             dry_run: false,
+            policy: Default::default(),
         },
     )
     .await?;

@@ -171,6 +171,14 @@ pub struct SyncFileConfig {
     pub derive: Option<Vec<String>>,
     /// Where derivatives are made before upload (default `$TMPDIR`).
     pub scratch_dir: Option<String>,
+    /// The settle check: hours after its creation when a voice task is asked about once more.
+    pub settle_hours: Option<u32>,
+    /// Days a task waits for its first recording before it is no longer asked about.
+    pub give_up_days: Option<u32>,
+    /// Commit every this many recordings...
+    pub commit_every_recordings: Option<usize>,
+    /// ...or every this many seconds.
+    pub commit_every_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -475,6 +483,11 @@ pub struct Config {
     pub lookback_hours: u32,
     /// How far back the first incremental run goes.
     pub initial_days: u32,
+    /// See [`SyncFileConfig::settle_hours`].
+    pub settle_hours: u32,
+    pub give_up_days: u32,
+    pub commit_every_recordings: usize,
+    pub commit_every_secs: u64,
     /// object_store options for the output store (`[storage]`).
     pub storage_options: Vec<(String, String)>,
     /// What happens to customer phone numbers and addresses.
@@ -576,6 +589,10 @@ impl Config {
             url_expiration_minutes: url_expiration,
             lookback_hours: file_sync.lookback_hours.unwrap_or(24),
             initial_days: file_sync.initial_days.unwrap_or(7).clamp(1, 1095),
+            settle_hours: file_sync.settle_hours.unwrap_or(12),
+            give_up_days: file_sync.give_up_days.unwrap_or(7).max(1),
+            commit_every_recordings: file_sync.commit_every_recordings.unwrap_or(500).max(1),
+            commit_every_secs: file_sync.commit_every_secs.unwrap_or(60).max(1),
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
             scratch_dir: match values.scratch_dir.as_deref().map(PathBuf::from) {

@@ -89,6 +89,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
             dry_run: false,
             download_concurrency: cfg.download_concurrency,
             org_id: cfg.org_id.clone(),
+            policy: Default::default(),
         },
     )
     .await?;

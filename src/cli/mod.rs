@@ -108,9 +108,14 @@ pub struct SyncArgs {
     /// End of a backfill, exclusive: YYYY-MM-DD (UTC midnight) or RFC 3339. Default: now.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
-    /// Plan only: print the windows that would be synced, call no data API.
+    /// Plan only: print the windows that would be synced and the requests they need at least,
+    /// call no data API.
     #[arg(long)]
     pub dry_run: bool,
+    /// Ask for the captures of every listed call again, not only new, changed and due ones
+    /// (an audit or repair of a range).
+    #[arg(long)]
+    pub full_refresh: bool,
     /// Re-hash stored audio before trusting it (default: a matching size is enough).
     #[arg(long)]
     pub verify_checksums: bool,
@@ -321,19 +326,39 @@ fn combine_exit_codes(codes: &[u8]) -> u8 {
     }
 }
 
+/// The run policy from configuration; `WXCC_NOW` (RFC 3339) pins the run's notion of now, for
+/// replays and for tests against the simulator's clock.
+pub fn sync_policy(cfg: &Config, full_refresh: bool) -> Result<sync::SyncPolicy> {
+    let now = match std::env::var("WXCC_NOW") {
+        Ok(v) if !v.trim().is_empty() => Some(config::parse_time("WXCC_NOW", v.trim())?),
+        _ => None,
+    };
+    Ok(sync::SyncPolicy {
+        full_refresh,
+        settle_after: Duration::hours(i64::from(cfg.settle_hours)),
+        give_up_after: Duration::days(i64::from(cfg.give_up_days)),
+        commit_every: cfg.commit_every_recordings,
+        commit_interval: std::time::Duration::from_secs(cfg.commit_every_secs),
+        now,
+    })
+}
+
 async fn sync_org(
     cfg: &Config,
     from: Option<chrono::DateTime<Utc>>,
     to: Option<chrono::DateTime<Utc>>,
     args: &SyncArgs,
 ) -> Result<SyncSummary> {
+    // Verifying checksums re-reads every stored recording, so every task is asked about again
+    // (a damaged one needs a fresh download URL).
+    let policy = sync_policy(cfg, args.full_refresh || args.verify_checksums)?;
     let range = match (from, to) {
         (None, None) => SyncRange::Incremental {
             lookback: Duration::hours(i64::from(cfg.lookback_hours)),
             initial: Duration::days(i64::from(cfg.initial_days)),
         },
         (from, to) => {
-            let to = to.unwrap_or_else(Utc::now);
+            let to = to.unwrap_or_else(|| policy.now.unwrap_or_else(Utc::now));
             let from = from.ok_or(ConfigError::MissingFrom)?;
             let (from, to) = config::time_range(from, to)?;
             SyncRange::Explicit { from, to }
@@ -356,6 +381,7 @@ async fn sync_org(
         download_concurrency: cfg.download_concurrency,
         org_id: cfg.org_id.clone(),
         dry_run: args.dry_run,
+        policy,
     };
     tracing::info!(output = %ctx.lake.url(), "sync starting");
     let summary = sync::run(&ctx, &opts).await;

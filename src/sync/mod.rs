@@ -1,10 +1,16 @@
 //! Orchestration of a sync run: resolve the org, take its lock, cut the range into UTC-day
-//! windows, sync each window (`window.rs`), and move the watermark after each one.
+//! windows, list each window and decide what must be asked of the captures API (`plan.rs`), do
+//! that work with small commits (`window.rs`), and move the watermark after each window. Then
+//! drain what the ledger (`ledger.rs`) says is due and run the settle check.
 //!
-//! Each window maps to exactly one `date=` partition per table and is upserted as a whole, so
-//! re-running any range is idempotent, and a run killed at any point is finished by the next.
+//! Cost follows what changed: captures are asked for tasks that are new or whose
+//! `lastUpdatedTime` moved, ledger entries that are due, and the settle check, never for every
+//! task in the look-back (unless `--full-refresh`). Rows are upserted by key, so re-running any
+//! range is idempotent, and a run killed at any point is finished by the next.
 
+pub mod ledger;
 pub mod pii;
+mod plan;
 mod rows;
 pub mod state;
 mod window;
@@ -14,7 +20,6 @@ use std::time::Instant;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use tracing::Instrument;
 
 use crate::api::{ApiClient, ApiCounts, ApiError, ApiSettings};
 use crate::audio;
@@ -22,6 +27,7 @@ use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError, PiiSetting};
 use crate::lake::{DerivativeRow, Lake, LakeError, ManifestRow, derivatives};
 use crate::net::{self, RetryPolicy};
+use ledger::Ledger;
 use state::{OrgState, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,11 @@ pub enum SyncError {
     UnknownOrg,
     #[error("organization id {0:?} is not a plain UUID-like token")]
     UnsafeOrg(String),
+    #[error(
+        "the captures API keeps failing for task after task ({0}); stopping the run, the next \
+         one retries"
+    )]
+    Outage(String),
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
@@ -74,6 +85,46 @@ pub struct SyncOptions {
     pub org_id: Option<String>,
     /// Plan only: resolve the range and windows, call nothing but the token endpoint.
     pub dry_run: bool,
+    pub policy: SyncPolicy,
+}
+
+/// What a run asks again, and how often it commits.
+#[derive(Debug, Clone)]
+pub struct SyncPolicy {
+    /// Ask for the captures of every listed voice task, as if none had been seen before.
+    pub full_refresh: bool,
+    /// The settle check: every voice task is asked about once more this long after its
+    /// creation, for recordings that appear late without any change to the task.
+    pub settle_after: ChronoDuration,
+    /// A task waiting for its first recording is no longer asked about after this long.
+    pub give_up_after: ChronoDuration,
+    /// Commit after this many recordings have settled...
+    pub commit_every: usize,
+    /// ...or this long after the last commit, whichever comes first.
+    pub commit_interval: std::time::Duration,
+    /// The instant the run takes as now (`WXCC_NOW`, for replays and tests); default the clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            full_refresh: false,
+            settle_after: ChronoDuration::hours(12),
+            give_up_after: ChronoDuration::days(7),
+            commit_every: 500,
+            commit_interval: std::time::Duration::from_secs(60),
+            now: None,
+        }
+    }
+}
+
+/// A task whose captures could not be read, named in the run summary until a run reads them.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedTask {
+    pub task_id: String,
+    pub status: Option<u16>,
+    pub reason: String,
 }
 
 /// Everything a run talks to.
@@ -145,6 +196,24 @@ pub struct SyncSummary {
     pub derive_failed: u64,
     pub url_refreshes: u64,
     pub rejects: u64,
+    /// Listing requests (`GET /v1/tasks` pages) and captures queries made by this run.
+    pub task_pages: u64,
+    pub captures_queries: u64,
+    /// Tasks whose captures were asked for (new, changed, due in the ledger, settle check).
+    pub captures_asked: u64,
+    /// Of those, asked for by the settle check.
+    pub settled: u64,
+    /// Tasks no longer waited for: no recording within the give-up age.
+    pub given_up: u64,
+    pub commits: u64,
+    /// Tasks whose captures could not be read, still owed (retried by the next runs).
+    pub failed_tasks: Vec<FailedTask>,
+    /// Listing ranges that could not be read, still owed.
+    pub gaps: Vec<ledger::Gap>,
+    /// The ledger after the run: what later runs will still ask about.
+    pub pending: Option<ledger::LedgerCounts>,
+    /// Dry run: the requests the run would make at least.
+    pub estimated_requests: Option<u64>,
     pub api: Option<ApiCounts>,
     pub token_refreshes: u64,
     pub duration_ms: u64,
@@ -175,7 +244,12 @@ impl SyncSummary {
 
     /// True when something could not be stored and a later run should retry it.
     pub fn is_partial(&self) -> bool {
-        self.failed > 0 || self.rejects > 0 || self.derive_failed > 0
+        self.failed > 0
+            || self.rejects > 0
+            || self.derive_failed > 0
+            || self.given_up > 0
+            || !self.failed_tasks.is_empty()
+            || !self.gaps.is_empty()
     }
 }
 
@@ -187,13 +261,15 @@ enum Outcome {
     Failed,
 }
 
-/// Runs one sync: lock the org, sync each window, advance the watermark after each.
+/// Runs one sync: lock the org, list and sync each window, advance the watermark after each,
+/// then drain the ledger and run the settle check.
 pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
     let started = Instant::now();
     let started_at = Utc::now();
+    let now = opts.policy.now.unwrap_or(started_at);
     let org = resolve_org(ctx, opts).await?;
     let state = OrgState::new(&ctx.lake, &org);
-    let (from, to) = resolve_range(&opts.range, &state).await?;
+    let (from, to) = resolve_range(&opts.range, &state, now).await?;
     let windows = day_windows(from, to);
     let mut summary = SyncSummary {
         org_id: Some(org.clone()),
@@ -202,53 +278,51 @@ pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let mut ledger = Ledger::load(&ctx.lake, &org, opts.policy.give_up_after).await?;
     if opts.dry_run {
         summary.windows = windows.len() as u32;
+        let due: usize = ledger.due(now).values().map(Vec::len).sum();
         for (start, end) in &windows {
-            tracing::info!(%start, %end, "would sync window (at least one GET /v1/tasks, plus one captures query per 10 calls)");
+            tracing::info!(%start, %end, "would list window (at least one GET /v1/tasks)");
         }
+        tracing::info!(due, "ledger entries due (one captures query per 10)");
+        summary.estimated_requests =
+            Some(windows.len() as u64 + ledger.gaps().len() as u64 + due.div_ceil(10) as u64);
+        summary.pending = Some(ledger.counts());
         return Ok(summary);
     }
     let mut lock = state.lock(&state::holder_label()).await?;
-    let outcome = run_windows(ctx, opts, &org, &state, &mut lock, &windows, &mut summary).await;
+    let outcome = plan::run_windows(
+        ctx,
+        opts,
+        &org,
+        &state,
+        &mut lock,
+        &windows,
+        &mut ledger,
+        now,
+        &mut summary,
+    )
+    .await;
     lock.release().await?;
     outcome?;
+    summary.failed_tasks = ledger
+        .failures()
+        .into_iter()
+        .filter(|(_, e)| e.why == ledger::Why::CapturesFailed)
+        .map(|(task_id, e)| FailedTask {
+            task_id,
+            status: e.status,
+            reason: e.reason.unwrap_or_default(),
+        })
+        .collect();
+    summary.gaps = ledger.gaps().to_vec();
+    summary.pending = Some(ledger.counts());
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     state.record_run(started_at, &summary).await?;
     Ok(summary)
-}
-
-async fn run_windows(
-    ctx: &SyncContext,
-    opts: &SyncOptions,
-    org: &str,
-    state: &OrgState,
-    lock: &mut state::LockGuard<'_>,
-    windows: &[(DateTime<Utc>, DateTime<Utc>)],
-    summary: &mut SyncSummary,
-) -> Result<()> {
-    ctx.progress.set_length(windows.len() as u64);
-    for (start, end) in windows {
-        ctx.progress
-            .set_message(format!("{} …", start.date_naive()));
-        let span = tracing::info_span!("window", date = %start.date_naive());
-        window::sync_window(ctx, org, *start, *end, opts.download_concurrency, summary)
-            .instrument(span)
-            .await?;
-        summary.windows += 1;
-        ctx.progress.inc(1);
-        ctx.progress.set_message(format!(
-            "{} tasks, {} recordings stored, {:.1} MB",
-            summary.tasks,
-            summary.stored + summary.skipped_present,
-            summary.bytes as f64 / 1e6
-        ));
-        state.advance(*end).await?;
-        lock.renew().await?;
-    }
-    Ok(())
 }
 
 /// The org the data belongs to: configured, else the token's `…_<orgId>` suffix (a documented
@@ -271,11 +345,11 @@ async fn resolve_org(ctx: &SyncContext, opts: &SyncOptions) -> Result<String> {
 async fn resolve_range(
     range: &SyncRange,
     state: &OrgState,
+    now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
     Ok(match range {
         SyncRange::Explicit { from, to } => (*from, *to),
         SyncRange::Incremental { lookback, initial } => {
-            let now = Utc::now();
             let from = match state.watermark().await? {
                 Some(mark) => mark.synced_until.min(now) - *lookback,
                 None => now - *initial,

@@ -284,6 +284,93 @@ pub async fn analysed_in_lake(
         .collect())
 }
 
+/// What an earlier run stored of a task: enough to tell whether it changed since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownTask {
+    pub created_ms: i64,
+    pub last_updated_ms: Option<i64>,
+    /// A voice task whose `captureRequested` is not `false` (see `Task::may_have_recording`).
+    pub may_have_recording: bool,
+}
+
+/// A column as `i64` values (timestamps as epoch ms), `None` where null.
+fn int64_column(batch: &arrow::array::RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
+    let col = batch.column_by_name(name)?;
+    let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).ok()?;
+    let col = col.as_primitive::<Int64Type>();
+    Some(
+        (0..col.len())
+            .map(|i| (!col.is_null(i)).then(|| col.value(i)))
+            .collect(),
+    )
+}
+
+/// The tasks already in a partition, by id.
+pub async fn tasks_from_lake(
+    lake: &Lake,
+    org: &str,
+    date: NaiveDate,
+) -> Result<std::collections::HashMap<String, KnownTask>> {
+    let Some(batch) = lake.read_partition(Table::Tasks, org, date).await? else {
+        return Ok(Default::default());
+    };
+    let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
+        batch
+            .column_by_name("task_id")
+            .map(|c| c.as_string::<i32>().clone()),
+        batch
+            .column_by_name("channel_type")
+            .map(|c| c.as_string::<i32>().clone()),
+        batch
+            .column_by_name("capture_requested")
+            .map(|c| c.as_boolean().clone()),
+        int64_column(&batch, "created_time"),
+        int64_column(&batch, "last_updated_time"),
+    ) else {
+        return Ok(Default::default());
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let voice = !channel.is_null(i) && channel.value(i).eq_ignore_ascii_case("telephony");
+            let not_requested = !capture.is_null(i) && !capture.value(i);
+            (
+                id.value(i).to_owned(),
+                KnownTask {
+                    created_ms: created[i].unwrap_or_default(),
+                    last_updated_ms: updated[i],
+                    may_have_recording: voice && !not_requested,
+                },
+            )
+        })
+        .collect())
+}
+
+/// `stop_time` of the recordings already in a captures partition: a recording listed while its
+/// call was still going has a later `stop_time` once the call ended, and is stored again.
+pub async fn capture_stops_from_lake(
+    lake: &Lake,
+    org: &str,
+    date: NaiveDate,
+) -> Result<std::collections::HashMap<(String, String), Option<i64>>> {
+    let Some(batch) = lake.read_partition(Table::Captures, org, date).await? else {
+        return Ok(Default::default());
+    };
+    let (Some(task), Some(rec), Some(stop)) = (
+        batch
+            .column_by_name("task_id")
+            .map(|c| c.as_string::<i32>().clone()),
+        batch
+            .column_by_name("recording_id")
+            .map(|c| c.as_string::<i32>().clone()),
+        int64_column(&batch, "stop_time"),
+    ) else {
+        return Ok(Default::default());
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| ((task.value(i).to_owned(), rec.value(i).to_owned()), stop[i]))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,16 @@
-//! One window (at most one UTC day): tasks → captures → audio (analysed, derivatives made as it
-//! streams) → partition upserts.
+//! One creation day's work: captures asked for the tasks that need it (failing batches split
+//! down to single tasks), recordings stored (analysed, derivatives made as they stream), and the
+//! results committed in small batches.
 //!
 //! Capture queries and downloads overlap: each captures batch feeds its recordings straight
-//! into the bounded download pool. The partitions are written only after every download of the
-//! window has settled (stored or failed), audio first, so a crash at any point leaves tables
-//! that describe only durable objects, and a rerun picks up the rest.
+//! into the bounded download pool, while a committer beside it writes what has settled every
+//! `commit_every` recordings or `commit_interval`. A commit writes audio-derived rows first,
+//! then captures, then the ledger, then the rows of the tasks whose work is complete, so a crash
+//! at any point leaves tables that describe only durable objects, and a task whose row is
+//! missing is simply asked about again by the next run.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,19 +18,24 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use secrecy::SecretString;
+use tokio::sync::mpsc;
 
+use super::ledger::{Ledger, Why};
 use super::rows::{self, STATUS_STORED};
-use super::{Outcome, Result, SyncContext, SyncSummary};
-use crate::api::model::{Recording, TaskCaptures};
-use crate::api::{MAX_CAPTURE_IDS, Reject};
+use super::{FailedTask, Outcome, Result, SyncContext, SyncError, SyncPolicy, SyncSummary};
+use crate::api::model::{Recording, Task, TaskCaptures};
+use crate::api::{ApiError, MAX_CAPTURE_IDS, Reject};
 use crate::audio::{self, AudioError, Fetched, Processing, StoredAudio};
 use crate::lake::derivatives::status as derived_status;
-use crate::lake::{self, AudioFactsRow, DerivativeRow, ManifestRow, Table};
+use crate::lake::{self, AudioFactsRow, CaptureRow, DerivativeRow, ManifestRow, Table};
 
 /// Capture queries in flight at once; the rate limiter paces them anyway.
 const CAPTURE_QUERIES_IN_FLIGHT: usize = 4;
 /// Ask for a fresh URL when less than this is left of its validity.
 const URL_SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Tasks that fail for good one after another, with no success between, before the run treats
+/// the captures API as down instead of isolating task after task.
+const OUTAGE_AFTER: u32 = 5;
 
 /// A recording with the URL it came with and when that URL was issued.
 struct Pending {
@@ -36,23 +44,73 @@ struct Pending {
     issued: Instant,
 }
 
-pub(super) async fn sync_window(
+/// What one creation day owes: task rows to (re)write and task ids whose captures to ask for.
+#[derive(Default)]
+pub(super) struct DayWork {
+    pub date: NaiveDate,
+    /// Tasks listed this run that are new or changed since the stored row.
+    pub tasks: Vec<Task>,
+    /// Task ids (with their `createdTime`) whose captures are asked for.
+    pub query: Vec<(String, i64)>,
+    /// Records of this day the listing could not understand.
+    pub rejects: Vec<Reject>,
+    /// Ids that parsed fine this run: their earlier rejects are cleared.
+    pub parsed: HashSet<String>,
+}
+
+/// The run's state every day's work updates.
+pub(super) struct RunState<'a> {
+    pub ledger: &'a mut Ledger,
+    pub summary: &'a mut SyncSummary,
+    pub policy: &'a SyncPolicy,
+    pub now: DateTime<Utc>,
+}
+
+/// What the query-and-download pipeline reports to the committer.
+enum Event {
+    Captures(Queried),
+    Stored(Box<Stored>),
+}
+
+/// One captures batch, isolated: what came back, what could not be read, what failed for good.
+#[derive(Default)]
+struct Queried {
+    asked: Vec<String>,
+    captures: Vec<TaskCaptures>,
+    rejects: Vec<Reject>,
+    failed: Vec<FailedTask>,
+    requests: u64,
+}
+
+/// Rows that have settled and wait for the next commit.
+#[derive(Default)]
+struct Batch {
+    tasks: Vec<Task>,
+    captures: Vec<CaptureRow>,
+    manifest: Vec<ManifestRow>,
+    facts: Vec<AudioFactsRow>,
+    derived: Vec<DerivativeRow>,
+    rejects: Vec<Reject>,
+    recordings: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+            && self.captures.is_empty()
+            && self.manifest.is_empty()
+            && self.rejects.is_empty()
+    }
+}
+
+pub(super) async fn sync_day(
     ctx: &SyncContext,
     org: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    work: DayWork,
     concurrency: usize,
-    summary: &mut SyncSummary,
+    run: &mut RunState<'_>,
 ) -> Result<()> {
-    let listing = ctx
-        .api
-        .list_tasks(start.timestamp_millis(), end.timestamp_millis())
-        .await?;
-    let date = start.date_naive();
-    let mut rejects = listing.rejects;
-    let tasks = listing.tasks;
-    summary.tasks += tasks.len() as u64;
-
+    let date = work.date;
     let previous = previous_manifest(ctx, org, date).await?;
     let analysed = rows::analysed_in_lake(&ctx.lake, org, date).await?;
     let derived = if ctx.processing.derive.is_empty() {
@@ -60,98 +118,279 @@ pub(super) async fn sync_window(
     } else {
         rows::derivatives_from_lake(&ctx.lake, org, date).await?
     };
+    let stops = rows::capture_stops_from_lake(&ctx.lake, org, date).await?;
     let known = Known {
         manifest: &previous,
         analysed: &analysed,
         derived: &derived,
+        stops: &stops,
     };
-    let captured: Mutex<Vec<TaskCaptures>> = Mutex::new(Vec::new());
-    let capture_rejects: Mutex<Vec<Reject>> = Mutex::new(Vec::new());
     let url_life = Duration::from_secs(u64::from(ctx.api.settings().url_expiration_minutes) * 60);
 
-    let ids: Vec<String> = tasks
-        .iter()
-        .filter(|t| t.may_have_recording())
-        .map(|t| t.id.clone())
-        .collect();
-    let results: Vec<Stored> = futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
-        .map(|chunk| ctx.api.query_captures(chunk))
-        .buffered(CAPTURE_QUERIES_IN_FLIGHT)
-        .map_ok(|(batch, bad)| {
-            let issued = Instant::now();
-            capture_rejects.lock().expect("not poisoned").extend(bad);
-            let pending: Vec<Pending> = batch
-                .iter()
-                .flat_map(|c| {
-                    c.recording.iter().map(|r| Pending {
-                        task_id: c.task_id.clone(),
-                        recording: r.clone(),
-                        issued,
+    let created: HashMap<String, i64> = work.query.iter().cloned().collect();
+    let mut listed: HashMap<String, Task> = HashMap::new();
+    let mut batch = Batch {
+        rejects: work.rejects,
+        ..Default::default()
+    };
+    for task in work.tasks {
+        if created.contains_key(&task.id) {
+            listed.insert(task.id.clone(), task);
+        } else {
+            batch.tasks.push(task);
+        }
+    }
+    run.summary.captures_asked += work.query.len() as u64;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let ids: Vec<String> = work.query.into_iter().map(|(id, _)| id).collect();
+    let failures_in_a_row = std::sync::atomic::AtomicU32::new(0);
+    let producer = async {
+        let tx = tx; // dropped when the pipeline ends, which ends the committer's loop
+        futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
+            .map(|chunk| query_isolated(ctx, chunk.to_vec(), &failures_in_a_row))
+            .buffered(CAPTURE_QUERIES_IN_FLIGHT)
+            .map_ok(|queried| {
+                let issued = Instant::now();
+                let pending: Vec<Pending> = queried
+                    .captures
+                    .iter()
+                    .flat_map(|c| {
+                        c.recording.iter().map(|r| Pending {
+                            task_id: c.task_id.clone(),
+                            recording: r.clone(),
+                            issued,
+                        })
                     })
-                })
-                .collect();
-            captured.lock().expect("not poisoned").extend(batch);
-            futures::stream::iter(pending.into_iter().map(Ok))
-        })
-        .try_flatten()
-        .map_ok(|p| store_recording(ctx, org, p, url_life, &known))
-        .try_buffer_unordered(concurrency)
-        .try_collect()
-        .await?;
-
-    rejects.extend(capture_rejects.into_inner().expect("not poisoned"));
-    let captures = captured.into_inner().expect("not poisoned");
-    let recordings: Vec<(&str, &Recording)> = captures
-        .iter()
-        .flat_map(|c| c.recording.iter().map(move |r| (c.task_id.as_str(), r)))
-        .collect();
-    summary.recordings += recordings.len() as u64;
-    let mut manifest = Vec::with_capacity(results.len());
-    let mut facts = Vec::new();
-    let mut derivatives = Vec::new();
-    for stored in results {
-        summary.count(&stored.manifest, stored.outcome);
-        summary.count_derived(&stored.derived);
-        manifest.push(stored.manifest);
-        facts.extend(stored.facts);
-        derivatives.extend(stored.derived);
-    }
-
-    let lake = &ctx.lake;
-    if !facts.is_empty() {
-        let batch = lake::audio_facts_batch(&facts)?;
-        lake.upsert_partition(Table::AudioFacts, org, date, batch)
-            .await?;
-    }
-    if !derivatives.is_empty() {
-        let batch = lake::derivatives_batch(&derivatives)?;
-        lake.upsert_partition(Table::Derivatives, org, date, batch)
-            .await?;
-    }
-    if !manifest.is_empty() {
-        let batch = lake::manifest_batch(&manifest)?;
-        lake.upsert_partition(Table::Manifest, org, date, batch)
-            .await?;
-    }
-    if !recordings.is_empty() {
-        let batch = lake::captures_batch(&rows::capture_rows(&recordings, &ctx.pii))?;
-        lake.upsert_partition(Table::Captures, org, date, batch)
-            .await?;
-    }
-    if !tasks.is_empty() {
-        let batch = lake::tasks_batch(&rows::task_rows(&tasks, &ctx.pii))?;
-        lake.upsert_partition(Table::Tasks, org, date, batch)
-            .await?;
-    }
-    write_rejects(ctx, org, date, &rejects).await?;
-    summary.rejects += rejects.len() as u64;
-    tracing::info!(
-        tasks = tasks.len(),
-        recordings = recordings.len(),
-        rejects = rejects.len(),
-        "window synced"
-    );
+                    .collect();
+                let _ = tx.send(Event::Captures(queried));
+                futures::stream::iter(pending.into_iter().map(Ok))
+            })
+            .try_flatten()
+            .map_ok(|p| store_recording(ctx, org, p, url_life, &known))
+            .try_buffer_unordered(concurrency)
+            .try_for_each(|stored| {
+                let _ = tx.send(Event::Stored(Box::new(stored)));
+                futures::future::ready(Ok(()))
+            })
+            .await
+    };
+    let committer = async {
+        let mut outstanding: HashMap<String, usize> = HashMap::new();
+        let mut download_failed: HashSet<String> = HashSet::new();
+        let mut last_commit = Instant::now();
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Captures(q) => {
+                    run.summary.captures_queries += q.requests;
+                    batch.rejects.extend(q.rejects);
+                    let answered: HashSet<&str> =
+                        q.captures.iter().map(|c| c.task_id.as_str()).collect();
+                    for failed in &q.failed {
+                        let at = created.get(&failed.task_id).copied().unwrap_or_default();
+                        run.ledger.record(
+                            &failed.task_id,
+                            at,
+                            Why::CapturesFailed,
+                            Some((failed.status, failed.reason.clone())),
+                            run.now,
+                        );
+                        tracing::warn!(task_id = %failed.task_id, status = ?failed.status, reason = %failed.reason, "captures of a task could not be read; recorded for retry");
+                        run.summary.failed_tasks.push(failed.clone());
+                        batch.tasks.extend(listed.remove(&failed.task_id));
+                    }
+                    let failed: HashSet<&str> =
+                        q.failed.iter().map(|f| f.task_id.as_str()).collect();
+                    // Tasks the API left out of its answer have no captures (yet).
+                    let silent: Vec<&String> = q
+                        .asked
+                        .iter()
+                        .filter(|id| {
+                            !answered.contains(id.as_str()) && !failed.contains(id.as_str())
+                        })
+                        .collect();
+                    for id in silent {
+                        no_recording(run, id, &created, &mut listed, &mut batch);
+                    }
+                    for c in &q.captures {
+                        run.summary.recordings += c.recording.len() as u64;
+                        batch.recordings += c.recording.len();
+                        batch.captures.extend(rows::capture_rows(
+                            &c.recording
+                                .iter()
+                                .map(|r| (c.task_id.as_str(), r))
+                                .collect::<Vec<_>>(),
+                            &ctx.pii,
+                        ));
+                        if c.recording.is_empty() {
+                            no_recording(run, &c.task_id, &created, &mut listed, &mut batch);
+                        } else {
+                            *outstanding.entry(c.task_id.clone()).or_default() += c.recording.len();
+                        }
+                    }
+                }
+                Event::Stored(stored) => {
+                    let stored = *stored;
+                    let task_id = stored.manifest.task_id.clone();
+                    run.summary.count(&stored.manifest, stored.outcome);
+                    run.summary.count_derived(&stored.derived);
+                    if matches!(stored.outcome, Outcome::Failed) {
+                        download_failed.insert(task_id.clone());
+                    }
+                    batch.manifest.push(stored.manifest);
+                    batch.facts.extend(stored.facts);
+                    batch.derived.extend(stored.derived);
+                    let left = outstanding.entry(task_id.clone()).or_insert(1);
+                    *left -= 1;
+                    if *left == 0 {
+                        outstanding.remove(&task_id);
+                        let at = created.get(&task_id).copied().unwrap_or_default();
+                        if download_failed.remove(&task_id) {
+                            run.ledger
+                                .record(&task_id, at, Why::DownloadFailed, None, run.now);
+                        } else {
+                            run.ledger.resolve(&task_id, at);
+                        }
+                        batch.tasks.extend(listed.remove(&task_id));
+                    }
+                }
+            }
+            if batch.recordings >= run.policy.commit_every
+                || (last_commit.elapsed() >= run.policy.commit_interval && !batch.is_empty())
+            {
+                let full = std::mem::take(&mut batch);
+                commit(ctx, org, date, full, &work.parsed, run).await?;
+                last_commit = Instant::now();
+            }
+        }
+        // Whatever was not answered (the pipeline stopped early) keeps its ledger state and
+        // gets no task row, so the next run asks again.
+        let done = std::mem::take(&mut batch);
+        commit(ctx, org, date, done, &work.parsed, run).await?;
+        Ok::<(), SyncError>(())
+    };
+    let (produced, committed) = tokio::join!(producer, committer);
+    committed?;
+    produced?;
     Ok(())
+}
+
+/// A task asked about that has no recording: if one may still come, the ledger waits for it.
+fn no_recording(
+    run: &mut RunState<'_>,
+    id: &str,
+    created: &HashMap<String, i64>,
+    listed: &mut HashMap<String, Task>,
+    batch: &mut Batch,
+) {
+    let at = created.get(id).copied().unwrap_or_default();
+    // A task listed this run says whether a recording may still come; one asked about from the
+    // ledger alone keeps waiting (its row in the tasks table is unchanged).
+    let may_come = listed.get(id).is_none_or(Task::may_have_recording);
+    if may_come {
+        if !run
+            .ledger
+            .record(id, at, Why::NoRecordingYet, None, run.now)
+        {
+            tracing::warn!(
+                task_id = id,
+                "no recording appeared within the give-up age; no longer asked about"
+            );
+            run.summary.given_up += 1;
+        }
+    } else {
+        run.ledger.resolve(id, at);
+    }
+    batch.tasks.extend(listed.remove(id));
+}
+
+/// Writes one batch of settled rows: audio-derived tables, captures, the ledger, then tasks.
+async fn commit(
+    ctx: &SyncContext,
+    org: &str,
+    date: NaiveDate,
+    batch: Batch,
+    parsed: &HashSet<String>,
+    run: &mut RunState<'_>,
+) -> Result<()> {
+    let lake = &ctx.lake;
+    if !batch.facts.is_empty() {
+        let b = lake::audio_facts_batch(&batch.facts)?;
+        lake.upsert_partition(Table::AudioFacts, org, date, b)
+            .await?;
+    }
+    if !batch.derived.is_empty() {
+        let b = lake::derivatives_batch(&batch.derived)?;
+        lake.upsert_partition(Table::Derivatives, org, date, b)
+            .await?;
+    }
+    if !batch.manifest.is_empty() {
+        let b = lake::manifest_batch(&batch.manifest)?;
+        lake.upsert_partition(Table::Manifest, org, date, b).await?;
+    }
+    if !batch.captures.is_empty() {
+        let b = lake::captures_batch(&batch.captures)?;
+        lake.upsert_partition(Table::Captures, org, date, b).await?;
+    }
+    write_rejects(ctx, org, date, &batch.rejects, parsed).await?;
+    run.summary.rejects += batch.rejects.len() as u64;
+    run.ledger.save().await?;
+    if !batch.tasks.is_empty() {
+        let b = lake::tasks_batch(&rows::task_rows(&batch.tasks, &ctx.pii))?;
+        lake.upsert_partition(Table::Tasks, org, date, b).await?;
+    }
+    run.summary.commits += 1;
+    tracing::debug!(%date, tasks = batch.tasks.len(), recordings = batch.manifest.len(), "committed");
+    Ok(())
+}
+
+/// One captures batch; a batch that fails for good is split in halves down to single tasks, so
+/// one bad task costs its own query and never the others'. Only authorization failures, and a
+/// run of failures that looks like an outage, stop the run.
+async fn query_isolated(
+    ctx: &SyncContext,
+    ids: Vec<String>,
+    failures_in_a_row: &std::sync::atomic::AtomicU32,
+) -> Result<Queried> {
+    use std::sync::atomic::Ordering;
+    let mut out = Queried {
+        asked: ids.clone(),
+        ..Default::default()
+    };
+    let mut todo = vec![ids];
+    while let Some(batch) = todo.pop() {
+        out.requests += 1;
+        match ctx.api.query_captures(&batch).await {
+            Ok((captures, rejects)) => {
+                failures_in_a_row.store(0, Ordering::Relaxed);
+                out.captures.extend(captures);
+                out.rejects.extend(rejects);
+            }
+            Err(ApiError::Auth(e)) => return Err(ApiError::Auth(e).into()),
+            Err(e) if batch.len() > 1 => {
+                tracing::debug!(tasks = batch.len(), error = %e, "captures batch failed; splitting it");
+                let mut left = batch;
+                let right = left.split_off(left.len() / 2);
+                todo.push(right);
+                todo.push(left);
+            }
+            Err(e) => {
+                if failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= OUTAGE_AFTER {
+                    return Err(SyncError::Outage(e.to_string()));
+                }
+                let status = match &e {
+                    ApiError::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                out.failed.push(FailedTask {
+                    task_id: batch[0].clone(),
+                    status,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 type Previous = HashMap<(String, String), ManifestRow>;
@@ -162,6 +401,8 @@ struct Known<'a> {
     analysed: &'a HashSet<(String, String)>,
     /// Empty unless derivatives are asked for.
     derived: &'a HashMap<(String, String, String), DerivativeRow>,
+    /// `stop_time` of each recording as last listed.
+    stops: &'a HashMap<(String, String), Option<i64>>,
 }
 
 impl Known<'_> {
@@ -204,36 +445,73 @@ async fn previous_manifest(ctx: &SyncContext, org: &str, date: NaiveDate) -> Res
         .collect())
 }
 
-/// Quarantined records of a window, replaced on every run of that window (so a rerun that
-/// parses fine clears them). Signed URLs were scrubbed when the reject was made.
+/// Quarantined records of a day accumulate across runs and commits (one line each, kept once);
+/// a record is dropped from quarantine only when its id later parses. Signed URLs were scrubbed
+/// when the reject was made.
 async fn write_rejects(
     ctx: &SyncContext,
     org: &str,
     date: NaiveDate,
     rejects: &[Reject],
+    parsed: &HashSet<String>,
 ) -> Result<()> {
     let path = ctx
         .lake
         .path(&format!("_rejects/org_id={org}/date={date}/rejects.jsonl"));
     let store = ctx.lake.store();
-    if rejects.is_empty() {
-        match store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
+    let existing = match store.get(&path).await {
+        Ok(got) => got.bytes().await?.to_vec(),
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if rejects.is_empty() && existing.is_empty() {
+        return Ok(());
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for line in String::from_utf8_lossy(&existing).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let raw = v["raw"].as_str().unwrap_or_default().to_owned();
+        if reject_id(&raw).is_some_and(|id| parsed.contains(&id)) {
+            continue;
+        }
+        if seen.insert(raw) {
+            lines.push(line.to_owned());
         }
     }
-    let mut body = Vec::new();
     for r in rejects {
         tracing::warn!(source = r.source, reason = %r.reason, "record quarantined");
         let r = Reject {
             raw: ctx.pii.apply_to_json(&r.raw),
             ..r.clone()
         };
-        serde_json::to_writer(&mut body, &r).expect("reject serializes");
-        body.push(b'\n');
+        if seen.insert(r.raw.clone()) {
+            lines.push(serde_json::to_string(&r).expect("reject serializes"));
+        }
     }
-    store.put(&path, body.into()).await?;
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    if body.as_bytes() == existing.as_slice() {
+        return Ok(());
+    }
+    if body.is_empty() {
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    store.put(&path, body.into_bytes().into()).await?;
     Ok(())
+}
+
+/// The task id a quarantined record names, if any (`id` of a task, `taskId` of captures).
+fn reject_id(raw: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    v.get("id")
+        .or_else(|| v.get("taskId"))
+        .and_then(|id| id.as_str())
+        .map(str::to_owned)
 }
 
 /// Stores one recording, or confirms it is already stored, and analyses audio not analysed
@@ -266,7 +544,32 @@ async fn store_recording(
         task_id,
         recording_id: &rec.id,
     };
-    if let Some(stored) = already_stored(ctx, &path, known.manifest.get(&id)).await {
+    // A recording listed while its call was going is not final: a later stop time means the
+    // stored audio is shorter than the recording now is.
+    let grown = known
+        .stops
+        .get(&id)
+        .is_some_and(|stop| *stop != rec.attributes.stop_time);
+    let stored = if grown {
+        tracing::info!(%path, "recording grew since it was stored; downloading again");
+        None
+    } else {
+        match already_stored(ctx, &path, known.manifest.get(&id)).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Nothing stored is on record for it, so nothing is demoted: retried next run.
+                let e = AudioError::Store(e);
+                let manifest = rows::manifest_row(task_id, &rec.id, uri, Err(&e));
+                return Ok(Stored {
+                    manifest,
+                    outcome: Outcome::Failed,
+                    facts: None,
+                    derived: Vec::new(),
+                });
+            }
+        }
+    };
+    if let Some(stored) = stored {
         // Audio stored by an earlier run: analyse or derive from the stored copy what that run
         // did not (analysis or derivation switched on since, or a derivative that failed).
         let mut derive = known.derivatives_missing(&ctx.processing.derive, &id, &stored);
@@ -424,31 +727,60 @@ fn transfer<'a>(ctx: &'a SyncContext, processing: &'a Processing) -> audio::Tran
 /// with `verify_checksums`, its SHA-256). An object with no manifest row (a run that died
 /// before writing its partitions) is complete by construction — uploads only become visible
 /// once every byte arrived — so it is hashed from the store instead of downloaded again.
+///
+/// Only a definite "not found" means absent: other errors are retried, and a recording the
+/// manifest says is stored stays stored when the store cannot be asked (never demoted to
+/// `failed` by a hiccup).
 async fn already_stored(
     ctx: &SyncContext,
     path: &Path,
     previous: Option<&ManifestRow>,
-) -> Option<StoredAudio> {
+) -> std::result::Result<Option<StoredAudio>, object_store::Error> {
+    use backon::Retryable;
     let store: &Arc<dyn ObjectStore> = ctx.lake.store();
-    let meta = store.head(path).await.ok()?;
-    match previous {
-        Some(prev) if prev.status == STATUS_STORED && prev.size_bytes == Some(meta.size as i64) => {
-            let recorded = StoredAudio {
-                size: meta.size,
-                sha256: prev.sha256.clone()?,
+    let head = (|| store.head(path))
+        .retry(
+            backon::ExponentialBuilder::default()
+                .with_jitter()
+                .with_max_times(4),
+        )
+        .when(|e| !matches!(e, object_store::Error::NotFound { .. }))
+        .await;
+    let recorded = previous
+        .filter(|p| p.status == STATUS_STORED)
+        .and_then(|p| {
+            Some(StoredAudio {
+                size: u64::try_from(p.size_bytes?).ok()?,
+                sha256: p.sha256.clone()?,
+            })
+        });
+    let meta = match head {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => {
+            return match recorded {
+                Some(r) => {
+                    tracing::warn!(%path, error = %e, "cannot check a stored recording; keeping its manifest row");
+                    Ok(Some(r))
+                }
+                None => Err(e),
             };
-            if !ctx.verify_checksums {
-                return Some(recorded);
-            }
-            let actual = audio::hash_object(store, path).await.ok()?;
-            (actual == recorded).then_some(actual)
         }
-        Some(prev) if prev.status == STATUS_STORED => {
+    };
+    Ok(match (previous, recorded) {
+        (_, Some(recorded)) if recorded.size == meta.size => {
+            if !ctx.verify_checksums {
+                return Ok(Some(recorded));
+            }
+            let actual = audio::hash_object(store, path).await.ok();
+            actual.filter(|a| *a == recorded)
+        }
+        (Some(prev), _) if prev.status == STATUS_STORED => {
             tracing::warn!(%path, "stored object differs from the manifest; downloading again");
             None
         }
         _ => audio::hash_object(store, path).await.ok(),
-    }
+    })
 }
 
 /// Fresh URLs asked for one recording before giving up (each costs a captures query).

@@ -1,0 +1,270 @@
+//! What a run asks of the captures API, and in which order: list each window and pick the tasks
+//! that are new, changed or due; then the ledger's other due entries; then the settle check.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use tracing::Instrument;
+
+use super::ledger::Ledger;
+use super::rows;
+use super::state::{LockGuard, OrgState};
+use super::window::{self, DayWork, RunState};
+use super::{Result, SyncContext, SyncOptions, SyncSummary};
+use crate::api::Reject;
+use crate::api::model::Task;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_windows(
+    ctx: &SyncContext,
+    opts: &SyncOptions,
+    org: &str,
+    state: &OrgState,
+    lock: &mut LockGuard<'_>,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    ledger: &mut Ledger,
+    now: DateTime<Utc>,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let policy = &opts.policy;
+    let mut asked: HashSet<String> = HashSet::new();
+    ctx.progress.set_length(windows.len() as u64);
+    for (start, end) in windows {
+        ctx.progress
+            .set_message(format!("{} …", start.date_naive()));
+        let span = tracing::info_span!("window", date = %start.date_naive());
+        async {
+            let listing = ctx
+                .api
+                .list_tasks(start.timestamp_millis(), end.timestamp_millis())
+                .await?;
+            summary.task_pages += u64::from(listing.pages);
+            summary.tasks += listing.tasks.len() as u64;
+            let work = plan_day(
+                ctx,
+                org,
+                start.date_naive(),
+                listing.tasks,
+                listing.rejects,
+                ledger,
+                opts,
+                now,
+            )
+            .await?;
+            asked.extend(work.query.iter().map(|(id, _)| id.clone()));
+            tracing::info!(
+                listed = work.parsed.len(),
+                to_ask = work.query.len(),
+                "window listed"
+            );
+            let mut run = RunState {
+                ledger,
+                summary,
+                policy,
+                now,
+            };
+            window::sync_day(ctx, org, work, opts.download_concurrency, &mut run).await
+        }
+        .instrument(span)
+        .await?;
+        summary.windows += 1;
+        ctx.progress.inc(1);
+        ctx.progress.set_message(format!(
+            "{} tasks, {} recordings stored, {:.1} MB",
+            summary.tasks,
+            summary.stored + summary.skipped_present,
+            summary.bytes as f64 / 1e6
+        ));
+        state.advance(*end).await?;
+        lock.renew().await?;
+    }
+    drain_due(ctx, org, ledger, &asked, opts, now, summary).await?;
+    settle(ctx, org, ledger, &asked, opts, now, summary).await?;
+    lock.renew().await?;
+    Ok(())
+}
+
+/// Which of a window's listed tasks need their captures asked for: new ones, those whose
+/// `lastUpdatedTime` moved since the stored row, and those due in the ledger (all of them with
+/// `--full-refresh`). New and changed tasks get their rows rewritten.
+#[allow(clippy::too_many_arguments)]
+async fn plan_day(
+    ctx: &SyncContext,
+    org: &str,
+    date: NaiveDate,
+    tasks: Vec<Task>,
+    rejects: Vec<Reject>,
+    ledger: &mut Ledger,
+    opts: &SyncOptions,
+    now: DateTime<Utc>,
+) -> Result<DayWork> {
+    let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
+    let unprocessed = unprocessed_tasks(ctx, org, date).await?;
+    let mut work = DayWork {
+        date,
+        rejects,
+        ..Default::default()
+    };
+    for task in tasks {
+        work.parsed.insert(task.id.clone());
+        let created = task.attributes.created_time;
+        let changed = opts.policy.full_refresh
+            || known
+                .get(&task.id)
+                .is_none_or(|k| k.last_updated_ms != task.attributes.last_updated_time);
+        let due = ledger
+            .get(&task.id, created)
+            .is_some_and(|e| e.next_due <= now)
+            || unprocessed.contains(&task.id);
+        if task.may_have_recording() {
+            if changed || due {
+                work.query.push((task.id.clone(), created));
+            }
+        } else {
+            // `captureRequested` turned false (or the channel is not voice): nothing is owed.
+            ledger.resolve(&task.id, created);
+        }
+        if changed || due {
+            work.tasks.push(task);
+        }
+    }
+    Ok(work)
+}
+
+/// Tasks with a stored recording that lacks the analysis or a derivative now asked for
+/// (switched on since it was stored): asked about again, and processed from the stored copy.
+async fn unprocessed_tasks(
+    ctx: &SyncContext,
+    org: &str,
+    date: NaiveDate,
+) -> Result<HashSet<String>> {
+    let p = &ctx.processing;
+    if !p.analyze && p.derive.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let manifest = rows::manifest_from_lake(&ctx.lake, org, date).await?;
+    if manifest.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let analysed = rows::analysed_in_lake(&ctx.lake, org, date).await?;
+    let derived = if p.derive.is_empty() {
+        Default::default()
+    } else {
+        rows::derivatives_from_lake(&ctx.lake, org, date).await?
+    };
+    Ok(manifest
+        .into_iter()
+        .filter(|m| m.status == rows::STATUS_STORED)
+        .filter(|m| {
+            let key = (m.task_id.clone(), m.recording_id.clone());
+            let unanalysed = p.analyze && !analysed.contains(&key);
+            let underived = p.derive.iter().any(|kind| {
+                let k = (key.0.clone(), key.1.clone(), kind.name().to_owned());
+                derived
+                    .get(&k)
+                    .is_none_or(|row| row.source_sha256 != m.sha256)
+            });
+            unanalysed || underived
+        })
+        .map(|m| m.task_id)
+        .collect())
+}
+
+/// Ledger entries due now that no window of this run asked about (their day is outside the
+/// range, or the listing no longer returned them).
+async fn drain_due(
+    ctx: &SyncContext,
+    org: &str,
+    ledger: &mut Ledger,
+    asked: &HashSet<String>,
+    opts: &SyncOptions,
+    now: DateTime<Utc>,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    for (date, due) in ledger.due(now) {
+        let query: Vec<(String, i64)> = due
+            .into_iter()
+            .filter(|(id, _)| !asked.contains(id))
+            .map(|(id, e)| (id, e.created_ms))
+            .collect();
+        if query.is_empty() {
+            continue;
+        }
+        tracing::info!(%date, tasks = query.len(), "asking again about tasks due in the ledger");
+        let work = DayWork {
+            date,
+            query,
+            ..Default::default()
+        };
+        run_day(ctx, org, work, ledger, opts, now, summary).await?;
+    }
+    Ok(())
+}
+
+/// The settle check: voice tasks created in `[settled_until, now - settle_after)` that this run
+/// did not ask about are asked once more, so a recording that appeared hours after the others,
+/// without any change to its task, is found. The first run only sets the mark.
+async fn settle(
+    ctx: &SyncContext,
+    org: &str,
+    ledger: &mut Ledger,
+    asked: &HashSet<String>,
+    opts: &SyncOptions,
+    now: DateTime<Utc>,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let target = now - opts.policy.settle_after;
+    let Some(mark) = ledger.settled_until() else {
+        ledger.set_settled_until(target);
+        ledger.save().await?;
+        return Ok(());
+    };
+    if mark >= target {
+        return Ok(());
+    }
+    let (lo, hi) = (mark.timestamp_millis(), target.timestamp_millis());
+    let mut date = mark.date_naive();
+    while date <= target.date_naive() {
+        let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
+        let mut query: Vec<(String, i64)> = known
+            .into_iter()
+            .filter(|(id, k)| {
+                k.may_have_recording && (lo..hi).contains(&k.created_ms) && !asked.contains(id)
+            })
+            .map(|(id, k)| (id, k.created_ms))
+            .collect();
+        query.sort();
+        if !query.is_empty() {
+            summary.settled += query.len() as u64;
+            tracing::info!(%date, tasks = query.len(), "settle check");
+            let work = DayWork {
+                date,
+                query,
+                ..Default::default()
+            };
+            run_day(ctx, org, work, ledger, opts, now, summary).await?;
+        }
+        date += ChronoDuration::days(1);
+    }
+    ledger.set_settled_until(target);
+    ledger.save().await?;
+    Ok(())
+}
+
+async fn run_day(
+    ctx: &SyncContext,
+    org: &str,
+    work: DayWork,
+    ledger: &mut Ledger,
+    opts: &SyncOptions,
+    now: DateTime<Utc>,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let mut run = RunState {
+        ledger,
+        summary,
+        policy: &opts.policy,
+        now,
+    };
+    window::sync_day(ctx, org, work, opts.download_concurrency, &mut run).await
+}
