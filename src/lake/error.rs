@@ -57,13 +57,30 @@ pub enum LakeError {
         source: ArrowError,
     },
 
-    /// Arrow compute (concat, sort, take, cast) failed while merging a partition.
+    /// Arrow compute (concat, sort, take) failed while merging a partition.
     #[error("cannot merge rows of {path}: {source}")]
     Merge {
         path: String,
         #[source]
         source: ArrowError,
     },
+
+    /// A stored partition cannot be carried over by this binary without losing data (a column
+    /// of another type from a newer schema version, a value that does not convert exactly, a
+    /// required column missing or null). Nothing is written.
+    #[error("refusing {path}: column `{column}` {reason}; the file is left as it is")]
+    IncompatibleFile {
+        path: String,
+        column: String,
+        reason: String,
+    },
+
+    /// A stored partition's footer has a `wxcc.schema_version` that is not a number.
+    #[error(
+        "refusing {path}: footer wxcc.schema_version is `{value}`, not a version number; \
+         the file is left as it is"
+    )]
+    UnreadableVersion { path: String, value: String },
 
     /// Encoding or decoding Parquet failed.
     #[error("parquet error on {path}: {source}")]

@@ -1,7 +1,7 @@
 //! Tests for partition upserts (kept apart so `partition.rs` stays readable).
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use arrow::array::{Array, AsArray, Float64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, TimeUnit, TimestampMillisecondType};
 use object_store::ObjectStoreExt;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -297,4 +297,397 @@ async fn local_file_is_in_hive_layout_and_readable_by_a_plain_parquet_reader() {
 fn partition_file_path_uses_iso_dates() {
     let p = partition_file(Table::Manifest, "abc-123", day()).expect("path");
     assert_eq!(p, "manifest/org_id=abc-123/date=2024-03-05/part-0.parquet");
+}
+
+// Schema evolution: files written by other wxcc versions (see the module docs).
+
+/// `batch` with column `name` replaced by `column` (dropped when `None`), or with `column`
+/// appended when `batch` has no `name`.
+fn with_column(batch: &RecordBatch, name: &str, column: Option<(Field, ArrayRef)>) -> RecordBatch {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut arrays = batch.columns().to_vec();
+    match (batch.schema().index_of(name).ok(), column) {
+        (Some(i), Some((f, a))) => {
+            fields[i] = f;
+            arrays[i] = a;
+        }
+        (Some(i), None) => {
+            fields.remove(i);
+            arrays.remove(i);
+        }
+        (None, Some((f, a))) => {
+            fields.push(f);
+            arrays.push(a);
+        }
+        (None, None) => {}
+    }
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), arrays).expect("batch")
+}
+
+/// Stores `batch` as the partition's file the way another wxcc version would write it, with
+/// `version` as its footer schema version; returns the bytes.
+async fn put_file(lake: &Lake, table: Table, batch: &RecordBatch, version: &str) -> Bytes {
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_string(),
+            version.to_string(),
+        )]))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+    let bytes = Bytes::from(buf);
+    let path = lake.path(&partition_file(table, ORG, day()).expect("path"));
+    lake.store()
+        .put(&path, PutPayload::from(bytes.clone()))
+        .await
+        .expect("put");
+    bytes
+}
+
+/// The partition file as any Parquet reader sees it, and its footer schema version.
+async fn raw_file(lake: &Lake, table: Table) -> (RecordBatch, String) {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file_bytes(lake, table).await).expect("reader");
+    let version = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY).cloned())
+        .and_then(|k| k.value)
+        .expect("version in footer");
+    let schema = Arc::clone(builder.schema());
+    let batches = builder
+        .build()
+        .expect("build")
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .expect("decode");
+    let batch = concat_batches(&schema, &batches).expect("concat");
+    (batch, version)
+}
+
+fn names(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+fn declared_names(table: Table) -> Vec<String> {
+    table
+        .def()
+        .file_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn newer_file_keeps_its_unknown_column_for_untouched_and_updated_rows() {
+    let lake = Lake::open("memory://").expect("open");
+    let def = Table::Tasks.def();
+    let stored = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "queued")]).expect("batch");
+    let sentiment: ArrayRef = Arc::new(Float64Array::from(vec![0.25, 0.75]));
+    let newer = with_column(
+        &stored,
+        "sentiment",
+        Some((Field::new("sentiment", DataType::Float64, false), sentiment)),
+    );
+    let newer_version = (def.version + 1).to_string();
+    put_file(&lake, Table::Tasks, &newer, &newer_version).await;
+
+    let update = tasks_batch(&[task("a", 1, "completed"), task("c", 3, "queued")]).expect("batch");
+    let n = lake
+        .upsert_partition(Table::Tasks, ORG, day(), update)
+        .await
+        .expect("upsert");
+    assert_eq!(n, 3);
+
+    let (file, version) = raw_file(&lake, Table::Tasks).await;
+    assert_eq!(
+        version, newer_version,
+        "the file still says which version made it"
+    );
+    let mut expected = declared_names(Table::Tasks);
+    expected.push("sentiment".into());
+    assert_eq!(
+        names(&file),
+        expected,
+        "declared columns first, then the kept one"
+    );
+    assert_eq!(
+        ids_and_status(&file),
+        vec![
+            ("a".into(), "completed".into()),
+            ("b".into(), "queued".into()),
+            ("c".into(), "queued".into())
+        ]
+    );
+    let kept = file
+        .column_by_name("sentiment")
+        .expect("kept")
+        .as_primitive::<Float64Type>();
+    let values: Vec<Option<f64>> = (0..kept.len())
+        .map(|i| kept.is_valid(i).then(|| kept.value(i)))
+        .collect();
+    assert_eq!(
+        values,
+        vec![Some(0.25), Some(0.75), None],
+        "a updated, b untouched, c new"
+    );
+
+    // This binary's own view has exactly its declared columns.
+    let view = lake
+        .read_partition(Table::Tasks, ORG, day())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(view.schema(), def.file_schema());
+}
+
+#[tokio::test]
+async fn old_file_missing_a_nullable_column_gets_nulls_and_keeps_every_row() {
+    let lake = Lake::open("memory://").expect("open");
+    let def = Table::Tasks.def();
+    let current = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "completed")]).expect("batch");
+    let old = with_column(&current, "reason_code", None);
+    put_file(
+        &lake,
+        Table::Tasks,
+        &old,
+        &def.version.saturating_sub(1).to_string(),
+    )
+    .await;
+
+    let new_row = TaskRow {
+        reason_code: Some("no-answer".into()),
+        ..task("c", 3, "abandoned")
+    };
+    let n = lake
+        .upsert_partition(
+            Table::Tasks,
+            ORG,
+            day(),
+            tasks_batch(&[new_row]).expect("batch"),
+        )
+        .await
+        .expect("upsert");
+    assert_eq!(n, 3);
+
+    let (file, version) = raw_file(&lake, Table::Tasks).await;
+    assert_eq!(version, def.version.to_string());
+    assert_eq!(names(&file), declared_names(Table::Tasks));
+    assert_eq!(
+        ids_and_status(&file),
+        vec![
+            ("a".into(), "queued".into()),
+            ("b".into(), "completed".into()),
+            ("c".into(), "abandoned".into())
+        ]
+    );
+    let reason = file
+        .column_by_name("reason_code")
+        .expect("reason_code")
+        .as_string::<i32>();
+    let values: Vec<Option<&str>> = reason.iter().collect();
+    assert_eq!(values, vec![None, None, Some("no-answer")]);
+}
+
+#[tokio::test]
+async fn old_column_type_is_converted_when_every_value_converts() {
+    let lake = Lake::open("memory://").expect("open");
+    let stored = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "queued")]).expect("batch");
+    let text: ArrayRef = Arc::new(StringArray::from(vec![Some("true"), None]));
+    let old = with_column(
+        &stored,
+        "capture_requested",
+        Some((Field::new("capture_requested", DataType::Utf8, true), text)),
+    );
+    put_file(&lake, Table::Tasks, &old, "0").await;
+    let back = lake
+        .read_partition(Table::Tasks, ORG, day())
+        .await
+        .expect("read")
+        .expect("exists");
+    let flags: Vec<Option<bool>> = back
+        .column_by_name("capture_requested")
+        .expect("column")
+        .as_boolean()
+        .iter()
+        .collect();
+    assert_eq!(flags, vec![Some(true), None]);
+}
+
+/// Upserting into the stored file fails with `IncompatibleFile` naming the file and `column`,
+/// and leaves the file's bytes as they were; reading it fails the same way.
+async fn assert_refused(
+    lake: &Lake,
+    table: Table,
+    stored: &Bytes,
+    column: &str,
+    batch: RecordBatch,
+) {
+    let err = lake
+        .upsert_partition(table, ORG, day(), batch)
+        .await
+        .expect_err("refused");
+    let msg = err.to_string();
+    assert!(matches!(err, LakeError::IncompatibleFile { .. }), "{msg}");
+    let file = partition_file(table, ORG, day()).expect("path");
+    assert!(msg.contains(&file), "names the file: {msg}");
+    assert!(
+        msg.contains(&format!("`{column}`")),
+        "names the column: {msg}"
+    );
+    assert_eq!(&file_bytes(lake, table).await, stored, "file unchanged");
+    let read = lake.read_partition(table, ORG, day()).await;
+    assert!(
+        matches!(read, Err(LakeError::IncompatibleFile { .. })),
+        "{read:?}"
+    );
+}
+
+#[tokio::test]
+async fn value_that_does_not_convert_is_refused_not_nulled() {
+    let lake = Lake::open("memory://").expect("open");
+    let stored = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "queued")]).expect("batch");
+    let text: ArrayRef = Arc::new(StringArray::from(vec!["true", "maybe"]));
+    let old = with_column(
+        &stored,
+        "capture_requested",
+        Some((Field::new("capture_requested", DataType::Utf8, true), text)),
+    );
+    let bytes = put_file(&lake, Table::Tasks, &old, "0").await;
+    let update = tasks_batch(&[task("c", 3, "queued")]).expect("batch");
+    assert_refused(&lake, Table::Tasks, &bytes, "capture_requested", update).await;
+}
+
+#[tokio::test]
+async fn number_that_a_conversion_would_truncate_is_refused() {
+    let lake = Lake::open("memory://").expect("open");
+    let cap = |rec: &str| CaptureRow {
+        task_id: "t1".into(),
+        recording_id: rec.into(),
+        start_time: Some(0),
+        stop_time: Some(1000),
+        ..CaptureRow::default()
+    };
+    let stored = captures_batch(&[cap("r1"), cap("r2")]).expect("batch");
+    let floats: ArrayRef = Arc::new(Float64Array::from(vec![1000.0, 1500.5]));
+    let old = with_column(
+        &stored,
+        "duration_ms",
+        Some((Field::new("duration_ms", DataType::Float64, true), floats)),
+    );
+    let bytes = put_file(&lake, Table::Captures, &old, "0").await;
+    let update = captures_batch(&[cap("r3")]).expect("batch");
+    assert_refused(&lake, Table::Captures, &bytes, "duration_ms", update).await;
+}
+
+#[tokio::test]
+async fn newer_file_with_a_known_column_of_another_type_is_refused() {
+    let lake = Lake::open("memory://").expect("open");
+    let def = Table::Tasks.def();
+    let stored = tasks_batch(&[task("a", 1, "queued")]).expect("batch");
+    // Every value would convert; a newer version changed the type, so it is not ours to undo.
+    let text: ArrayRef = Arc::new(StringArray::from(vec!["true"]));
+    let newer = with_column(
+        &stored,
+        "capture_requested",
+        Some((Field::new("capture_requested", DataType::Utf8, true), text)),
+    );
+    let bytes = put_file(&lake, Table::Tasks, &newer, &(def.version + 1).to_string()).await;
+    let update = tasks_batch(&[task("b", 2, "queued")]).expect("batch");
+    assert_refused(&lake, Table::Tasks, &bytes, "capture_requested", update).await;
+}
+
+#[tokio::test]
+async fn file_missing_a_required_column_is_refused() {
+    let lake = Lake::open("memory://").expect("open");
+    let stored = tasks_batch(&[task("a", 1, "queued")]).expect("batch");
+    let old = with_column(&stored, "created_time", None);
+    let bytes = put_file(&lake, Table::Tasks, &old, "0").await;
+    let update = tasks_batch(&[task("b", 2, "queued")]).expect("batch");
+    assert_refused(&lake, Table::Tasks, &bytes, "created_time", update).await;
+}
+
+#[tokio::test]
+async fn unreadable_schema_version_is_refused() {
+    let lake = Lake::open("memory://").expect("open");
+    let stored = tasks_batch(&[task("a", 1, "queued")]).expect("batch");
+    let bytes = put_file(&lake, Table::Tasks, &stored, "2.0-beta").await;
+    let err = lake
+        .upsert_partition(
+            Table::Tasks,
+            ORG,
+            day(),
+            tasks_batch(&[task("b", 2, "queued")]).expect("batch"),
+        )
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, LakeError::UnreadableVersion { .. }), "{err}");
+    assert!(err.to_string().contains("2.0-beta"), "{err}");
+    assert_eq!(file_bytes(&lake, Table::Tasks).await, bytes);
+}
+
+/// The query layer lives elsewhere, but whether it can read partitions written by different
+/// versions side by side is a property of the files this module writes.
+#[tokio::test]
+async fn sql_reads_partitions_with_different_column_sets() {
+    use crate::query::{OutputFormat, QuerySession, format_batches};
+    let lake = Lake::open("memory://").expect("open");
+    // Day 1: written by a newer version, with an extra column.
+    let first = tasks_batch(&[TaskRow {
+        reason_code: Some("busy".into()),
+        ..task("a", 1, "queued")
+    }])
+    .expect("batch");
+    let extra: ArrayRef = Arc::new(Float64Array::from(vec![0.5]));
+    let newer = with_column(
+        &first,
+        "sentiment",
+        Some((Field::new("sentiment", DataType::Float64, true), extra)),
+    );
+    put_file(&lake, Table::Tasks, &newer, "99").await;
+    // Day 2: written by an older version, without `reason_code`.
+    let second = with_column(
+        &tasks_batch(&[task("b", 2, "completed")]).expect("batch"),
+        "reason_code",
+        None,
+    );
+    let next_day = day().succ_opt().expect("next day");
+    let props = writer_properties(Table::Tasks.def());
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, second.schema(), Some(props)).expect("writer");
+    writer.write(&second).expect("write");
+    writer.close().expect("close");
+    let path = lake.path(&partition_file(Table::Tasks, ORG, next_day).expect("path"));
+    lake.store()
+        .put(&path, PutPayload::from(buf))
+        .await
+        .expect("put");
+
+    let session = QuerySession::open(&lake).await.expect("session");
+    let batches = session
+        .sql("SELECT task_id, status, reason_code, date FROM tasks ORDER BY task_id")
+        .await
+        .expect("query runs");
+    let text = format_batches(&batches, OutputFormat::Csv).expect("csv");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec![
+            "task_id,status,reason_code,date",
+            "a,queued,busy,2024-03-05",
+            "b,completed,,2024-03-06"
+        ]
+    );
 }
