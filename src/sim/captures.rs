@@ -78,15 +78,28 @@ struct CapturesResponse<'a> {
     data: Vec<TaskCaptures<'a>>,
 }
 
-fn recording_json<'a>(state: &AppState, r: &'a SimRecording, ttl_secs: u64) -> RecordingJson<'a> {
+/// `r` as listed at `now_ms`: a recording of a call still in progress stops at `now_ms`, and its
+/// URL serves the audio up to there.
+fn recording_json<'a>(
+    state: &AppState,
+    r: &'a SimRecording,
+    ttl_secs: u64,
+    now_ms: i64,
+) -> RecordingJson<'a> {
+    let stop_ms = r.stop_ms_at(now_ms);
     RecordingJson {
         id: &r.id,
         segment: r.segment,
         attributes: RecordingAttributes {
             file_name: &r.file_name,
-            file_path: media::presign(state, &r.task_id, &format!("{}.wav", r.id), ttl_secs),
+            file_path: media::presign(
+                state,
+                &r.task_id,
+                &media::recording_object(r, stop_ms),
+                ttl_secs,
+            ),
             start_time: r.start_ms,
-            stop_time: r.stop_ms,
+            stop_time: stop_ms,
             participants: &r.participants,
             channel1: &r.channel1,
             channel2: &r.channel2,
@@ -212,8 +225,28 @@ pub async fn captures_query(
     if let Some(resp) = limits::foreign_org(query.org_id.as_deref(), world.org_id(), tid) {
         return resp;
     }
+    if state.faults_on()
+        && let Some(failing) = query
+            .task_ids
+            .iter()
+            .find(|id| state.failing_captures.contains(id))
+    {
+        AppState::bump(&state.counters.scripted_failures);
+        tracing::debug!(task = %failing, "scripted captures failure");
+        let status = StatusCode::from_u16(state.config.failing_capture_status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let description = match status {
+            StatusCode::NOT_FOUND => "Captures not found for the requested task",
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                "Captures of the requested task cannot be processed"
+            }
+            _ => "Internal server error",
+        };
+        return api_error(status, tid, description);
+    }
     let ttl_secs = media::url_ttl_secs(&state, query.url_expiration);
     let now = state.now();
+    let now_ms = now.timestamp_millis();
     let data = query
         .task_ids
         .iter()
@@ -222,7 +255,7 @@ pub async fn captures_query(
             recording: world
                 .recordings_for_at(task_id, query.include_segments, query.include_va, now)
                 .into_iter()
-                .map(|r| recording_json(&state, r, ttl_secs))
+                .map(|r| recording_json(&state, r, ttl_secs, now_ms))
                 .collect(),
             transcription: world
                 .transcriptions_for_at(task_id, now)

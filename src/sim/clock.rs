@@ -14,10 +14,13 @@
 //!   shows its final status and `lastUpdatedTime`; a few are updated again hours later;
 //! - tasks still open when the simulated period ends stay open for ever;
 //! - a recording is listed from `available_ms`: the end of its call plus 1–10 minutes, or for
-//!   about 3% 2–6 hours (late captures). Recordings of calls still in progress are never
-//!   listed: the reference allows captures of open voice tasks, but their length (and so the
-//!   audio served) would not be known yet. A recording can, however, appear while its task is
-//!   still in wrap-up (`assigned`), as the reference allows for open voice tasks;
+//!   about 3% (`late_capture_per_mille`) 2–6 hours (`late_capture_hours`) later, without any
+//!   change to its task. A recording can appear while its task is still in wrap-up
+//!   (`assigned`), as the reference allows for open voice tasks;
+//! - with `recordings_while_open`, a recording is listed from a second after its leg starts
+//!   instead: until the leg ends its `stopTime` is the simulated now and its URL serves the
+//!   audio so far (a prefix of the final file); afterwards it is final. Without that knob,
+//!   recordings of calls in progress are never listed;
 //! - a transcript is listed from its `createTime`.
 
 use chrono::{DateTime, Utc};
@@ -31,8 +34,8 @@ pub(super) const DAY_MS: i64 = 86_400_000;
 /// Label of the hash stream recording availability delays are drawn from (not the generator's
 /// random stream, so adding the clock left every generated value unchanged).
 const AVAILABILITY_STREAM: u64 = 0x4156_4149_4c41_4200;
-/// Share of recordings, in per mille, that become available hours after their call.
-const LATE_PER_MILLE: u64 = 30;
+/// With `recordings_while_open`, how long after its leg starts a recording is first listed.
+pub(super) const OPEN_LISTING_DELAY_MS: i64 = 1_000;
 
 /// When a task changed state. The attributes of [`SimTask`] itself are its final ones.
 ///
@@ -153,15 +156,38 @@ impl SimRecording {
     pub fn is_available_at(&self, now: DateTime<Utc>) -> bool {
         self.available_ms <= now.timestamp_millis()
     }
+
+    /// The `stopTime` listed at `now_ms`: the final one, or `now_ms` while the leg is still
+    /// being recorded (listed only with `recordings_while_open`).
+    pub fn stop_ms_at(&self, now_ms: i64) -> i64 {
+        self.stop_ms.min(now_ms).max(self.start_ms)
+    }
+
+    /// The recording as the captures API lists it at `now` (`None` before it is listed):
+    /// while its leg is in progress it stops at `now`, and [`World::audio_plan`],
+    /// [`World::wav_len`] and [`World::wav_sha256`] of the copy describe the audio served then.
+    pub fn as_of(&self, now: DateTime<Utc>) -> Option<SimRecording> {
+        self.is_available_at(now).then(|| SimRecording {
+            stop_ms: self.stop_ms_at(now.timestamp_millis()),
+            ..self.clone()
+        })
+    }
 }
 
-/// How long after its call a recording becomes available: 1–10 minutes, or 2–6 hours for
-/// about 3% of them. Derived from the recording's audio seed, so deterministic per seed.
-pub(super) fn availability_delay_ms(audio_seed: u64) -> i64 {
+/// How long after its call a recording becomes available: 1–10 minutes, or `late_hours` hours
+/// for about `late_per_mille` ‰ of them. Derived from the recording's audio seed, so
+/// deterministic per seed.
+pub(super) fn availability_delay_ms(
+    audio_seed: u64,
+    late_per_mille: u64,
+    late_hours: (u32, u32),
+) -> i64 {
     let h = mix64(audio_seed ^ AVAILABILITY_STREAM);
     let spread = (h >> 20) as i64;
-    if h % 1000 < LATE_PER_MILLE {
-        2 * HOUR_MS + spread % (4 * HOUR_MS)
+    if h % 1000 < late_per_mille {
+        let (lo, hi) = (i64::from(late_hours.0), i64::from(late_hours.1));
+        let width = (hi - lo) * HOUR_MS;
+        lo * HOUR_MS + if width > 0 { spread % width } else { 0 }
     } else {
         MINUTE_MS + spread % (9 * MINUTE_MS)
     }
@@ -217,7 +243,18 @@ impl World {
             .collect()
     }
 
-    /// [`World::recordings_for`] as the captures API answers at `now`.
+    /// Every recording the captures API lists at `now` with its default query, as listed then:
+    /// like [`World::recordings_available_at`], but a recording of a call still in progress
+    /// (`recordings_while_open`) stops at `now` (see [`SimRecording::as_of`]).
+    pub fn recordings_as_of(&self, now: DateTime<Utc>) -> Vec<SimRecording> {
+        self.recordings_available_at(now)
+            .into_iter()
+            .filter_map(|r| r.as_of(now))
+            .collect()
+    }
+
+    /// [`World::recordings_for`] as the captures API answers at `now` (final `stopTime`s; see
+    /// [`SimRecording::as_of`] for recordings still in progress).
     pub fn recordings_for_at(
         &self,
         task_id: &str,

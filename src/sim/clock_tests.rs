@@ -354,3 +354,126 @@ fn the_world_evolves_between_two_instants() {
         "captures do not disappear"
     );
 }
+
+#[test]
+fn late_capture_share_and_delay_follow_the_config_and_leave_the_task_untouched() {
+    let share = |per_mille: u64, hours: (u32, u32)| {
+        let w = generate(&SimConfig {
+            late_capture_per_mille: per_mille,
+            late_capture_hours: hours,
+            ..config(9)
+        });
+        let mut late = Vec::new();
+        for r in w.all_recordings() {
+            let delay = r.available_ms - r.stop_ms.max(main_stop(&w, r));
+            if delay >= HOUR_MS {
+                assert!(
+                    (i64::from(hours.0) * HOUR_MS..=i64::from(hours.1) * HOUR_MS).contains(&delay),
+                    "delay {delay}"
+                );
+                late.push(r.clone());
+            } else {
+                assert!(
+                    (MINUTE_MS..10 * MINUTE_MS).contains(&delay),
+                    "delay {delay}"
+                );
+            }
+        }
+        (w, late)
+    };
+    let (_, none) = share(0, (2, 6));
+    assert!(none.is_empty());
+    let (w, all) = share(1000, (20, 22));
+    assert_eq!(all.len(), w.all_recordings().len());
+    let (w, some) = share(200, (8, 8));
+    let n = w.all_recordings().len();
+    assert!(
+        (n / 10..n * 3 / 10).contains(&some.len()),
+        "≈20%: {}/{n}",
+        some.len()
+    );
+    // Nothing about the task changes when its late capture appears.
+    for rec in some
+        .iter()
+        .filter(|r| r.kind != RecordingKind::Segment)
+        .take(20)
+    {
+        let task = w.task(&rec.task_id).expect("task");
+        let (before, after) = (at(rec.available_ms - 1), at(rec.available_ms));
+        assert!(!rec.is_available_at(before) && rec.is_available_at(after));
+        assert_eq!(task.state_at(before), task.state_at(after));
+        assert_eq!(task.as_of(before), task.as_of(after));
+        assert_eq!(
+            render_tasks_at(w.org_id(), [task], rec.available_ms - 1),
+            render_tasks_at(w.org_id(), [task], rec.available_ms)
+        );
+    }
+}
+
+/// The end of the call a recording belongs to (segments appear with their main recording).
+fn main_stop(w: &World, r: &SimRecording) -> i64 {
+    w.task(&r.task_id)
+        .and_then(|t| t.timeline.ended_ms)
+        .unwrap_or(r.stop_ms)
+}
+
+#[test]
+fn default_late_captures_are_unchanged() {
+    let a = generate(&config(5));
+    let b = generate(&SimConfig {
+        late_capture_per_mille: 30,
+        late_capture_hours: (2, 6),
+        recordings_while_open: false,
+        ..config(5)
+    });
+    assert_eq!(a.all_recordings(), b.all_recordings());
+}
+
+#[test]
+fn with_recordings_while_open_a_call_is_listed_growing_from_a_second_after_it_connects() {
+    let w = generate(&SimConfig {
+        recordings_while_open: true,
+        ..config(42)
+    });
+    let plain = generate(&config(42));
+    assert_eq!(
+        render_tasks(w.org_id(), w.tasks()),
+        render_tasks(plain.org_id(), plain.tasks()),
+        "tasks do not depend on the knob"
+    );
+    let rec = w
+        .all_recordings()
+        .iter()
+        .find(|r| r.kind == RecordingKind::Main && r.stop_ms - r.start_ms > 3_000)
+        .expect("a call over 3 s");
+    let task = w.task(&rec.task_id).expect("task");
+    assert_eq!(rec.available_ms, rec.start_ms + 1_000);
+    assert!(rec.as_of(at(rec.start_ms + 999)).is_none());
+    let mid = at(rec.start_ms + 2_500);
+    assert_eq!(task.state_at(mid).map(|s| s.status), Some("assigned"));
+    let partial = rec.as_of(mid).expect("listed while in progress");
+    assert_eq!(partial.stop_ms, rec.start_ms + 2_500);
+    assert!(w.recordings_as_of(mid).contains(&partial));
+    assert!(w.recordings_available_at(mid).contains(&rec));
+    assert_eq!(w.wav_len(&partial), 44 + 2_500 * 8 * 4);
+    let (so_far, full) = (w.audio_plan(&partial), w.audio_plan(rec));
+    let mut a = vec![0u8; so_far.len() as usize];
+    let mut b = vec![0u8; full.len() as usize];
+    so_far.read_at(0, &mut a);
+    full.read_at(0, &mut b);
+    assert_eq!(
+        a[44..],
+        b[44..a.len()],
+        "the audio so far is a prefix of the final audio"
+    );
+    let done = rec.as_of(at(rec.stop_ms + 1)).expect("listed");
+    assert_eq!(&done, rec);
+    assert_eq!(
+        w.wav_sha256(&done),
+        plain.wav_sha256(
+            plain
+                .recording(&rec.id)
+                .expect("same recording without the knob"),
+        )
+    );
+}

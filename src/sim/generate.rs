@@ -15,7 +15,7 @@ use super::cast::{
     Cast, FIRST_NAMES, LAST_NAMES, REASONS, make_cast, mask_number, other_agent, pick, sub_rng,
     uuid,
 };
-use super::clock::{DAY_MS, TaskTimeline, availability_delay_ms};
+use super::clock::{DAY_MS, OPEN_LISTING_DELAY_MS, TaskTimeline, availability_delay_ms};
 use super::world::{RecordingKind, SimRecording, SimTask, SimTranscription, World};
 
 /// Recordings and transcripts produced alongside a task.
@@ -405,17 +405,28 @@ fn telephony(
     }
     // Every capture appears some time after the call ended; the first leg is the main
     // recording, whose segments appear with it.
+    // With `recordings_while_open` each leg is listed, growing, from shortly after it starts.
     let mut main_available_ms = main_stop;
     for (i, leg) in legs.into_iter().enumerate() {
         let mut rec = recording(rng, &task.id, i + 1, leg);
-        rec.available_ms = if rec.kind == RecordingKind::Segment {
+        let final_ms = if rec.kind == RecordingKind::Segment {
             main_available_ms
         } else {
-            main_stop + availability_delay_ms(rec.audio_seed)
+            main_stop
+                + availability_delay_ms(
+                    rec.audio_seed,
+                    cfg.late_capture_per_mille,
+                    cfg.late_capture_hours,
+                )
         };
         if i == 0 {
-            main_available_ms = rec.available_ms;
+            main_available_ms = final_ms;
         }
+        rec.available_ms = if cfg.recordings_while_open {
+            final_ms.min(rec.start_ms + OPEN_LISTING_DELAY_MS)
+        } else {
+            final_ms
+        };
         captures.recordings.push(rec);
     }
     if rng.random_bool(0.25) {

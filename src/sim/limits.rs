@@ -233,7 +233,11 @@ pub fn admit(
         );
         return Err(resp);
     }
-    if let Some(status) = state.guard.injected_fault() {
+    if let Some(status) = state
+        .faults_on()
+        .then(|| state.guard.injected_fault())
+        .flatten()
+    {
         AppState::bump(&state.counters.injected_errors);
         tracing::debug!(%status, "injected fault");
         return Err(if status == StatusCode::INTERNAL_SERVER_ERROR {

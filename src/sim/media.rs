@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::wav::AudioPlan;
+use super::world::SimRecording;
 
 const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// Size of each generated body chunk: small enough to keep memory flat, big enough to be cheap.
@@ -39,6 +40,17 @@ fn signature(secret: &str, path: &str, date: &str, expires: &str) -> String {
         h.update(b"\n");
     }
     hex::encode(h.finalize())
+}
+
+/// The object name of `rec`'s audio up to `stop_ms`: `{id}.wav` for the final file, or
+/// `{id}.{stop_ms}.wav` for the part recorded so far of a call still in progress (the signature
+/// covers the name, so the stop point cannot be changed by the holder of the URL).
+pub fn recording_object(rec: &SimRecording, stop_ms: i64) -> String {
+    if stop_ms >= rec.stop_ms {
+        format!("{}.wav", rec.id)
+    } else {
+        format!("{}.{stop_ms}.wav", rec.id)
+    }
 }
 
 /// A pre-signed URL for `/media/{org}/{task}/{object}` valid for `ttl_secs` from now.
@@ -235,13 +247,26 @@ pub async fn download(
             None => not_found(),
         };
     }
-    let Some(rec) = object
-        .strip_suffix(".wav")
-        .and_then(|id| world.recording(id))
-        .filter(|r| r.task_id == task_id)
-    else {
+    let Some((rec, stop_ms)) = object.strip_suffix(".wav").and_then(|name| {
+        let (id, stop) = match name.split_once('.') {
+            Some((id, stop)) => (id, Some(stop.parse::<i64>().ok()?)),
+            None => (name, None),
+        };
+        let rec = world.recording(id).filter(|r| r.task_id == task_id)?;
+        match stop {
+            None => Some((rec, rec.stop_ms)),
+            Some(s) if (rec.start_ms..rec.stop_ms).contains(&s) => Some((rec, s)),
+            Some(_) => None,
+        }
+    }) else {
         return not_found();
     };
+    let partial = stop_ms < rec.stop_ms;
+    let served = SimRecording {
+        stop_ms,
+        ..rec.clone()
+    };
+    let rec = &served;
     let plan = world.audio_plan(rec);
     let len = plan.len();
     let (status, start, end) = match parse_range(&headers, len) {
@@ -261,18 +286,18 @@ pub async fn download(
     };
     AppState::bump(&state.counters.downloads);
     let body_len = end - start;
-    let cut = state
-        .guard
-        .truncate_download(state.config.truncate_rate)
+    let cut = (state.faults_on() && state.guard.truncate_download(state.config.truncate_rate))
         .then(|| {
             AppState::bump(&state.counters.truncated_downloads);
             tracing::debug!(recording = %rec.id, "download will be truncated");
             start + body_len / 2
         });
-    let etag = format!(
-        "\"{}\"",
-        &hex::encode(Sha256::digest(format!("{}:{}", world.seed, rec.id)))[..32]
-    );
+    let etag_key = if partial {
+        format!("{}:{}:{stop_ms}", world.seed, rec.id)
+    } else {
+        format!("{}:{}", world.seed, rec.id)
+    };
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(etag_key))[..32]);
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "audio/wav")

@@ -40,12 +40,13 @@ mod world_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::oneshot;
@@ -59,11 +60,19 @@ use wav::mix64;
 
 /// Label of the random stream the client credentials and the URL-signing key are drawn from.
 const SECRETS_STREAM: u64 = 0x5345_4352_4554_5300;
+/// Label of the random stream the failing capture tasks are picked from.
+const FAILING_CAPTURES_STREAM: u64 = 0x4641_494c_4341_5000;
+/// Statuses `failing_capture_status` may take (REFERENCE.md §3.6 lists them for the data APIs).
+const FAILING_CAPTURE_STATUSES: [u16; 3] = [404, 422, 500];
 
 /// Everything that shapes the simulated world and the server's behaviour.
 ///
 /// The world (tasks, recordings, audio) depends only on `seed`, `start`, `days`, `calls_per_day`,
-/// `median_call_secs` and `max_call_secs`; the other knobs change how the server answers.
+/// `median_call_secs`, `max_call_secs` and the capture-timing knobs (`late_capture_*`,
+/// `recordings_while_open`); the other knobs change how the server answers.
+///
+/// Each knob on an UNCONFIRMED point of REFERENCE.md is one plausible reading of it; the defaults
+/// are the simulator's historical behaviour.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// Seed of everything random: the same seed gives byte-identical data.
@@ -93,13 +102,45 @@ pub struct SimConfig {
     pub median_call_secs: u32,
     /// Longest talk time.
     pub max_call_secs: u32,
-    /// If set, `/v1/tasks` answers 400 when `to - from` exceeds this many days.
+    /// If set, `/v1/tasks` answers 400 when `to - from` exceeds this many days (REFERENCE.md
+    /// §3.3; sugar for `max_range_ms`, the smaller limit wins when both are set).
     pub max_range_days: Option<u32>,
+    /// If set, `/v1/tasks` answers 400 when `to - from` exceeds this many ms (REFERENCE.md §3.3:
+    /// the sibling agent-activities API wants `< 24 h`, i.e. `Some(86_399_999)`).
+    pub max_range_ms: Option<i64>,
     /// `from` boundary: `false` selects `createdTime >= from`, `true` selects `> from`
     /// (REFERENCE.md §3.2 leaves this UNCONFIRMED).
     pub from_exclusive: bool,
-    /// Honour the undocumented 0-based `page` query parameter on `/v1/tasks`.
+    /// Honour the undocumented 0-based `page` query parameter on `/v1/tasks`; `false` is the
+    /// "no page parameter" reading of REFERENCE.md §3.2 (every request serves page 0).
     pub honour_page_param: bool,
+    /// `/v1/tasks` serves at most this many tasks per page whatever `pageSize` asks
+    /// (REFERENCE.md §3.2, §7.3: an integrator saw 100 per page); `page` k skips k × that.
+    pub page_cap: Option<usize>,
+    /// On every `/v1/tasks` page that comes back full, this many slots hold unparseable junk
+    /// records instead of tasks, which move to the next page (REFERENCE.md §3.2, §7.1: a page
+    /// can be full yet yield fewer parsed tasks). At most page size − 1 per page.
+    pub junk_per_full_page: usize,
+    /// This many telephony tasks with a recording (picked from the seed, see
+    /// [`Simulator::failing_capture_task_ids`]) make any `POST /v1/captures/query` naming one
+    /// of them fail as a whole, until [`Simulator::lift_faults`] (REFERENCE.md §4, §5.2).
+    pub failing_capture_tasks: usize,
+    /// Status of those failures: 500 (default), 404 or 422, with an `ApiErrorResponse` body
+    /// (REFERENCE.md §3.6, §5.2 list them for the data APIs).
+    pub failing_capture_status: u16,
+    /// `/v1/tasks` requests whose `[from, to)` overlaps this window answer 500 until
+    /// [`Simulator::lift_faults`] (REFERENCE.md §3.6, §5: a window the server cannot serve).
+    pub failing_tasks_window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Share of recordings, in per mille, that become available hours after their call,
+    /// without any change to their task (REFERENCE.md §4: availability follows the recording
+    /// schedule, not the task).
+    pub late_capture_per_mille: u64,
+    /// Those late recordings appear this many hours (min, max) after their call ends.
+    pub late_capture_hours: (u32, u32),
+    /// List the recordings of calls still in progress, stopTime = the simulated now and the
+    /// audio served = the call so far (REFERENCE.md §4: "captures are available for open tasks
+    /// (voice only)").
+    pub recordings_while_open: bool,
     /// Initial simulated now (see [`Simulator::now`]); `None` starts at
     /// [`World::default_now`], when every task is final and every capture available.
     pub now: Option<DateTime<Utc>>,
@@ -122,8 +163,17 @@ impl Default for SimConfig {
             median_call_secs: 240,
             max_call_secs: 3600,
             max_range_days: None,
+            max_range_ms: None,
             from_exclusive: false,
             honour_page_param: true,
+            page_cap: None,
+            junk_per_full_page: 0,
+            failing_capture_tasks: 0,
+            failing_capture_status: 500,
+            failing_tasks_window: None,
+            late_capture_per_mille: 30,
+            late_capture_hours: (2, 6),
+            recordings_while_open: false,
             now: None,
         }
     }
@@ -169,6 +219,11 @@ pub struct SimStats {
     pub downloads: u64,
     /// Successful token endpoint answers.
     pub token_grants: u64,
+    /// Junk records served in place of tasks on full `/v1/tasks` pages
+    /// ([`SimConfig::junk_per_full_page`]).
+    pub junk_records: u64,
+    /// Answers failed by `failing_capture_tasks` or `failing_tasks_window`.
+    pub scripted_failures: u64,
 }
 
 #[derive(Default)]
@@ -179,6 +234,8 @@ struct Counters {
     truncated_downloads: AtomicU64,
     downloads: AtomicU64,
     token_grants: AtomicU64,
+    junk_records: AtomicU64,
+    scripted_failures: AtomicU64,
 }
 
 /// Shared state of all handlers.
@@ -194,6 +251,10 @@ pub(crate) struct AppState {
     tracking_seq: AtomicU64,
     /// The simulated now, epoch ms: the API answers as of this instant.
     now_ms: AtomicI64,
+    /// Tasks whose captures query fails while faults are on, in world order.
+    failing_captures: Vec<String>,
+    /// Set by [`Simulator::lift_faults`]: no scripted or injected failure from then on.
+    faults_lifted: AtomicBool,
 }
 
 impl AppState {
@@ -212,6 +273,11 @@ impl AppState {
 
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether scripted and injected faults still apply.
+    fn faults_on(&self) -> bool {
+        !self.faults_lifted.load(Ordering::SeqCst)
     }
 
     /// The simulated now.
@@ -236,16 +302,7 @@ impl Simulator {
     /// Generates the world, binds `addr` (use `127.0.0.1:0` for a free port) and serves in a
     /// tokio task until [`Simulator::shutdown`] or drop.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<Simulator, SimError> {
-        for (name, rate) in [
-            ("error_rate", config.error_rate),
-            ("truncate_rate", config.truncate_rate),
-        ] {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(SimError::InvalidConfig(format!(
-                    "{name} must be within 0..=1, got {rate}"
-                )));
-            }
-        }
+        validate(&config).map_err(SimError::InvalidConfig)?;
         let world_cfg = config.clone();
         let world = tokio::task::spawn_blocking(move || generate::generate(&world_cfg))
             .await
@@ -275,7 +332,11 @@ impl Simulator {
             refresh_token: oauth.seeded_refresh_token().to_string(),
         };
         let now = config.now.unwrap_or_else(|| world.default_now());
+        let failing_captures =
+            pick_failing_captures(&world, config.seed, config.failing_capture_tasks);
         let state = Arc::new(AppState {
+            failing_captures,
+            faults_lifted: AtomicBool::new(false),
             now_ms: AtomicI64::new(now.timestamp_millis()),
             guard: limits::ApiGuard::new(&config),
             config,
@@ -372,7 +433,21 @@ impl Simulator {
             truncated_downloads: get(&c.truncated_downloads),
             downloads: get(&c.downloads),
             token_grants: get(&c.token_grants),
+            junk_records: get(&c.junk_records),
+            scripted_failures: get(&c.scripted_failures),
         }
+    }
+
+    /// The telephony tasks whose captures query fails while faults are on
+    /// ([`SimConfig::failing_capture_tasks`]), in world order.
+    pub fn failing_capture_task_ids(&self) -> Vec<String> {
+        self.state.failing_captures.clone()
+    }
+
+    /// Switches every fault off from now on: failing captures, the failing tasks window, and
+    /// the injected 5xx answers and truncated downloads. Rate limits and token expiry stay.
+    pub fn lift_faults(&self) {
+        self.state.faults_lifted.store(true, Ordering::SeqCst);
     }
 
     /// Revokes a refresh token (as a user removing the integration would); access tokens
@@ -407,6 +482,71 @@ impl Drop for Simulator {
             task.abort();
         }
     }
+}
+
+/// Rejects knob values the server could not honour.
+fn validate(c: &SimConfig) -> Result<(), String> {
+    for (name, rate) in [
+        ("error_rate", c.error_rate),
+        ("truncate_rate", c.truncate_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!("{name} must be within 0..=1, got {rate}"));
+        }
+    }
+    if c.page_cap == Some(0) {
+        return Err("page_cap must be at least 1".into());
+    }
+    if c.max_range_ms.is_some_and(|ms| ms < 0) {
+        return Err("max_range_ms must not be negative".into());
+    }
+    if !FAILING_CAPTURE_STATUSES.contains(&c.failing_capture_status) {
+        return Err(format!(
+            "failing_capture_status must be one of {FAILING_CAPTURE_STATUSES:?}, got {}",
+            c.failing_capture_status
+        ));
+    }
+    if let Some((from, to)) = c.failing_tasks_window
+        && from >= to
+    {
+        return Err(format!(
+            "failing_tasks_window is empty: {from} is not before {to}"
+        ));
+    }
+    if c.late_capture_per_mille > 1000 {
+        return Err(format!(
+            "late_capture_per_mille must be at most 1000, got {}",
+            c.late_capture_per_mille
+        ));
+    }
+    let (lo, hi) = c.late_capture_hours;
+    if lo > hi || hi > 24 * 365 {
+        return Err(format!(
+            "late_capture_hours ({lo}, {hi}) must satisfy min <= max <= 8760"
+        ));
+    }
+    Ok(())
+}
+
+/// `n` telephony tasks with at least one recording, drawn from the seed, in world order.
+fn pick_failing_captures(world: &World, seed: u64, n: usize) -> Vec<String> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let candidates: Vec<usize> = world
+        .tasks()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.channel_type == "telephony" && world.has_recordings(&t.id))
+        .map(|(i, _)| i)
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix64(seed ^ FAILING_CAPTURES_STREAM));
+    let mut picked: Vec<usize> = candidates.choose_multiple(&mut rng, n).copied().collect();
+    picked.sort_unstable();
+    picked
+        .into_iter()
+        .map(|i| world.tasks()[i].id.clone())
+        .collect()
 }
 
 fn router(state: Arc<AppState>) -> Router {

@@ -124,6 +124,13 @@ impl AudioPlan {
         }
     }
 
+    /// The first `frames` frames of this recording as a file of their own: the same samples,
+    /// a header announcing the shorter length (what a recording still in progress holds).
+    pub fn prefix(mut self, frames: u64) -> Self {
+        self.frames = self.frames.min(frames);
+        self
+    }
+
     /// Number of stereo frames (samples per channel).
     pub fn frames(&self) -> u64 {
         self.frames

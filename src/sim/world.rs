@@ -84,7 +84,8 @@ pub struct SimRecording {
     /// Seed of the audio; the bytes served depend on nothing else but the duration.
     pub audio_seed: u64,
     /// From this instant on the captures API lists the recording: the end of its call plus a
-    /// delay (segments share their stitched main recording's).
+    /// delay (segments share their stitched main recording's), or with
+    /// `recordings_while_open` a second after the leg starts (see [`SimRecording::as_of`]).
     pub available_ms: i64,
 }
 
@@ -249,9 +250,20 @@ impl World {
             .map(|&i| &self.transcriptions[i])
     }
 
-    /// The audio plan of a recording: its length follows `stop - start`.
+    /// The audio plan of a recording: its length follows `stop - start`. A copy with an earlier
+    /// stop (a call still in progress, [`SimRecording::as_of`]) gets a prefix of the final audio.
     pub fn audio_plan(&self, rec: &SimRecording) -> AudioPlan {
-        AudioPlan::new(mix64(self.seed ^ rec.audio_seed), Self::frames(rec))
+        let full = self
+            .recording(&rec.id)
+            .filter(|f| f.start_ms == rec.start_ms && f.stop_ms >= rec.stop_ms)
+            .unwrap_or(rec);
+        AudioPlan::new(mix64(self.seed ^ rec.audio_seed), Self::frames(full))
+            .prefix(Self::frames(rec))
+    }
+
+    /// Whether any recording of any kind exists for this task.
+    pub fn has_recordings(&self, task_id: &str) -> bool {
+        self.recordings_by_task.contains_key(task_id)
     }
 
     fn frames(rec: &SimRecording) -> u64 {

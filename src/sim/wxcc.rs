@@ -57,10 +57,28 @@ struct OrgMeta<'a> {
     org_id: &'a str,
 }
 
+/// One slot of a page: a task, or a junk record standing in for one.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Task(TaskJson<'a>),
+    Junk(Value),
+}
+
 #[derive(Serialize)]
 struct TasksResponse<'a> {
     meta: OrgMeta<'a>,
-    data: Vec<TaskJson<'a>>,
+    data: Vec<Entry<'a>>,
+}
+
+/// A record no task parser accepts: wrong-typed or missing `id`, garbled attributes. Never a
+/// real task, never carries a usable `createdTime`. `n` picks the variant.
+fn junk_record(n: usize) -> Value {
+    match n % 3 {
+        0 => serde_json::json!({"id": 12345, "attributes": "garbled"}),
+        1 => serde_json::json!({"attributes": {"channelType": "telephony", "status": "completed"}}),
+        _ => serde_json::json!({"id": null, "attributes": {"createdTime": "garbled"}}),
+    }
 }
 
 fn task_json<'a>(t: &'a SimTask, s: TaskState<'a>) -> TaskJson<'a> {
@@ -96,25 +114,34 @@ fn task_json<'a>(t: &'a SimTask, s: TaskState<'a>) -> TaskJson<'a> {
 pub fn render_tasks<'a>(org_id: &str, tasks: impl IntoIterator<Item = &'a SimTask>) -> Vec<u8> {
     render(
         org_id,
-        tasks.into_iter().map(|t| task_json(t, t.final_state())),
+        tasks
+            .into_iter()
+            .map(|t| Entry::Task(task_json(t, t.final_state()))),
     )
 }
 
 /// The `GET /v1/tasks` body for these tasks as of `now_ms` (tasks created later are left out).
+#[cfg(test)]
 pub fn render_tasks_at<'a>(
     org_id: &str,
     tasks: impl IntoIterator<Item = &'a SimTask>,
     now_ms: i64,
 ) -> Vec<u8> {
-    render(
-        org_id,
-        tasks
-            .into_iter()
-            .filter_map(|t| Some(task_json(t, t.state_at_ms(now_ms)?))),
-    )
+    render(org_id, slots_at(tasks.into_iter().map(Slot::Task), now_ms))
 }
 
-fn render<'a>(org_id: &str, data: impl Iterator<Item = TaskJson<'a>>) -> Vec<u8> {
+/// The entries of `slots` as of `now_ms` (tasks created later are left out).
+fn slots_at<'a>(
+    slots: impl IntoIterator<Item = Slot<'a>>,
+    now_ms: i64,
+) -> impl Iterator<Item = Entry<'a>> {
+    slots.into_iter().filter_map(move |s| match s {
+        Slot::Task(t) => Some(Entry::Task(task_json(t, t.state_at_ms(now_ms)?))),
+        Slot::Junk(n) => Some(Entry::Junk(junk_record(n))),
+    })
+}
+
+fn render<'a>(org_id: &str, data: impl Iterator<Item = Entry<'a>>) -> Vec<u8> {
     let body = TasksResponse {
         meta: OrgMeta { org_id },
         data: data.collect(),
@@ -174,12 +201,21 @@ fn parse_task_query(state: &AppState, raw: Option<&str>, now_ms: i64) -> Result<
             "the time range between 'from' and 'to' must not exceed {days} day(s)"
         ));
     }
+    if let Some(max) = state.config.max_range_ms
+        && to.saturating_sub(from) > max
+    {
+        return Err(format!(
+            "the time range between 'from' and 'to' must not exceed {max} ms"
+        ));
+    }
     let page_size = int("pageSize")?.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(format!(
             "'pageSize' must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
         ));
     }
+    // The server's own cap wins over what the client asks for.
+    let page_size = (page_size as usize).min(state.config.page_cap.unwrap_or(usize::MAX));
     let page = if state.config.honour_page_param {
         let page = int("page")?.unwrap_or(0);
         usize::try_from(page).map_err(|_| format!("'page' must be 0 or more, got {page}"))?
@@ -207,20 +243,31 @@ fn parse_task_query(state: &AppState, raw: Option<&str>, now_ms: i64) -> Result<
         from,
         to,
         channels,
-        page_size: page_size as usize,
+        page_size,
         page,
         org_id: params.get("orgId").cloned(),
     })
 }
 
-/// Tasks created in `[from, to)` (or `(from, to)`) and by `now_ms`, ascending by
-/// `createdTime` then id.
+/// One slot of a page before rendering.
+#[derive(Clone, Copy, Debug)]
+enum Slot<'w> {
+    Task(&'w SimTask),
+    /// A junk record; the number picks its variant.
+    Junk(usize),
+}
+
+/// The page asked for: tasks created in `[from, to)` (or `(from, to)`) and by `now_ms`,
+/// ascending by `createdTime` then id, `page_size` slots per page. With `junk` > 0 every page
+/// that comes back full has that many junk slots, evenly spread and never last, and the tasks
+/// they displace move to the next page; a page that is not full has none.
 fn select<'w>(
     world: &'w World,
     q: &TaskQuery,
     from_exclusive: bool,
+    junk: usize,
     now_ms: i64,
-) -> Vec<&'w SimTask> {
+) -> Vec<Slot<'w>> {
     let tasks = world.created_by(now_ms);
     let lo = if from_exclusive {
         tasks.partition_point(|t| t.created_ms <= q.from)
@@ -228,8 +275,10 @@ fn select<'w>(
         tasks.partition_point(|t| t.created_ms < q.from)
     };
     let hi = tasks.partition_point(|t| t.created_ms < q.to).max(lo);
-    let skip = q.page.saturating_mul(q.page_size);
-    tasks[lo..hi]
+    let junk = junk.min(q.page_size - 1);
+    let real_per_full = q.page_size - junk;
+    let skip = q.page.saturating_mul(real_per_full);
+    let mut page: Vec<&SimTask> = tasks[lo..hi]
         .iter()
         .filter(|t| {
             q.channels
@@ -237,8 +286,27 @@ fn select<'w>(
                 .is_none_or(|c| c.contains(&t.channel_type))
         })
         .skip(skip)
-        .take(q.page_size)
+        .take(real_per_full + 1)
+        .collect();
+    if page.len() <= real_per_full || junk == 0 {
+        page.truncate(q.page_size);
+        return page.into_iter().map(Slot::Task).collect();
+    }
+    page.truncate(real_per_full);
+    let junk_at: Vec<usize> = (1..=junk).map(|i| i * q.page_size / (junk + 1)).collect();
+    let mut tasks = page.into_iter();
+    (0..q.page_size)
+        .filter_map(|slot| match junk_at.iter().position(|&j| j == slot) {
+            Some(i) => Some(Slot::Junk(q.page + i)),
+            None => tasks.next().map(Slot::Task),
+        })
         .collect()
+}
+
+/// Whether `q` asks for tasks created in `window` (epoch ms, half-open).
+fn overlaps(q: &TaskQuery, from_exclusive: bool, window: (i64, i64)) -> bool {
+    let first = q.from.saturating_add(i64::from(from_exclusive));
+    first.max(window.0) < q.to.min(window.1)
 }
 
 /// `GET /v1/tasks`.
@@ -262,13 +330,44 @@ pub async fn tasks(
     if let Some(resp) = limits::foreign_org(query.org_id.as_deref(), world.org_id(), tid) {
         return resp;
     }
-    let selected = select(world, &query, state.config.from_exclusive, now_ms);
+    let cfg = &state.config;
+    if let Some((a, b)) = cfg.failing_tasks_window
+        && state.faults_on()
+        && overlaps(
+            &query,
+            cfg.from_exclusive,
+            (a.timestamp_millis(), b.timestamp_millis()),
+        )
+    {
+        AppState::bump(&state.counters.scripted_failures);
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tid,
+            "Internal server error",
+        );
+    }
+    let selected = select(
+        world,
+        &query,
+        cfg.from_exclusive,
+        cfg.junk_per_full_page,
+        now_ms,
+    );
+    let junk = selected
+        .iter()
+        .filter(|s| matches!(s, Slot::Junk(_)))
+        .count();
+    state
+        .counters
+        .junk_records
+        .fetch_add(junk as u64, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(
         from = query.from,
         to = query.to,
         now = now_ms,
         returned = selected.len(),
+        junk,
         "tasks served"
     );
-    json_ok(tid, render_tasks_at(world.org_id(), selected, now_ms))
+    json_ok(tid, render(world.org_id(), slots_at(selected, now_ms)))
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod clock;
+mod knobs;
 mod media;
 mod oauth;
 
