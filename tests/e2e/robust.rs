@@ -6,6 +6,20 @@ use crate::sync::sync;
 use crate::util::{TABLES, dump, query, sim_env, small_world, start_sim, text, wxcc_command};
 use wxcc::sim::SimConfig;
 
+/// `wxcc sync` of the small world: exit code and summary.
+async fn sync_code(sim: &wxcc::sim::Simulator, out: &std::path::Path) -> (i32, serde_json::Value) {
+    let output = crate::util::sync_small_world(
+        out.to_str().unwrap(),
+        &[],
+        &sim_env(sim),
+        out.parent().unwrap(),
+    )
+    .await;
+    let summary = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no summary: {}", text(&output.stderr)));
+    (output.status.code().unwrap_or(-1), summary)
+}
+
 async fn dumps(loc: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (t, order) in TABLES {
@@ -31,7 +45,16 @@ async fn faults_leave_the_dataset_identical_to_a_clean_run() {
     })
     .await;
     let faulty_out = dir.path().join("faulty");
-    let summary = sync(&faulty, &faulty_out).await;
+    let (code, summary) = sync_code(&faulty, &faulty_out).await;
+    if code == 4 {
+        // A download whose 1 s URLs kept expiring (a loaded machine) is owed, said so, and
+        // finished by the next run: that is the contract, not a failure.
+        assert!(summary["failed"].as_u64().unwrap() > 0, "{summary}");
+        let (code, next) = sync_code(&faulty, &faulty_out).await;
+        assert_eq!(code, 0, "{next}");
+    } else {
+        assert_eq!(code, 0, "{summary}");
+    }
     let stats = faulty.stats();
     assert!(
         stats.truncated_downloads > 0,

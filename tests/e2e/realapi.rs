@@ -1,0 +1,271 @@
+//! The client under every plausible reading of what REFERENCE.md leaves UNCONFIRMED, and under
+//! the faults a real tenant shows: each test switches one simulator knob on and ends with tables
+//! equal to the simulator's ground truth (after the fault is lifted, where there is one).
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::util::{sim_env, small_world, start_sim, strings, text, wxcc};
+use wxcc::sim::{SimConfig, Simulator};
+
+const TASKS_SQL: &str = "SELECT task_id FROM tasks ORDER BY 1";
+const STORED_SQL: &str =
+    "SELECT recording_id || ' ' || sha256 FROM manifest WHERE status = 'stored' ORDER BY 1";
+
+/// Runs `wxcc sync` over the small world's two days (or from the watermark when `range` is
+/// false) and returns the exit code and the JSON summary.
+async fn sync_at(
+    sim: &Simulator,
+    dir: &std::path::Path,
+    extra: &[&str],
+    now: Option<DateTime<Utc>>,
+) -> (i32, serde_json::Value) {
+    let out = dir.join("lake");
+    let mut args = vec!["sync", "--output", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut env = sim_env(sim);
+    if let Some(now) = now {
+        env.insert("WXCC_NOW".into(), now.to_rfc3339());
+    }
+    let output = wxcc(&args, &env, dir).await;
+    let stdout = text(&output.stdout);
+    let summary = serde_json::from_str(stdout.lines().last().unwrap_or("null"))
+        .unwrap_or_else(|_| panic!("no summary: {stdout}\n{}", text(&output.stderr)));
+    (output.status.code().unwrap_or(-1), summary)
+}
+
+async fn backfill(sim: &Simulator, dir: &std::path::Path) -> (i32, serde_json::Value) {
+    backfill_at(sim, dir, None).await
+}
+
+/// The same backfill, run at `now` (a later scheduled run, when the ledger's retries are due).
+async fn backfill_at(
+    sim: &Simulator,
+    dir: &std::path::Path,
+    now: Option<DateTime<Utc>>,
+) -> (i32, serde_json::Value) {
+    sync_at(
+        sim,
+        dir,
+        &["--from", "2026-01-05", "--to", "2026-01-07"],
+        now,
+    )
+    .await
+}
+
+/// Every task of the two days, as the simulator knows them.
+fn truth_tasks(sim: &Simulator) -> Vec<String> {
+    let mut v: Vec<String> = sim
+        .world()
+        .tasks_as_of(sim.now())
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every recording available now, with the SHA-256 of the audio served for it.
+fn truth_recordings(sim: &Simulator) -> Vec<String> {
+    let world = sim.world();
+    let mut v: Vec<String> = world
+        .recordings_as_of(sim.now())
+        .iter()
+        .map(|r| format!("{} {}", r.id, world.wav_sha256(r)))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn assert_equals_truth(sim: &Simulator, dir: &std::path::Path) {
+    let loc = dir.join("lake");
+    let loc = loc.to_str().unwrap();
+    assert_eq!(strings(loc, TASKS_SQL).await, truth_tasks(sim), "tasks");
+    assert_eq!(
+        strings(loc, STORED_SQL).await,
+        truth_recordings(sim),
+        "recordings"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_serves_fewer_tasks_than_asked_is_paged_to_the_end() {
+    for honour_page_param in [true, false] {
+        let sim = start_sim(SimConfig {
+            page_cap: Some(7),
+            honour_page_param,
+            ..small_world()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (code, summary) = backfill(&sim, dir.path()).await;
+        assert_eq!(code, 0, "{summary}");
+        assert!(
+            summary["task_pages"].as_u64().unwrap() > 120 / 7,
+            "{summary}"
+        );
+        assert_equals_truth(&sim, dir.path()).await;
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_full_pages_is_quarantined_and_nothing_after_it_is_missed() {
+    let sim = start_sim(SimConfig {
+        page_cap: Some(10),
+        junk_per_full_page: 1,
+        ..small_world()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = backfill(&sim, dir.path()).await;
+    assert_eq!(
+        code, 4,
+        "quarantined records make the run partial: {summary}"
+    );
+    assert!(summary["rejects"].as_u64().unwrap() > 0, "{summary}");
+    assert!(sim.stats().junk_records > 0);
+    assert_equals_truth(&sim, dir.path()).await;
+    let rejects = crate::util::files(&dir.path().join("lake/_rejects"));
+    assert!(!rejects.is_empty(), "quarantine is kept");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_captures_always_fail_is_named_and_retried_until_it_succeeds() {
+    let sim = start_sim(SimConfig {
+        failing_capture_tasks: 1,
+        failing_capture_status: 422,
+        ..small_world()
+    })
+    .await;
+    let bad = sim.failing_capture_task_ids();
+    assert_eq!(bad.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = backfill(&sim, dir.path()).await;
+    assert_eq!(code, 4, "{summary}");
+    let failed: Vec<&str> = summary["failed_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, [bad[0].as_str()], "{summary}");
+    assert_eq!(summary["failed_tasks"][0]["status"], 422);
+    // Everything else of the window is in.
+    let loc = dir.path().join("lake");
+    let stored = strings(loc.to_str().unwrap(), STORED_SQL).await;
+    let others: Vec<String> = truth_recordings(&sim)
+        .into_iter()
+        .filter(|r| {
+            let id = r.split(' ').next().unwrap();
+            !sim.world()
+                .recordings()
+                .iter()
+                .any(|x| x.id == id && x.task_id == bad[0])
+        })
+        .collect();
+    assert_eq!(stored, others);
+
+    // Still failing: still named, still partial.
+    let (code, again) = backfill(&sim, dir.path()).await;
+    assert_eq!(code, 4, "{again}");
+    assert_eq!(again["failed_tasks"][0]["task_id"], bad[0].as_str());
+
+    // Retried with backoff (at once, then 5 min, 30 min, ...): the run an hour later succeeds.
+    sim.lift_faults();
+    let (code, last) = backfill_at(&sim, dir.path(), Some(Utc::now() + Duration::hours(1))).await;
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(last["failed_tasks"].as_array().unwrap().len(), 0);
+    assert_equals_truth(&sim, dir.path()).await;
+    sim.shutdown().await;
+}
+
+/// A world whose last day is today, so scheduled runs (no dates) have something to do.
+fn world_ending_now(extra: SimConfig) -> SimConfig {
+    SimConfig {
+        start: Utc::now().date_naive() - Duration::days(1),
+        days: 2,
+        ..extra
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_that_appear_hours_later_without_any_change_to_the_task_are_found() {
+    let now = Utc::now();
+    let sim = start_sim(world_ending_now(SimConfig {
+        late_capture_per_mille: 400,
+        late_capture_hours: (2, 6),
+        now: Some(now),
+        ..small_world()
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, first) = sync_at(&sim, dir.path(), &[], Some(now)).await;
+    assert_eq!(code, 0, "{first}");
+    let pending = first["pending"]["no_recording_yet"].as_u64().unwrap();
+    assert!(pending > 0, "late recordings are waited for: {first}");
+
+    // Nothing changed: a second run asks for no captures.
+    let (_, second) = sync_at(&sim, dir.path(), &[], Some(now + Duration::seconds(1))).await;
+    assert_eq!(second["captures_queries"], 0, "{second}");
+
+    // 13 hours later (past the late delays and the settle check), with the tasks untouched.
+    let later = now + Duration::hours(13);
+    sim.set_now(later);
+    let (code, third) = sync_at(&sim, dir.path(), &[], Some(later)).await;
+    assert_eq!(code, 0, "{third}");
+    let loc = dir.path().join("lake");
+    let stored = strings(loc.to_str().unwrap(), STORED_SQL).await;
+    assert_eq!(stored, truth_recordings(&sim));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends() {
+    let now = Utc::now();
+    let cfg = world_ending_now(SimConfig {
+        recordings_while_open: true,
+        median_call_secs: 600,
+        max_call_secs: 1200,
+        calls_per_day: 40,
+        ..small_world()
+    });
+    let probe = start_sim(cfg.clone()).await;
+    // An instant at which some call is in progress (found in the world, not the time of day).
+    let during = (1..24 * 60)
+        .map(|m| now - Duration::minutes(m))
+        .find(|t| {
+            probe
+                .world()
+                .recordings_as_of(*t)
+                .iter()
+                .zip(probe.world().recordings_available_at(*t))
+                .any(|(cut, full)| cut.stop_ms != full.stop_ms)
+        })
+        .expect("some call is in progress in the last day");
+    probe.shutdown().await;
+    let sim = start_sim(SimConfig {
+        now: Some(during),
+        ..cfg
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, first) = sync_at(&sim, dir.path(), &[], Some(during)).await;
+    assert_eq!(code, 0, "{first}");
+    assert_equals_truth(&sim, dir.path()).await;
+
+    sim.set_now(now);
+    let (code, second) = sync_at(&sim, dir.path(), &[], Some(now)).await;
+    assert_eq!(code, 0, "{second}");
+    assert!(second["stored"].as_u64().unwrap() > 0, "{second}");
+    let loc = dir.path().join("lake");
+    let loc = loc.to_str().unwrap();
+    assert_eq!(strings(loc, TASKS_SQL).await, truth_tasks(&sim));
+    let stored = strings(loc, STORED_SQL).await;
+    let truth = truth_recordings(&sim);
+    assert!(
+        truth.iter().all(|r| stored.contains(r)),
+        "every recording as it is now"
+    );
+    sim.shutdown().await;
+}
