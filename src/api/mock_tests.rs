@@ -15,14 +15,19 @@ use super::{ApiClient, ApiError, ApiSettings};
 use crate::auth::{TokenProvider, TokenSet};
 use crate::net::{self, RetryPolicy};
 
-async fn serve(app: Router) -> url::Url {
+pub(super) async fn serve(app: Router) -> url::Url {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     url::Url::parse(&format!("http://{addr}/")).unwrap()
 }
 
-fn client(base: url::Url) -> ApiClient {
+pub(super) fn client(base: url::Url) -> ApiClient {
+    client_with(base, |_| {})
+}
+
+/// A client for a scripted server: fast retries, no real rate limit, then `tune`.
+pub(super) fn client_with(base: url::Url, tune: impl FnOnce(&mut ApiSettings)) -> ApiClient {
     let tokens = TokenProvider::new(
         None,
         TokenSet {
@@ -39,6 +44,7 @@ fn client(base: url::Url) -> ApiClient {
         min_rate_limited_delay: Duration::from_millis(10),
         ..RetryPolicy::default()
     };
+    tune(&mut settings);
     ApiClient::new(net::api_http_client(), settings, tokens)
 }
 

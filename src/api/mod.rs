@@ -5,12 +5,17 @@
 //! Read-only by construction: the only calls are `GET /v1/tasks` and `POST /v1/captures/query`
 //! (a query, not a write).
 
+mod listing;
 #[cfg(test)]
 mod mock_tests;
 pub mod model;
+#[cfg(test)]
+mod paging_tests;
+mod spans;
 mod tasks;
 
-pub use tasks::TaskListing;
+pub use listing::{ListingGap, TaskListing};
+pub use spans::RANGE_REFUSAL_MIN_SPAN_MS;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -32,6 +37,11 @@ use model::{CapturesResponse, TaskCaptures};
 pub const MAX_CAPTURE_IDS: usize = 10;
 /// Largest page `/v1/tasks` serves.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Default for [`ApiSettings::max_request_span_ms`]: under 24 h, the limit the sibling
+/// agent-activities API documents (the tasks API documents none).
+pub const DEFAULT_MAX_REQUEST_SPAN_MS: i64 = 86_399_999;
+/// Default for [`ApiSettings::min_gap_span_ms`].
+pub const DEFAULT_MIN_GAP_SPAN_MS: i64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -46,6 +56,8 @@ pub enum ApiError {
     #[error("{endpoint} unreachable after retries: {reason}")]
     Transport {
         endpoint: &'static str,
+        /// The status of the last answer when the server did answer (5xx, 429).
+        status: Option<u16>,
         reason: String,
     },
     #[error("{endpoint} returned a malformed response: {reason}")]
@@ -70,6 +82,12 @@ pub struct ApiSettings {
     pub page_size: u32,
     pub url_expiration_minutes: u32,
     pub retry: RetryPolicy,
+    /// Longest `to - from` of one `/v1/tasks` request (its `from` is 1 ms before the span it
+    /// lists). Lowered at run time, for the rest of the process, when the API refuses a range.
+    pub max_request_span_ms: i64,
+    /// A task span that keeps failing is halved until no longer than this, then recorded as a
+    /// [`ListingGap`] instead of failing the listing.
+    pub min_gap_span_ms: i64,
 }
 
 impl ApiSettings {
@@ -81,6 +99,8 @@ impl ApiSettings {
             page_size: MAX_PAGE_SIZE,
             url_expiration_minutes: 60,
             retry: RetryPolicy::default(),
+            max_request_span_ms: DEFAULT_MAX_REQUEST_SPAN_MS,
+            min_gap_span_ms: DEFAULT_MIN_GAP_SPAN_MS,
         }
     }
 }
@@ -93,6 +113,10 @@ pub struct ApiStats {
     pub rate_limited: AtomicU64,
     pub server_errors: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// Task spans narrowed: a range refused, a span failing or its pages out of order.
+    pub narrowed: AtomicU64,
+    /// Task ranges given up on and reported as [`ListingGap`]s.
+    pub task_gaps: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -102,6 +126,8 @@ pub struct ApiCounts {
     pub rate_limited: u64,
     pub server_errors: u64,
     pub unauthorized: u64,
+    pub narrowed: u64,
+    pub task_gaps: u64,
 }
 
 impl ApiStats {
@@ -113,6 +139,8 @@ impl ApiStats {
             rate_limited: get(&self.rate_limited),
             server_errors: get(&self.server_errors),
             unauthorized: get(&self.unauthorized),
+            narrowed: get(&self.narrowed),
+            task_gaps: get(&self.task_gaps),
         }
     }
 }
@@ -126,6 +154,7 @@ pub struct ApiClient {
     limiter: Arc<DefaultDirectRateLimiter>,
     backpressure: Arc<Backpressure>,
     stats: Arc<ApiStats>,
+    learned: Arc<spans::Learned>,
 }
 
 /// What the client learnt from 429s, shared by every request of the process: a pause until the
@@ -184,6 +213,7 @@ impl ApiClient {
         let quota = Quota::per_minute(per_minute).allow_burst(NonZeroU32::MIN);
         ApiClient {
             http,
+            learned: Arc::new(spans::Learned::new(settings.max_request_span_ms)),
             settings: Arc::new(settings),
             tokens,
             limiter: Arc::new(RateLimiter::direct(quota)),
@@ -256,6 +286,20 @@ impl ApiClient {
         T: DeserializeOwned,
         B: Fn(&reqwest::Client, &SecretString) -> reqwest::RequestBuilder,
     {
+        self.send_with(endpoint, &self.settings.retry, build).await
+    }
+
+    /// [`Self::send`] with a retry policy of the caller's choosing.
+    async fn send_with<T, B>(
+        &self,
+        endpoint: &'static str,
+        policy: &RetryPolicy,
+        build: B,
+    ) -> Result<T>
+    where
+        T: DeserializeOwned,
+        B: Fn(&reqwest::Client, &SecretString) -> reqwest::RequestBuilder,
+    {
         let refreshed_once = std::sync::atomic::AtomicBool::new(false);
         let interval = Duration::from_secs(60) / self.settings.rate_limit_per_minute.max(1);
         let attempt = || async {
@@ -301,6 +345,7 @@ impl ApiClient {
                         .map_err(Attempt::auth)?;
                     Err(Attempt::Retry {
                         reason: "401, token refreshed".into(),
+                        status: Some(401),
                         after: Some(Duration::ZERO),
                         rate_limited: false,
                     })
@@ -312,6 +357,7 @@ impl ApiClient {
                         .rate_limited(retry_after.unwrap_or(floor).max(floor));
                     Err(Attempt::Retry {
                         reason: "429 rate limited".into(),
+                        status: Some(429),
                         after: retry_after,
                         rate_limited: true,
                     })
@@ -320,6 +366,7 @@ impl ApiClient {
                     self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
                     Err(Attempt::Retry {
                         reason: format!("HTTP {s}"),
+                        status: Some(s),
                         after: retry_after,
                         rate_limited: false,
                     })
@@ -331,7 +378,6 @@ impl ApiClient {
                 })),
             }
         };
-        let policy = &self.settings.retry;
         attempt
             .retry(policy.backoff())
             .sleep(tokio::time::sleep)
@@ -355,7 +401,11 @@ impl ApiClient {
             })
             .await
             .map_err(|e| match e {
-                Attempt::Retry { reason, .. } => ApiError::Transport { endpoint, reason },
+                Attempt::Retry { reason, status, .. } => ApiError::Transport {
+                    endpoint,
+                    status,
+                    reason,
+                },
                 Attempt::Fatal(e) => e,
             })
     }
@@ -364,6 +414,8 @@ impl ApiClient {
 enum Attempt {
     Retry {
         reason: String,
+        /// The HTTP status that asked for the retry; `None` for connection failures.
+        status: Option<u16>,
         after: Option<Duration>,
         rate_limited: bool,
     },
@@ -381,12 +433,14 @@ impl Attempt {
         if net::is_transient_transport(&e) {
             Attempt::Retry {
                 reason: e.without_url().to_string(),
+                status: None,
                 after: None,
                 rate_limited: false,
             }
         } else {
             Attempt::Fatal(ApiError::Transport {
                 endpoint,
+                status: None,
                 reason: e.without_url().to_string(),
             })
         }
