@@ -59,6 +59,9 @@ pub enum AudioError {
     Transport(String),
     #[error("the recording has no download URL")]
     NoUrl,
+    /// The run is stopping (SIGTERM/SIGINT): the transfer was aborted, to be redone next run.
+    #[error("stopped before the transfer finished")]
+    Stopped,
     #[error("refusing unsafe identifier {0:?} in an object key")]
     UnsafeId(String),
     #[error("object store error: {0}")]
@@ -126,6 +129,9 @@ pub struct Transfer<'a> {
     pub part_size: usize,
     /// What to compute from the bytes as they pass.
     pub processing: &'a Processing,
+    /// A graceful stop (SIGTERM): a transfer in flight is aborted, its upload with it, so no
+    /// partial object or orphaned multipart upload is left behind.
+    pub stop: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 /// Work done on a recording's bytes while they stream past, so it costs no second read.
@@ -229,7 +235,22 @@ async fn fetch_once(
     let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
     let mut taps = Taps::start(transfer.processing);
     let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    let stopped = async {
+        match transfer.stop {
+            Some(stop) => stop.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
+    loop {
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            () = &mut stopped => {
+                upload.abort().await;
+                return Err(AudioError::Stopped);
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
@@ -662,6 +683,7 @@ mod tests {
             retry: &retry,
             part_size: 1024,
             processing: &processing,
+            stop: None,
         };
         let ids = RecordingIds {
             task_id: "t",

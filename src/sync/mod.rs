@@ -143,6 +143,9 @@ pub struct SyncContext {
     pub pii: pii::PiiMode,
     /// Progress display; hidden unless the CLI attaches one to a terminal.
     pub progress: indicatif::ProgressBar,
+    /// Cancelled on SIGTERM/SIGINT: start no new work, abort transfers in flight, commit what
+    /// is complete, release the lease.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl SyncContext {
@@ -173,6 +176,7 @@ impl SyncContext {
                 PiiSetting::Hash(key) => pii::PiiMode::Hash(key.clone()),
             },
             progress: indicatif::ProgressBar::hidden(),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 }
@@ -214,6 +218,10 @@ pub struct SyncSummary {
     pub pending: Option<ledger::LedgerCounts>,
     /// Dry run: the requests the run would make at least.
     pub estimated_requests: Option<u64>,
+    /// The run was stopped by SIGTERM/SIGINT: what was complete is committed, the rest (the
+    /// `interrupted` transfers among it) is left for the next run.
+    pub stopped: bool,
+    pub interrupted: u64,
     pub api: Option<ApiCounts>,
     pub token_refreshes: u64,
     pub duration_ms: u64,
@@ -229,6 +237,7 @@ impl SyncSummary {
             }
             Outcome::Present => self.skipped_present += 1,
             Outcome::Failed => self.failed += 1,
+            Outcome::Stopped => self.interrupted += 1,
         }
     }
 
@@ -250,15 +259,20 @@ impl SyncSummary {
             || self.given_up > 0
             || !self.failed_tasks.is_empty()
             || !self.gaps.is_empty()
+            || self.stopped
     }
 }
 
 /// What happened to one recording.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
-    Stored { refreshed: bool },
+    Stored {
+        refreshed: bool,
+    },
     Present,
     Failed,
+    /// Aborted by a graceful stop: nothing is recorded, the next run does it.
+    Stopped,
 }
 
 /// Runs one sync: lock the org, list and sync each window, advance the watermark after each,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use tracing::Instrument;
 
-use super::ledger::Ledger;
+use super::ledger::{Gap, Ledger};
 use super::rows;
 use super::state::{LockGuard, OrgState};
 use super::window::{self, DayWork, RunState};
@@ -26,47 +26,55 @@ pub(super) async fn run_windows(
     now: DateTime<Utc>,
     summary: &mut SyncSummary,
 ) -> Result<()> {
-    let policy = &opts.policy;
     let mut asked: HashSet<String> = HashSet::new();
+    // Listing ranges earlier runs could not read, outside this run's range, are listed again
+    // first (those inside it are listed again with their window).
+    let (lo, hi) = (
+        windows.first().map_or(0, |w| w.0.timestamp_millis()),
+        windows.last().map_or(0, |w| w.1.timestamp_millis()),
+    );
+    let gaps: Vec<(i64, i64)> = ledger
+        .gaps()
+        .iter()
+        .filter(|g| g.to_ms <= lo || g.from_ms >= hi)
+        .map(|g| (g.from_ms, g.to_ms))
+        .collect();
+    let mut run = Run {
+        ctx,
+        opts,
+        org,
+        ledger,
+        now,
+        summary,
+        asked: &mut asked,
+    };
+    for (from_ms, to_ms) in gaps {
+        tracing::info!(
+            from_ms,
+            to_ms,
+            "listing a range an earlier run could not read"
+        );
+        run.list_and_sync(from_ms, to_ms).await?;
+        if ctx.stop.is_cancelled() {
+            run.summary.stopped = true;
+            return Ok(());
+        }
+    }
     ctx.progress.set_length(windows.len() as u64);
     for (start, end) in windows {
         ctx.progress
             .set_message(format!("{} …", start.date_naive()));
         let span = tracing::info_span!("window", date = %start.date_naive());
-        async {
-            let listing = ctx
-                .api
-                .list_tasks(start.timestamp_millis(), end.timestamp_millis())
-                .await?;
-            summary.task_pages += u64::from(listing.pages);
-            summary.tasks += listing.tasks.len() as u64;
-            let work = plan_day(
-                ctx,
-                org,
-                start.date_naive(),
-                listing.tasks,
-                listing.rejects,
-                ledger,
-                opts,
-                now,
-            )
+        run.list_and_sync(start.timestamp_millis(), end.timestamp_millis())
+            .instrument(span)
             .await?;
-            asked.extend(work.query.iter().map(|(id, _)| id.clone()));
-            tracing::info!(
-                listed = work.parsed.len(),
-                to_ask = work.query.len(),
-                "window listed"
-            );
-            let mut run = RunState {
-                ledger,
-                summary,
-                policy,
-                now,
-            };
-            window::sync_day(ctx, org, work, opts.download_concurrency, &mut run).await
+        if ctx.stop.is_cancelled() {
+            // Stopped mid-window: what settled is committed; the watermark stays before it.
+            run.summary.stopped = true;
+            tracing::warn!("stopping: committed what was complete; the next run continues");
+            return Ok(());
         }
-        .instrument(span)
-        .await?;
+        let summary = &mut *run.summary;
         summary.windows += 1;
         ctx.progress.inc(1);
         ctx.progress.set_message(format!(
@@ -75,13 +83,93 @@ pub(super) async fn run_windows(
             summary.stored + summary.skipped_present,
             summary.bytes as f64 / 1e6
         ));
+        // The window's gaps are in the ledger (saved by its commits) before the mark moves.
         state.advance(*end).await?;
         lock.renew().await?;
     }
-    drain_due(ctx, org, ledger, &asked, opts, now, summary).await?;
-    settle(ctx, org, ledger, &asked, opts, now, summary).await?;
+    drain_due(ctx, org, run.ledger, run.asked, opts, now, run.summary).await?;
+    if ctx.stop.is_cancelled() {
+        run.summary.stopped = true;
+        return Ok(());
+    }
+    settle(ctx, org, run.ledger, run.asked, opts, now, run.summary).await?;
+    run.summary.stopped = ctx.stop.is_cancelled();
     lock.renew().await?;
     Ok(())
+}
+
+/// What listing a range needs, borrowed for the run.
+struct Run<'a> {
+    ctx: &'a SyncContext,
+    opts: &'a SyncOptions,
+    org: &'a str,
+    ledger: &'a mut Ledger,
+    now: DateTime<Utc>,
+    summary: &'a mut SyncSummary,
+    asked: &'a mut HashSet<String>,
+}
+
+impl Run<'_> {
+    /// Lists `[from_ms, to_ms)` (within one UTC day), records what could not be read as gaps,
+    /// and does the day's work for what was listed.
+    async fn list_and_sync(&mut self, from_ms: i64, to_ms: i64) -> Result<()> {
+        let listing = self.ctx.api.list_tasks(from_ms, to_ms).await?;
+        self.summary.task_pages += u64::from(listing.pages);
+        self.summary.tasks += listing.tasks.len() as u64;
+        let found: Vec<Gap> = listing
+            .gaps
+            .iter()
+            .map(|g| {
+                tracing::warn!(
+                    from_ms = g.from_ms,
+                    to_ms = g.to_ms,
+                    status = ?g.status,
+                    reason = %g.reason,
+                    "tasks in a range could not be listed; recorded for retry"
+                );
+                Gap {
+                    from_ms: g.from_ms,
+                    to_ms: g.to_ms,
+                    status: g.status,
+                    reason: g.reason.clone(),
+                    first_seen: self.now,
+                    attempts: 1,
+                }
+            })
+            .collect();
+        self.ledger.set_gaps(from_ms, to_ms, found, self.now);
+        let date = DateTime::from_timestamp_millis(from_ms)
+            .unwrap_or_default()
+            .date_naive();
+        let work = plan_day(
+            self.ctx,
+            self.org,
+            date,
+            listing.tasks,
+            listing.rejects,
+            self.ledger,
+            self.opts,
+            self.now,
+        )
+        .await?;
+        self.asked
+            .extend(work.query.iter().map(|(id, _)| id.clone()));
+        tracing::info!(
+            listed = work.parsed.len(),
+            to_ask = work.query.len(),
+            "window listed"
+        );
+        run_day(
+            self.ctx,
+            self.org,
+            work,
+            self.ledger,
+            self.opts,
+            self.now,
+            self.summary,
+        )
+        .await
+    }
 }
 
 /// Which of a window's listed tasks need their captures asked for: new ones, those whose
@@ -182,6 +270,9 @@ async fn drain_due(
     summary: &mut SyncSummary,
 ) -> Result<()> {
     for (date, due) in ledger.due(now) {
+        if ctx.stop.is_cancelled() {
+            return Ok(());
+        }
         let query: Vec<(String, i64)> = due
             .into_iter()
             .filter(|(id, _)| !asked.contains(id))
@@ -245,6 +336,9 @@ async fn settle(
             run_day(ctx, org, work, ledger, opts, now, summary).await?;
         }
         date += ChronoDuration::days(1);
+    }
+    if ctx.stop.is_cancelled() {
+        return Ok(()); // the mark stays: the next run settles these days again
     }
     ledger.set_settled_until(target);
     ledger.save().await?;

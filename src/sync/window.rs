@@ -148,6 +148,7 @@ pub(super) async fn sync_day(
     let producer = async {
         let tx = tx; // dropped when the pipeline ends, which ends the committer's loop
         futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
+            .take_until(ctx.stop.cancelled())
             .map(|chunk| query_isolated(ctx, chunk.to_vec(), &failures_in_a_row))
             .buffered(CAPTURE_QUERIES_IN_FLIGHT)
             .map_ok(|queried| {
@@ -228,6 +229,10 @@ pub(super) async fn sync_day(
                             *outstanding.entry(c.task_id.clone()).or_default() += c.recording.len();
                         }
                     }
+                }
+                Event::Stored(stored) if matches!(stored.outcome, Outcome::Stopped) => {
+                    // Aborted by a graceful stop: no row, the task stays owed.
+                    run.summary.count(&stored.manifest, stored.outcome);
                 }
                 Event::Stored(stored) => {
                     let stored = *stored;
@@ -525,6 +530,18 @@ async fn store_recording(
     known: &Known<'_>,
 ) -> Result<Stored> {
     let (task_id, rec) = (p.task_id.as_str(), &p.recording);
+    if ctx.stop.is_cancelled() {
+        return Ok(Stored {
+            manifest: ManifestRow {
+                task_id: task_id.to_owned(),
+                recording_id: rec.id.clone(),
+                ..Default::default()
+            },
+            outcome: Outcome::Stopped,
+            facts: None,
+            derived: Vec::new(),
+        });
+    }
     let key = match audio::object_key(org, task_id, &rec.id) {
         Ok(k) => k,
         Err(e) => {
@@ -636,6 +653,7 @@ async fn store_recording(
                 &fetched.processed.derived,
             ),
         ),
+        Err(AudioError::Stopped) => (Outcome::Stopped, None, Vec::new()),
         Err(e) => {
             tracing::warn!(task_id, recording_id = %rec.id, error = %e, "recording not stored");
             (Outcome::Failed, None, Vec::new())
@@ -720,6 +738,7 @@ fn transfer<'a>(ctx: &'a SyncContext, processing: &'a Processing) -> audio::Tran
         retry: &ctx.retry,
         part_size: audio::part_size_for(ctx.lake.url().scheme()),
         processing,
+        stop: Some(&ctx.stop),
     }
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod derive;
 mod incremental;
 mod query;
+mod realapi;
 mod robust;
 mod s3;
 mod sync;

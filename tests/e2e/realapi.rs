@@ -269,3 +269,67 @@ async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_a_day_long_range_is_asked_in_shorter_spans() {
+    // The sibling agent-activities API wants less than 24 h; a stricter reading still lists all.
+    for max_range_ms in [86_399_999, 6 * 3_600_000] {
+        let sim = start_sim(SimConfig {
+            max_range_ms: Some(max_range_ms),
+            ..small_world()
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (code, summary) = backfill(&sim, dir.path()).await;
+        assert_eq!(code, 0, "{summary}");
+        assert_equals_truth(&sim, dir.path()).await;
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_range_that_keeps_failing_is_recorded_and_listed_again() {
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let sim = start_sim(SimConfig {
+        failing_tasks_window: Some((at("2026-01-05T10:00:00Z"), at("2026-01-05T10:00:30Z"))),
+        ..small_world()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = backfill(&sim, dir.path()).await;
+    assert_eq!(code, 4, "{summary}");
+    let gaps = summary["gaps"].as_array().unwrap();
+    assert!(!gaps.is_empty(), "{summary}");
+    let covered: i64 = gaps
+        .iter()
+        .map(|g| g["to_ms"].as_i64().unwrap() - g["from_ms"].as_i64().unwrap())
+        .sum();
+    assert!(
+        covered <= 4 * 60_000,
+        "only the failing minute is a gap: {summary}"
+    );
+    assert_eq!(gaps[0]["status"], 500);
+    let loc = dir.path().join("lake");
+    let listed = strings(loc.to_str().unwrap(), TASKS_SQL).await;
+    let in_gap = |id: &str| {
+        sim.world().tasks_as_of(sim.now()).iter().any(|t| {
+            t.id == id
+                && gaps.iter().any(|g| {
+                    (g["from_ms"].as_i64().unwrap()..g["to_ms"].as_i64().unwrap())
+                        .contains(&t.created_ms)
+                })
+        })
+    };
+    let expected: Vec<String> = truth_tasks(&sim)
+        .into_iter()
+        .filter(|id| !in_gap(id))
+        .collect();
+    assert_eq!(listed, expected, "everything outside the gap is listed");
+
+    sim.lift_faults();
+    let (code, last) = backfill(&sim, dir.path()).await;
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(last["gaps"].as_array().unwrap().len(), 0);
+    assert_equals_truth(&sim, dir.path()).await;
+    sim.shutdown().await;
+}
