@@ -4,6 +4,7 @@
 //! Each window maps to exactly one `date=` partition per table and is upserted as a whole, so
 //! re-running any range is idempotent, and a run killed at any point is finished by the next.
 
+pub mod lease;
 pub mod pii;
 mod rows;
 pub mod state;
@@ -22,6 +23,7 @@ use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError, PiiSetting};
 use crate::lake::{DerivativeRow, Lake, LakeError, ManifestRow, derivatives};
 use crate::net::{self, RetryPolicy};
+use lease::{LeaseConfig, LeaseGuard};
 use state::{OrgState, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,13 @@ pub enum SyncError {
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+impl SyncError {
+    /// Another run holds the org's lease (exit code 75: try again later).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, SyncError::State(StateError::Locked { .. }))
+    }
+}
 
 /// Which range to sync.
 #[derive(Debug, Clone)]
@@ -92,6 +101,8 @@ pub struct SyncContext {
     pub pii: pii::PiiMode,
     /// Progress display; hidden unless the CLI attaches one to a terminal.
     pub progress: indicatif::ProgressBar,
+    /// Length of the org lease (renewed every third of it while the run goes on).
+    pub lease: LeaseConfig,
 }
 
 impl SyncContext {
@@ -122,13 +133,35 @@ impl SyncContext {
                 PiiSetting::Hash(key) => pii::PiiMode::Hash(key.clone()),
             },
             progress: indicatif::ProgressBar::hidden(),
+            lease: LeaseConfig::default(),
         })
     }
 }
 
-/// Machine-readable run summary.
+/// How a run ended, as schedulers read it from the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    #[default]
+    Ok,
+    /// Finished, but something is left for the next run (see [`SyncSummary::is_partial`]).
+    Partial,
+    Failed,
+    /// Another run holds the org's lease; this one wrote nothing.
+    Locked,
+}
+
+/// Machine-readable run summary, printed and kept in `_state/org_id=<org>/runs/`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncSummary {
+    /// Random (UUID v4), also in the lease this run held.
+    pub run_id: String,
+    /// wxcc version that ran.
+    pub version: String,
+    pub status: RunStatus,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+    pub started_at: String,
     pub org_id: Option<String>,
     pub from: String,
     pub to: String,
@@ -187,56 +220,117 @@ enum Outcome {
     Failed,
 }
 
+/// A finished run: its summary (always), and the error that ended it, if any.
+pub struct RunReport {
+    pub summary: SyncSummary,
+    pub error: Option<SyncError>,
+}
+
 /// Runs one sync: lock the org, sync each window, advance the watermark after each.
 pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
+    let report = run_report(ctx, opts).await;
+    match report.error {
+        None => Ok(report.summary),
+        Some(e) => Err(e),
+    }
+}
+
+/// Like [`run`], but a failed run also yields its summary. Every run that resolved its org
+/// and was not refused the lease stores the summary in `runs/` (if the store is reachable).
+pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     let started = Instant::now();
     let started_at = Utc::now();
-    let org = resolve_org(ctx, opts).await?;
-    let state = OrgState::new(&ctx.lake, &org);
-    let (from, to) = resolve_range(&opts.range, &state).await?;
-    let windows = day_windows(from, to);
     let mut summary = SyncSummary {
-        org_id: Some(org.clone()),
-        from: from.to_rfc3339(),
-        to: to.to_rfc3339(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: started_at.to_rfc3339(),
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let mut state = None;
+    let result = run_locked(ctx, opts, started_at, &mut summary, &mut state).await;
+    summary.api = Some(ctx.api.stats());
+    summary.token_refreshes = ctx.api.tokens().refresh_count();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary.status = match &result {
+        Ok(()) if summary.is_partial() => RunStatus::Partial,
+        Ok(()) => RunStatus::Ok,
+        Err(e) if e.is_locked() => RunStatus::Locked,
+        Err(_) => RunStatus::Failed,
+    };
+    summary.error = result.as_ref().err().map(|e| e.to_string());
+    let mut error = result.err();
+    let record = !opts.dry_run && summary.status != RunStatus::Locked;
+    if let Some(state) = state.filter(|_| record)
+        && let Err(e) = state
+            .record_run(started_at, &summary.run_id, &summary)
+            .await
+    {
+        tracing::warn!(error = %e, "cannot store the run summary");
+        error.get_or_insert(e.into());
+    }
+    RunReport { summary, error }
+}
+
+async fn run_locked(
+    ctx: &SyncContext,
+    opts: &SyncOptions,
+    started_at: DateTime<Utc>,
+    summary: &mut SyncSummary,
+    state_out: &mut Option<OrgState>,
+) -> Result<()> {
+    let org = resolve_org(ctx, opts).await?;
+    summary.org_id = Some(org.clone());
+    let state = state_out.insert(OrgState::new(&ctx.lake, &org)).clone();
+    let (from, to) = resolve_range(&opts.range, &state).await?;
+    let windows = day_windows(from, to);
+    summary.from = from.to_rfc3339();
+    summary.to = to.to_rfc3339();
     if opts.dry_run {
         summary.windows = windows.len() as u32;
         for (start, end) in &windows {
             tracing::info!(%start, %end, "would sync window (at least one GET /v1/tasks, plus one captures query per 10 calls)");
         }
-        return Ok(summary);
+        return Ok(());
     }
-    let mut lock = state.lock(&state::holder_label()).await?;
-    let outcome = run_windows(ctx, opts, &org, &state, &mut lock, &windows, &mut summary).await;
-    lock.release().await?;
+    let lease = state
+        .lock(&state::holder_label(), &summary.run_id, ctx.lease)
+        .await?;
+    let outcome = run_windows(
+        ctx, opts, &org, &state, &lease, &windows, started_at, summary,
+    )
+    .await;
+    let released = lease.release().await;
     outcome?;
-    summary.api = Some(ctx.api.stats());
-    summary.token_refreshes = ctx.api.tokens().refresh_count();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    state.record_run(started_at, &summary).await?;
-    Ok(summary)
+    Ok(released?)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_windows(
     ctx: &SyncContext,
     opts: &SyncOptions,
     org: &str,
     state: &OrgState,
-    lock: &mut state::LockGuard<'_>,
+    lease: &LeaseGuard,
     windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    started_at: DateTime<Utc>,
     summary: &mut SyncSummary,
 ) -> Result<()> {
+    let fence = lease.fence();
     ctx.progress.set_length(windows.len() as u64);
     for (start, end) in windows {
         ctx.progress
             .set_message(format!("{} …", start.date_naive()));
         let span = tracing::info_span!("window", date = %start.date_naive());
-        window::sync_window(ctx, org, *start, *end, opts.download_concurrency, summary)
-            .instrument(span)
-            .await?;
+        lease.ensure_held()?;
+        // A lost lease drops the window in flight: its partitions are committed whole or not
+        // at all, and the run now holding the lease redoes it.
+        tokio::select! {
+            biased;
+            () = fence.lost() => return Err(lease.ensure_held().expect_err("fence tripped").into()),
+            done = window::sync_window(ctx, org, *start, *end, opts.download_concurrency, summary)
+                .instrument(span) => done?,
+        }
         summary.windows += 1;
         ctx.progress.inc(1);
         ctx.progress.set_message(format!(
@@ -245,8 +339,7 @@ async fn run_windows(
             summary.stored + summary.skipped_present,
             summary.bytes as f64 / 1e6
         ));
-        state.advance(*end).await?;
-        lock.renew().await?;
+        state.advance(&fence, *start, *end, started_at).await?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod azure;
 mod cli;
 mod derive;
 mod incremental;
+mod lease;
 mod query;
 mod robust;
 mod s3;
