@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crate::util::{
@@ -120,8 +120,8 @@ async fn a_run_whose_lease_is_taken_over_stops_writing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
     let loc = out.to_str().unwrap().to_owned();
-    // One request a second: each day window takes several seconds; a 3 s lease is renewed
-    // every second.
+    // One request a second: each day window takes several seconds; a 6 s lease is renewed
+    // every 2 s.
     let args = [
         "sync",
         "--from",
@@ -133,7 +133,9 @@ async fn a_run_whose_lease_is_taken_over_stops_writing() {
         "--rate-limit",
         "60",
     ];
-    let run = wxcc_command(&args, &slow_env(&sim, 3), dir.path())
+    let run = wxcc_command(&args, &slow_env(&sim, 6), dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let state = state_dir(&out, &sim);
