@@ -5,6 +5,7 @@ mod auth;
 pub mod demo;
 mod query;
 mod sim;
+mod state;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -19,6 +20,7 @@ use tracing::Instrument;
 use crate::api::ApiError;
 use crate::auth::AuthError;
 use crate::config::{self, Config, ConfigError, FileConfig, Overrides};
+use crate::sync::lease::LeaseConfig;
 use crate::sync::{self, SyncContext, SyncError, SyncOptions, SyncRange, SyncSummary};
 
 /// Documented exit codes, for schedulers.
@@ -28,8 +30,12 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const REAUTHORIZE: u8 = 3;
     pub const PARTIAL: u8 = 4;
+    /// Stopped by SIGTERM/SIGINT: what was complete is committed, the next run continues.
+    pub const STOPPED: u8 = 6;
     /// `wxcc auth status`: the refresh token expires within `--warn-days`.
     pub const REFRESH_EXPIRING: u8 = 5;
+    /// Another run holds the org's lease; nothing was written (EX_TEMPFAIL: try again later).
+    pub const LOCKED: u8 = 75;
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +83,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Authorize wxcc with Webex and manage the stored tokens.
     Auth(auth::AuthArgs),
+    /// Show an org's sync state (watermark, lease, last runs), or move its watermark.
+    State(state::StateArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -135,24 +143,43 @@ pub struct SyncArgs {
     /// API requests per minute (a ceiling; the documented limit is 300).
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// Length of the org lease in seconds; renewed every third of it while the run goes on.
+    #[arg(long, env = "WXCC_LEASE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_secs: u64,
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
+    let log_format = cli.log_format;
     let result = match cli.command {
-        Command::Sync(args) => run_sync(cli.config, args).await,
+        Command::Sync(args) => run_sync(cli.config, args, log_format).await,
         Command::Sql(args) => query::run_sql(args).await.map(|()| exit::OK),
         Command::Query(args) => query::run_query(args).await.map(|()| exit::OK),
         Command::Export(args) => query::run_export(args).await.map(|()| exit::OK),
         Command::Sim(args) => sim::run(args).await.map(|()| exit::OK),
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
+        Command::State(args) => state::run(cli.config, args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(exit_code(&err))
+            let code = exit_code(&err);
+            report_error(log_format, None, &err, code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error that ends a command (or one org's sync), in the configured log format: a plain
+/// `error: …` line, or one JSON log line for schedulers.
+fn report_error(format: LogFormat, org: Option<&str>, err: &anyhow::Error, code: u8) {
+    let message = format!("{err:#}");
+    match (format, org) {
+        (LogFormat::Text, None) => eprintln!("error: {message}"),
+        (LogFormat::Text, Some(org)) => eprintln!("error: org {org}: {message}"),
+        (LogFormat::Json, org) => {
+            tracing::error!(error = %message, exit_code = code, org, "wxcc failed")
         }
     }
 }
@@ -160,6 +187,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// Maps an error chain to a documented exit code.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if matches!(
+            cause.downcast_ref(),
+            Some(sync::state::StateError::Locked { .. })
+        ) || cause
+            .downcast_ref::<SyncError>()
+            .is_some_and(SyncError::is_locked)
+        {
+            return exit::LOCKED;
+        }
+        if state::is_usage_error(cause) {
+            return exit::USAGE;
+        }
         if cause.downcast_ref::<ConfigError>().is_some()
             || matches!(cause.downcast_ref(), Some(SyncError::Config(_)))
         {
@@ -268,7 +307,11 @@ fn load_file_layers(
     ))
 }
 
-async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
+async fn run_sync(
+    config_path: Option<PathBuf>,
+    args: SyncArgs,
+    log_format: LogFormat,
+) -> Result<u8> {
     let from = args
         .from
         .as_deref()
@@ -292,29 +335,67 @@ async fn run_sync(config_path: Option<PathBuf>, args: SyncArgs) -> Result<u8> {
         ..Default::default()
     };
     let configs = load_org_configs(config_path, flags)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(stop.clone()));
     let mut codes = Vec::with_capacity(configs.len());
     for cfg in &configs {
+        if stop.is_cancelled() {
+            codes.push(exit::STOPPED);
+            continue;
+        }
         let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         let span = tracing::info_span!("org", org);
-        let outcome = sync_org(cfg, from, to, &args).instrument(span).await;
-        codes.push(match outcome {
-            Ok(summary) => {
-                print_summary(&summary)?;
-                if summary.is_partial() {
-                    exit::PARTIAL
-                } else {
-                    exit::OK
-                }
+        let outcome = sync_org(cfg, from, to, &args, &stop).instrument(span).await;
+        // A run that got as far as a summary prints it, failed or not.
+        let outcome = outcome.and_then(|report| {
+            print_summary(&report.summary)?;
+            match report.error {
+                None => Ok(report.summary),
+                Some(e) => Err(e.into()),
             }
+        });
+        codes.push(match outcome {
+            Ok(summary) if summary.stopped => exit::STOPPED,
+            Ok(summary) if summary.is_partial() => exit::PARTIAL,
+            Ok(_) => exit::OK,
             // One org failing does not stop the others; a single org fails as usual.
             Err(err) if configs.len() > 1 => {
-                eprintln!("error: org {org}: {err:#}");
-                exit_code(&err)
+                let code = exit_code(&err);
+                report_error(log_format, Some(org), &err, code);
+                code
             }
             Err(err) => return Err(err),
         });
     }
+    signals.abort();
     Ok(combine_exit_codes(&codes))
+}
+
+/// First SIGTERM or SIGINT: a graceful stop (no new work, transfers in flight aborted with their
+/// uploads, what is complete committed, the lease released). A second one exits at once.
+async fn watch_signals(stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::warn!(
+        signal = name,
+        "stopping: committing what is complete and releasing the lease (a second signal exits at once)"
+    );
+    stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::error!("second signal: exiting at once; the next run redoes what was in flight");
+    std::process::exit(i32::from(exit::STOPPED));
 }
 
 /// Several orgs: all fine → 0; all failed alike → that code; any mix → 4 (partial).
@@ -348,7 +429,8 @@ async fn sync_org(
     from: Option<chrono::DateTime<Utc>>,
     to: Option<chrono::DateTime<Utc>>,
     args: &SyncArgs,
-) -> Result<SyncSummary> {
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<sync::RunReport> {
     // Verifying checksums re-reads every stored recording, so every task is asked about again
     // (a damaged one needs a fresh download URL).
     let policy = sync_policy(cfg, args.full_refresh || args.verify_checksums)?;
@@ -366,6 +448,8 @@ async fn sync_org(
     };
     let mut ctx = SyncContext::from_config(cfg)?;
     ctx.verify_checksums = args.verify_checksums;
+    ctx.stop = stop.clone();
+    ctx.lease = LeaseConfig::with_duration(std::time::Duration::from_secs(args.lease_secs));
     if std::io::stderr().is_terminal() && !args.dry_run {
         // Days done of the range; indicatif draws nothing when stderr is not a terminal.
         ctx.progress = indicatif::ProgressBar::new(0).with_style(
@@ -384,9 +468,9 @@ async fn sync_org(
         policy,
     };
     tracing::info!(output = %ctx.lake.url(), "sync starting");
-    let summary = sync::run(&ctx, &opts).await;
+    let report = sync::run_report(&ctx, &opts).await;
     ctx.progress.finish_and_clear();
-    Ok(summary?)
+    Ok(report)
 }
 
 /// The run summary as one JSON line on standard output, for schedulers to collect.

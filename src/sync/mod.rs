@@ -8,6 +8,7 @@
 //! task in the look-back (unless `--full-refresh`). Rows are upserted by key, so re-running any
 //! range is idempotent, and a run killed at any point is finished by the next.
 
+pub mod lease;
 pub mod ledger;
 pub mod pii;
 mod plan;
@@ -27,6 +28,7 @@ use crate::auth::{AuthError, TokenProvider};
 use crate::config::{Config, ConfigError, PiiSetting};
 use crate::lake::{DerivativeRow, Lake, LakeError, ManifestRow, derivatives};
 use crate::net::{self, RetryPolicy};
+use lease::LeaseConfig;
 use ledger::Ledger;
 use state::{OrgState, StateError};
 
@@ -59,6 +61,13 @@ pub enum SyncError {
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+impl SyncError {
+    /// Another run holds the org's lease (exit code 75: try again later).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, SyncError::State(StateError::Locked { .. }))
+    }
+}
 
 /// Which range to sync.
 #[derive(Debug, Clone)]
@@ -146,6 +155,8 @@ pub struct SyncContext {
     /// Cancelled on SIGTERM/SIGINT: start no new work, abort transfers in flight, commit what
     /// is complete, release the lease.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Length of the org lease (renewed every third of it while the run goes on).
+    pub lease: LeaseConfig,
 }
 
 impl SyncContext {
@@ -177,13 +188,35 @@ impl SyncContext {
             },
             progress: indicatif::ProgressBar::hidden(),
             stop: tokio_util::sync::CancellationToken::new(),
+            lease: LeaseConfig::default(),
         })
     }
 }
 
-/// Machine-readable run summary.
+/// How a run ended, as schedulers read it from the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    #[default]
+    Ok,
+    /// Finished, but something is left for the next run (see [`SyncSummary::is_partial`]).
+    Partial,
+    Failed,
+    /// Another run holds the org's lease; this one wrote nothing.
+    Locked,
+}
+
+/// Machine-readable run summary, printed and kept in `_state/org_id=<org>/runs/`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncSummary {
+    /// Random (UUID v4), also in the lease this run held.
+    pub run_id: String,
+    /// wxcc version that ran.
+    pub version: String,
+    pub status: RunStatus,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+    pub started_at: String,
     pub org_id: Option<String>,
     pub from: String,
     pub to: String,
@@ -275,23 +308,74 @@ enum Outcome {
     Stopped,
 }
 
+/// A finished run: its summary (always), and the error that ended it, if any.
+pub struct RunReport {
+    pub summary: SyncSummary,
+    pub error: Option<SyncError>,
+}
+
 /// Runs one sync: lock the org, list and sync each window, advance the watermark after each,
 /// then drain the ledger and run the settle check.
 pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
+    let report = run_report(ctx, opts).await;
+    match report.error {
+        None => Ok(report.summary),
+        Some(e) => Err(e),
+    }
+}
+
+/// Like [`run`], but a failed run also yields its summary. Every run that resolved its org
+/// and was not refused the lease stores the summary in `runs/` (if the store is reachable).
+pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     let started = Instant::now();
     let started_at = Utc::now();
-    let now = opts.policy.now.unwrap_or(started_at);
-    let org = resolve_org(ctx, opts).await?;
-    let state = OrgState::new(&ctx.lake, &org);
-    let (from, to) = resolve_range(&opts.range, &state, now).await?;
-    let windows = day_windows(from, to);
     let mut summary = SyncSummary {
-        org_id: Some(org.clone()),
-        from: from.to_rfc3339(),
-        to: to.to_rfc3339(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: started_at.to_rfc3339(),
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let mut state = None;
+    let result = run_locked(ctx, opts, started_at, &mut summary, &mut state).await;
+    summary.api = Some(ctx.api.stats());
+    summary.token_refreshes = ctx.api.tokens().refresh_count();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary.status = match &result {
+        Ok(()) if summary.is_partial() => RunStatus::Partial,
+        Ok(()) => RunStatus::Ok,
+        Err(e) if e.is_locked() => RunStatus::Locked,
+        Err(_) => RunStatus::Failed,
+    };
+    summary.error = result.as_ref().err().map(|e| e.to_string());
+    let mut error = result.err();
+    let record = !opts.dry_run && summary.status != RunStatus::Locked;
+    if let Some(state) = state.filter(|_| record)
+        && let Err(e) = state
+            .record_run(started_at, &summary.run_id, &summary)
+            .await
+    {
+        tracing::warn!(error = %e, "cannot store the run summary");
+        error.get_or_insert(e.into());
+    }
+    RunReport { summary, error }
+}
+
+async fn run_locked(
+    ctx: &SyncContext,
+    opts: &SyncOptions,
+    started_at: DateTime<Utc>,
+    summary: &mut SyncSummary,
+    state_out: &mut Option<OrgState>,
+) -> Result<()> {
+    let org = resolve_org(ctx, opts).await?;
+    summary.org_id = Some(org.clone());
+    let state = state_out.insert(OrgState::new(&ctx.lake, &org)).clone();
+    let now = opts.policy.now.unwrap_or(started_at);
+    let (from, to) = resolve_range(&opts.range, &state, now).await?;
+    let windows = day_windows(from, to);
+    summary.from = from.to_rfc3339();
+    summary.to = to.to_rfc3339();
     let mut ledger = Ledger::load(&ctx.lake, &org, opts.policy.give_up_after).await?;
     if opts.dry_run {
         summary.windows = windows.len() as u32;
@@ -303,23 +387,27 @@ pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
         summary.estimated_requests =
             Some(windows.len() as u64 + ledger.gaps().len() as u64 + due.div_ceil(10) as u64);
         summary.pending = Some(ledger.counts());
-        return Ok(summary);
+        return Ok(());
     }
-    let mut lock = state.lock(&state::holder_label()).await?;
+    let lease = state
+        .lock(&state::holder_label(), &summary.run_id, ctx.lease)
+        .await?;
     let outcome = plan::run_windows(
         ctx,
         opts,
         &org,
         &state,
-        &mut lock,
+        &lease,
         &windows,
         &mut ledger,
-        now,
-        &mut summary,
+        plan::Clock {
+            now,
+            started_at: started_at.min(now),
+        },
+        summary,
     )
     .await;
-    lock.release().await?;
-    outcome?;
+    let released = lease.release().await;
     summary.failed_tasks = ledger
         .failures()
         .into_iter()
@@ -332,11 +420,8 @@ pub async fn run(ctx: &SyncContext, opts: &SyncOptions) -> Result<SyncSummary> {
         .collect();
     summary.gaps = ledger.gaps().to_vec();
     summary.pending = Some(ledger.counts());
-    summary.api = Some(ctx.api.stats());
-    summary.token_refreshes = ctx.api.tokens().refresh_count();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
-    state.record_run(started_at, &summary).await?;
-    Ok(summary)
+    outcome?;
+    Ok(released?)
 }
 
 /// The org the data belongs to: configured, else the token's `…_<orgId>` suffix (a documented

@@ -6,13 +6,22 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use tracing::Instrument;
 
+use super::lease::{Fence, LeaseGuard};
 use super::ledger::{Gap, Ledger};
 use super::rows;
-use super::state::{LockGuard, OrgState};
+use super::state::OrgState;
 use super::window::{self, DayWork, RunState};
 use super::{Result, SyncContext, SyncOptions, SyncSummary};
 use crate::api::Reject;
 use crate::api::model::Task;
+
+/// The run's notion of now (`WXCC_NOW` or the clock), and the latest instant the watermark may
+/// claim (the run's start).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    pub now: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_windows(
@@ -20,12 +29,14 @@ pub(super) async fn run_windows(
     opts: &SyncOptions,
     org: &str,
     state: &OrgState,
-    lock: &mut LockGuard<'_>,
+    lease: &LeaseGuard,
     windows: &[(DateTime<Utc>, DateTime<Utc>)],
     ledger: &mut Ledger,
-    now: DateTime<Utc>,
+    clock: Clock,
     summary: &mut SyncSummary,
 ) -> Result<()> {
+    let now = clock.now;
+    let fence = lease.fence();
     let mut asked: HashSet<String> = HashSet::new();
     // Listing ranges earlier runs could not read, outside this run's range, are listed again
     // first (those inside it are listed again with their window).
@@ -47,6 +58,7 @@ pub(super) async fn run_windows(
         now,
         summary,
         asked: &mut asked,
+        fence: &fence,
     };
     for (from_ms, to_ms) in gaps {
         tracing::info!(
@@ -65,6 +77,7 @@ pub(super) async fn run_windows(
         ctx.progress
             .set_message(format!("{} …", start.date_naive()));
         let span = tracing::info_span!("window", date = %start.date_naive());
+        lease.ensure_held()?;
         run.list_and_sync(start.timestamp_millis(), end.timestamp_millis())
             .instrument(span)
             .await?;
@@ -84,17 +97,17 @@ pub(super) async fn run_windows(
             summary.bytes as f64 / 1e6
         ));
         // The window's gaps are in the ledger (saved by its commits) before the mark moves.
-        state.advance(*end).await?;
-        lock.renew().await?;
+        state
+            .advance(&fence, *start, *end, clock.started_at)
+            .await?;
     }
-    drain_due(ctx, org, run.ledger, run.asked, opts, now, run.summary).await?;
+    run.drain_due().await?;
     if ctx.stop.is_cancelled() {
         run.summary.stopped = true;
         return Ok(());
     }
-    settle(ctx, org, run.ledger, run.asked, opts, now, run.summary).await?;
+    run.settle().await?;
     run.summary.stopped = ctx.stop.is_cancelled();
-    lock.renew().await?;
     Ok(())
 }
 
@@ -107,6 +120,8 @@ struct Run<'a> {
     now: DateTime<Utc>,
     summary: &'a mut SyncSummary,
     asked: &'a mut HashSet<String>,
+    /// Every commit checks it: a run that lost its lease writes nothing more.
+    fence: &'a Fence,
 }
 
 impl Run<'_> {
@@ -159,14 +174,23 @@ impl Run<'_> {
             to_ask = work.query.len(),
             "window listed"
         );
-        run_day(
+        self.run_day(work).await
+    }
+
+    async fn run_day(&mut self, work: DayWork) -> Result<()> {
+        let mut run = RunState {
+            ledger: self.ledger,
+            summary: self.summary,
+            policy: &self.opts.policy,
+            now: self.now,
+            fence: self.fence,
+        };
+        window::sync_day(
             self.ctx,
             self.org,
             work,
-            self.ledger,
-            self.opts,
-            self.now,
-            self.summary,
+            self.opts.download_concurrency,
+            &mut run,
         )
         .await
     }
@@ -258,107 +282,79 @@ async fn unprocessed_tasks(
         .collect())
 }
 
-/// Ledger entries due now that no window of this run asked about (their day is outside the
-/// range, or the listing no longer returned them).
-async fn drain_due(
-    ctx: &SyncContext,
-    org: &str,
-    ledger: &mut Ledger,
-    asked: &HashSet<String>,
-    opts: &SyncOptions,
-    now: DateTime<Utc>,
-    summary: &mut SyncSummary,
-) -> Result<()> {
-    for (date, due) in ledger.due(now) {
-        if ctx.stop.is_cancelled() {
-            return Ok(());
-        }
-        let query: Vec<(String, i64)> = due
-            .into_iter()
-            .filter(|(id, _)| !asked.contains(id))
-            .map(|(id, e)| (id, e.created_ms))
-            .collect();
-        if query.is_empty() {
-            continue;
-        }
-        tracing::info!(%date, tasks = query.len(), "asking again about tasks due in the ledger");
-        let work = DayWork {
-            date,
-            query,
-            ..Default::default()
-        };
-        run_day(ctx, org, work, ledger, opts, now, summary).await?;
-    }
-    Ok(())
-}
-
-/// The settle check: voice tasks created in `[settled_until, now - settle_after)` that this run
-/// did not ask about are asked once more, so a recording that appeared hours after the others,
-/// without any change to its task, is found. The first run only sets the mark.
-async fn settle(
-    ctx: &SyncContext,
-    org: &str,
-    ledger: &mut Ledger,
-    asked: &HashSet<String>,
-    opts: &SyncOptions,
-    now: DateTime<Utc>,
-    summary: &mut SyncSummary,
-) -> Result<()> {
-    let target = now - opts.policy.settle_after;
-    let Some(mark) = ledger.settled_until() else {
-        ledger.set_settled_until(target);
-        ledger.save().await?;
-        return Ok(());
-    };
-    if mark >= target {
-        return Ok(());
-    }
-    let (lo, hi) = (mark.timestamp_millis(), target.timestamp_millis());
-    let mut date = mark.date_naive();
-    while date <= target.date_naive() {
-        let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
-        let mut query: Vec<(String, i64)> = known
-            .into_iter()
-            .filter(|(id, k)| {
-                k.may_have_recording && (lo..hi).contains(&k.created_ms) && !asked.contains(id)
-            })
-            .map(|(id, k)| (id, k.created_ms))
-            .collect();
-        query.sort();
-        if !query.is_empty() {
-            summary.settled += query.len() as u64;
-            tracing::info!(%date, tasks = query.len(), "settle check");
+impl Run<'_> {
+    /// Ledger entries due now that no window of this run asked about (their day is outside the
+    /// range, or the listing no longer returned them).
+    async fn drain_due(&mut self) -> Result<()> {
+        let (ctx, now) = (self.ctx, self.now);
+        for (date, due) in self.ledger.due(now) {
+            if ctx.stop.is_cancelled() {
+                return Ok(());
+            }
+            let query: Vec<(String, i64)> = due
+                .into_iter()
+                .filter(|(id, _)| !self.asked.contains(id))
+                .map(|(id, e)| (id, e.created_ms))
+                .collect();
+            if query.is_empty() {
+                continue;
+            }
+            tracing::info!(%date, tasks = query.len(), "asking again about tasks due in the ledger");
             let work = DayWork {
                 date,
                 query,
                 ..Default::default()
             };
-            run_day(ctx, org, work, ledger, opts, now, summary).await?;
+            self.run_day(work).await?;
         }
-        date += ChronoDuration::days(1);
+        Ok(())
     }
-    if ctx.stop.is_cancelled() {
-        return Ok(()); // the mark stays: the next run settles these days again
-    }
-    ledger.set_settled_until(target);
-    ledger.save().await?;
-    Ok(())
-}
 
-async fn run_day(
-    ctx: &SyncContext,
-    org: &str,
-    work: DayWork,
-    ledger: &mut Ledger,
-    opts: &SyncOptions,
-    now: DateTime<Utc>,
-    summary: &mut SyncSummary,
-) -> Result<()> {
-    let mut run = RunState {
-        ledger,
-        summary,
-        policy: &opts.policy,
-        now,
-    };
-    window::sync_day(ctx, org, work, opts.download_concurrency, &mut run).await
+    /// The settle check: voice tasks created in `[settled_until, now - settle_after)` that this run
+    /// did not ask about are asked once more, so a recording that appeared hours after the others,
+    /// without any change to its task, is found. The first run only sets the mark.
+    async fn settle(&mut self) -> Result<()> {
+        let (ctx, org, now) = (self.ctx, self.org, self.now);
+        let target = now - self.opts.policy.settle_after;
+        let Some(mark) = self.ledger.settled_until() else {
+            self.ledger.set_settled_until(target);
+            self.ledger.save().await?;
+            return Ok(());
+        };
+        if mark >= target {
+            return Ok(());
+        }
+        let (lo, hi) = (mark.timestamp_millis(), target.timestamp_millis());
+        let mut date = mark.date_naive();
+        while date <= target.date_naive() {
+            let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
+            let mut query: Vec<(String, i64)> = known
+                .into_iter()
+                .filter(|(id, k)| {
+                    k.may_have_recording
+                        && (lo..hi).contains(&k.created_ms)
+                        && !self.asked.contains(id)
+                })
+                .map(|(id, k)| (id, k.created_ms))
+                .collect();
+            query.sort();
+            if !query.is_empty() {
+                self.summary.settled += query.len() as u64;
+                tracing::info!(%date, tasks = query.len(), "settle check");
+                let work = DayWork {
+                    date,
+                    query,
+                    ..Default::default()
+                };
+                self.run_day(work).await?;
+            }
+            date += ChronoDuration::days(1);
+        }
+        if ctx.stop.is_cancelled() {
+            return Ok(()); // the mark stays: the next run settles these days again
+        }
+        self.ledger.set_settled_until(target);
+        self.ledger.save().await?;
+        Ok(())
+    }
 }

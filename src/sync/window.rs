@@ -61,6 +61,8 @@ pub(super) struct DayWork {
 /// The run's state every day's work updates.
 pub(super) struct RunState<'a> {
     pub ledger: &'a mut Ledger,
+    /// Checked before every commit: a run that lost its lease writes nothing more.
+    pub fence: &'a super::lease::Fence,
     pub summary: &'a mut SyncSummary,
     pub policy: &'a SyncPolicy,
     pub now: DateTime<Utc>,
@@ -318,6 +320,7 @@ async fn commit(
     parsed: &HashSet<String>,
     run: &mut RunState<'_>,
 ) -> Result<()> {
+    run.fence.check()?;
     let lake = &ctx.lake;
     if !batch.facts.is_empty() {
         let b = lake::audio_facts_batch(&batch.facts)?;
@@ -339,6 +342,7 @@ async fn commit(
     }
     write_rejects(ctx, org, date, &batch.rejects, parsed).await?;
     run.summary.rejects += batch.rejects.len() as u64;
+    run.fence.check()?;
     run.ledger.save().await?;
     if !batch.tasks.is_empty() {
         let b = lake::tasks_batch(&rows::task_rows(&batch.tasks, &ctx.pii))?;

@@ -195,10 +195,15 @@ async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
         strings(loc, "SELECT DISTINCT org_id FROM tasks ORDER BY 1").await,
         orgs
     );
+    // One summary per org, the failed one's too.
+    let statuses: Vec<String> = text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].to_string())
+        .collect();
     assert_eq!(
-        text(&output.stdout).lines().count(),
-        2,
-        "one summary per org that ran"
+        statuses,
+        ["\"ok\"", "\"failed\"", "\"ok\""],
+        "one summary per org"
     );
     a.shutdown().await;
     b.shutdown().await;
