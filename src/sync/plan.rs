@@ -177,6 +177,16 @@ impl Run<'_> {
         self.run_day(work).await
     }
 
+    /// Asks again about tasks of `date` that this run did not list (ledger, settle check).
+    async fn ask_again(&mut self, date: NaiveDate, query: Vec<(String, i64)>) -> Result<()> {
+        self.run_day(DayWork {
+            date,
+            query,
+            ..Default::default()
+        })
+        .await
+    }
+
     async fn run_day(&mut self, work: DayWork) -> Result<()> {
         let mut run = RunState {
             ledger: self.ledger,
@@ -300,12 +310,7 @@ impl Run<'_> {
                 continue;
             }
             tracing::info!(%date, tasks = query.len(), "asking again about tasks due in the ledger");
-            let work = DayWork {
-                date,
-                query,
-                ..Default::default()
-            };
-            self.run_day(work).await?;
+            self.ask_again(date, query).await?;
         }
         Ok(())
     }
@@ -341,12 +346,7 @@ impl Run<'_> {
             if !query.is_empty() {
                 self.summary.settled += query.len() as u64;
                 tracing::info!(%date, tasks = query.len(), "settle check");
-                let work = DayWork {
-                    date,
-                    query,
-                    ..Default::default()
-                };
-                self.run_day(work).await?;
+                self.ask_again(date, query).await?;
             }
             date += ChronoDuration::days(1);
         }

@@ -270,12 +270,8 @@ pub async fn analysed_in_lake(
         return Ok(Default::default());
     };
     let (Some(task), Some(rec)) = (
-        batch
-            .column_by_name("task_id")
-            .map(|c| c.as_string::<i32>().clone()),
-        batch
-            .column_by_name("recording_id")
-            .map(|c| c.as_string::<i32>().clone()),
+        string_column(&batch, "task_id"),
+        string_column(&batch, "recording_id"),
     ) else {
         return Ok(Default::default());
     };
@@ -291,6 +287,16 @@ pub struct KnownTask {
     pub last_updated_ms: Option<i64>,
     /// A voice task whose `captureRequested` is not `false` (see `Task::may_have_recording`).
     pub may_have_recording: bool,
+}
+
+/// A text column, if the partition has it.
+fn string_column(
+    batch: &arrow::array::RecordBatch,
+    name: &str,
+) -> Option<arrow::array::StringArray> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_string::<i32>().clone())
 }
 
 /// A column as `i64` values (timestamps as epoch ms), `None` where null.
@@ -315,12 +321,8 @@ pub async fn tasks_from_lake(
         return Ok(Default::default());
     };
     let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
-        batch
-            .column_by_name("task_id")
-            .map(|c| c.as_string::<i32>().clone()),
-        batch
-            .column_by_name("channel_type")
-            .map(|c| c.as_string::<i32>().clone()),
+        string_column(&batch, "task_id"),
+        string_column(&batch, "channel_type"),
         batch
             .column_by_name("capture_requested")
             .map(|c| c.as_boolean().clone()),
@@ -356,12 +358,8 @@ pub async fn capture_stops_from_lake(
         return Ok(Default::default());
     };
     let (Some(task), Some(rec), Some(stop)) = (
-        batch
-            .column_by_name("task_id")
-            .map(|c| c.as_string::<i32>().clone()),
-        batch
-            .column_by_name("recording_id")
-            .map(|c| c.as_string::<i32>().clone()),
+        string_column(&batch, "task_id"),
+        string_column(&batch, "recording_id"),
         int64_column(&batch, "stop_time"),
     ) else {
         return Ok(Default::default());

@@ -127,6 +127,29 @@ async fn junk_on_full_pages_is_quarantined_and_nothing_after_it_is_missed() {
     assert_equals_truth(&sim, dir.path()).await;
     let rejects = crate::util::files(&dir.path().join("lake/_rejects"));
     assert!(!rejects.is_empty(), "quarantine is kept");
+    let before: Vec<String> = rejects
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+
+    // A later run over the evening of the first day only (a partial window, no full page, so
+    // no junk) leaves the day's earlier rejects in place.
+    let (_, evening) = sync_at(
+        &sim,
+        dir.path(),
+        &["--from", "2026-01-05T23:00:00Z", "--to", "2026-01-06"],
+        None,
+    )
+    .await;
+    assert_eq!(evening["rejects"], 0, "{evening}");
+    let after: Vec<String> = crate::util::files(&dir.path().join("lake/_rejects"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(
+        after, before,
+        "quarantine accumulates, never wiped by a partial window"
+    );
     sim.shutdown().await;
 }
 
