@@ -294,14 +294,44 @@ impl Ledger {
                 gap.first_seen = now;
             }
         }
-        self.meta
-            .gaps
-            .retain(|g| g.to_ms <= from_ms || g.from_ms >= to_ms);
+        // Parts of earlier gaps outside the range relisted stay owed.
+        let mut kept = Vec::new();
+        for g in std::mem::take(&mut self.meta.gaps) {
+            if g.to_ms <= from_ms || g.from_ms >= to_ms {
+                kept.push(g);
+                continue;
+            }
+            if g.from_ms < from_ms {
+                kept.push(Gap {
+                    to_ms: from_ms,
+                    ..g.clone()
+                });
+            }
+            if g.to_ms > to_ms {
+                kept.push(Gap {
+                    from_ms: to_ms,
+                    ..g
+                });
+            }
+        }
+        self.meta.gaps = kept;
         self.meta.gaps.extend(found);
         self.meta.gaps.sort_by_key(|g| g.from_ms);
         if self.meta.gaps != before {
             self.meta_dirty = true;
         }
+    }
+
+    /// Adds gaps a listing just found, keeping every gap already owed: used before the tasks
+    /// of a relisted range are committed, so a crash in between loses no gap.
+    pub fn add_gaps(&mut self, found: &[Gap]) {
+        for gap in found {
+            if !self.meta.gaps.contains(gap) {
+                self.meta.gaps.push(gap.clone());
+                self.meta_dirty = true;
+            }
+        }
+        self.meta.gaps.sort_by_key(|g| g.from_ms);
     }
 
     pub fn settled_until(&self) -> Option<DateTime<Utc>> {
@@ -444,6 +474,9 @@ mod tests {
         assert_eq!(l.gaps()[0].attempts, 2);
         l.set_gaps(0, 1000, vec![], now);
         assert_eq!(l.gaps().len(), 1);
+        // A relisting that covers only part of a gap leaves the rest owed.
+        l.set_gaps(2150, 3000, vec![], now);
+        assert_eq!((l.gaps()[0].from_ms, l.gaps()[0].to_ms), (2100, 2150));
         l.save().await.unwrap();
         let again = Ledger::load(&lake, "org-1", Duration::days(7))
             .await

@@ -293,6 +293,9 @@ impl SyncSummary {
             || !self.failed_tasks.is_empty()
             || !self.gaps.is_empty()
             || self.stopped
+            // A recording that could not be stored by an earlier run and is not due yet is
+            // still missing: never exit 0 over it.
+            || self.pending.is_some_and(|p| p.download_failed > 0)
     }
 }
 
@@ -376,7 +379,7 @@ async fn run_locked(
     let windows = day_windows(from, to);
     summary.from = from.to_rfc3339();
     summary.to = to.to_rfc3339();
-    let mut ledger = Ledger::load(&ctx.lake, &org, opts.policy.give_up_after).await?;
+    let ledger = Ledger::load(&ctx.lake, &org, opts.policy.give_up_after).await?;
     if opts.dry_run {
         summary.windows = windows.len() as u32;
         let due: usize = ledger.due(now).values().map(Vec::len).sum();
@@ -392,6 +395,24 @@ async fn run_locked(
     let lease = state
         .lock(&state::holder_label(), &summary.run_id, ctx.lease)
         .await?;
+    // Read again under the lease: a run that just finished may have moved the watermark and
+    // changed the ledger since they were first read.
+    let reread = async {
+        let (from, to) = resolve_range(&opts.range, &state, now).await?;
+        let ledger = Ledger::load(&ctx.lake, &org, opts.policy.give_up_after).await?;
+        Ok::<_, SyncError>((from, to, ledger))
+    }
+    .await;
+    let (from, to, mut ledger) = match reread {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = lease.release().await;
+            return Err(e);
+        }
+    };
+    let windows = day_windows(from, to);
+    summary.from = from.to_rfc3339();
+    summary.to = to.to_rfc3339();
     let outcome = plan::run_windows(
         ctx,
         opts,

@@ -47,8 +47,12 @@ pub(super) async fn run_windows(
     let gaps: Vec<(i64, i64)> = ledger
         .gaps()
         .iter()
-        .filter(|g| g.to_ms <= lo || g.from_ms >= hi)
-        .map(|g| (g.from_ms, g.to_ms))
+        .flat_map(|g| {
+            // The parts of each gap outside this run's range.
+            let before = (g.from_ms < lo).then_some((g.from_ms, g.to_ms.min(lo)));
+            let after = (g.to_ms > hi).then_some((g.from_ms.max(hi), g.to_ms));
+            before.into_iter().chain(after)
+        })
         .collect();
     let mut run = Run {
         ctx,
@@ -152,7 +156,9 @@ impl Run<'_> {
                 }
             })
             .collect();
-        self.ledger.set_gaps(from_ms, to_ms, found, self.now);
+        // New gaps are owed at once; old ones in this range are cleared only once the range's
+        // tasks are committed.
+        self.ledger.add_gaps(&found);
         let date = DateTime::from_timestamp_millis(from_ms)
             .unwrap_or_default()
             .date_naive();
@@ -174,11 +180,18 @@ impl Run<'_> {
             to_ask = work.query.len(),
             "window listed"
         );
-        self.run_day(work).await
+        self.run_day(work).await?;
+        if !self.ctx.stop.is_cancelled() {
+            self.ledger.set_gaps(from_ms, to_ms, found, self.now);
+            self.fence.check()?;
+            self.ledger.save().await?;
+        }
+        Ok(())
     }
 
     /// Asks again about tasks of `date` that this run did not list (ledger, settle check).
     async fn ask_again(&mut self, date: NaiveDate, query: Vec<(String, i64)>) -> Result<()> {
+        self.asked.extend(query.iter().map(|(id, _)| id.clone()));
         self.run_day(DayWork {
             date,
             query,
@@ -282,9 +295,10 @@ async fn unprocessed_tasks(
             let unanalysed = p.analyze && !analysed.contains(&key);
             let underived = p.derive.iter().any(|kind| {
                 let k = (key.0.clone(), key.1.clone(), kind.name().to_owned());
-                derived
-                    .get(&k)
-                    .is_none_or(|row| row.source_sha256 != m.sha256)
+                derived.get(&k).is_none_or(|row| {
+                    row.source_sha256 != m.sha256
+                        || row.status == crate::lake::derivatives::status::FAILED
+                })
             });
             unanalysed || underived
         })
@@ -323,6 +337,7 @@ impl Run<'_> {
         let target = now - self.opts.policy.settle_after;
         let Some(mark) = self.ledger.settled_until() else {
             self.ledger.set_settled_until(target);
+            self.fence.check()?;
             self.ledger.save().await?;
             return Ok(());
         };
@@ -354,6 +369,7 @@ impl Run<'_> {
             return Ok(()); // the mark stays: the next run settles these days again
         }
         self.ledger.set_settled_until(target);
+        self.fence.check()?;
         self.ledger.save().await?;
         Ok(())
     }

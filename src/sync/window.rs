@@ -147,10 +147,12 @@ pub(super) async fn sync_day(
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let ids: Vec<String> = work.query.into_iter().map(|(id, _)| id).collect();
     let failures_in_a_row = std::sync::atomic::AtomicU32::new(0);
+    // Stops asking for more when the run stops or the committer failed (a lost lease, say).
+    let halt = ctx.stop.child_token();
     let producer = async {
         let tx = tx; // dropped when the pipeline ends, which ends the committer's loop
         futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
-            .take_until(ctx.stop.cancelled())
+            .take_until(halt.cancelled())
             .map(|chunk| query_isolated(ctx, chunk.to_vec(), &failures_in_a_row))
             .buffered(CAPTURE_QUERIES_IN_FLIGHT)
             .map_ok(|queried| {
@@ -180,6 +182,9 @@ pub(super) async fn sync_day(
     };
     let committer = async {
         let mut outstanding: HashMap<String, usize> = HashMap::new();
+        // A recording's capture row waits for its download: a row written ahead of a transfer
+        // that then failed or was stopped would hide that the recording grew.
+        let mut waiting: HashMap<(String, String), CaptureRow> = HashMap::new();
         let mut download_failed: HashSet<String> = HashSet::new();
         let mut last_commit = Instant::now();
         while let Some(event) = rx.recv().await {
@@ -218,13 +223,15 @@ pub(super) async fn sync_day(
                     for c in &q.captures {
                         run.summary.recordings += c.recording.len() as u64;
                         batch.recordings += c.recording.len();
-                        batch.captures.extend(rows::capture_rows(
+                        for row in rows::capture_rows(
                             &c.recording
                                 .iter()
                                 .map(|r| (c.task_id.as_str(), r))
                                 .collect::<Vec<_>>(),
                             &ctx.pii,
-                        ));
+                        ) {
+                            waiting.insert((row.task_id.clone(), row.recording_id.clone()), row);
+                        }
                         if c.recording.is_empty() {
                             no_recording(run, &c.task_id, &created, &mut listed, &mut batch);
                         } else {
@@ -235,10 +242,18 @@ pub(super) async fn sync_day(
                 Event::Stored(stored) if matches!(stored.outcome, Outcome::Stopped) => {
                     // Aborted by a graceful stop: no row, the task stays owed.
                     run.summary.count(&stored.manifest, stored.outcome);
+                    let key = (
+                        stored.manifest.task_id.clone(),
+                        stored.manifest.recording_id.clone(),
+                    );
+                    settle_capture_row(&mut waiting, &mut batch, &stops, key, false);
                 }
                 Event::Stored(stored) => {
                     let stored = *stored;
                     let task_id = stored.manifest.task_id.clone();
+                    let key = (task_id.clone(), stored.manifest.recording_id.clone());
+                    let durable = !matches!(stored.outcome, Outcome::Failed);
+                    settle_capture_row(&mut waiting, &mut batch, &stops, key, durable);
                     run.summary.count(&stored.manifest, stored.outcome);
                     run.summary.count_derived(&stored.derived);
                     if matches!(stored.outcome, Outcome::Failed) {
@@ -272,14 +287,40 @@ pub(super) async fn sync_day(
         }
         // Whatever was not answered (the pipeline stopped early) keeps its ledger state and
         // gets no task row, so the next run asks again.
+        for key in waiting.keys().cloned().collect::<Vec<_>>() {
+            settle_capture_row(&mut waiting, &mut batch, &stops, key, false);
+        }
         let done = std::mem::take(&mut batch);
         commit(ctx, org, date, done, &work.parsed, run).await?;
         Ok::<(), SyncError>(())
+    };
+    let committer = async {
+        let done = committer.await;
+        if done.is_err() {
+            halt.cancel();
+        }
+        done
     };
     let (produced, committed) = tokio::join!(producer, committer);
     committed?;
     produced?;
     Ok(())
+}
+
+/// Releases a recording's capture row once its transfer settled. Without durable audio, a row
+/// listed before keeps its old `stop_time` (so the next run still sees the recording grew).
+fn settle_capture_row(
+    waiting: &mut HashMap<(String, String), CaptureRow>,
+    batch: &mut Batch,
+    stops: &HashMap<(String, String), Option<i64>>,
+    key: (String, String),
+    durable: bool,
+) {
+    if let Some(row) = waiting.remove(&key)
+        && (durable || !stops.contains_key(&key))
+    {
+        batch.captures.push(row);
+    }
 }
 
 /// A task asked about that has no recording: if one may still come, the ledger waits for it.
@@ -384,13 +425,18 @@ async fn query_isolated(
                 todo.push(left);
             }
             Err(e) => {
-                if failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= OUTAGE_AFTER {
-                    return Err(SyncError::Outage(e.to_string()));
-                }
                 let status = match &e {
                     ApiError::Status { status, .. } => Some(*status),
                     _ => None,
                 };
+                // A 4xx is about this task; only server and transport failures look like an
+                // outage of the API.
+                let about_the_task = status.is_some_and(|s| (400..500).contains(&s) && s != 429);
+                if !about_the_task
+                    && failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= OUTAGE_AFTER
+                {
+                    return Err(SyncError::Outage(e.to_string()));
+                }
                 out.failed.push(FailedTask {
                     task_id: batch[0].clone(),
                     status,
