@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::util::{sim_env, small_world, start_sim, strings, text, wxcc};
-use wxcc::sim::{SimConfig, Simulator};
+use wxcc::sim::{RecordingKind, SimConfig, Simulator};
 
 const TASKS_SQL: &str = "SELECT task_id FROM tasks ORDER BY 1";
 const STORED_SQL: &str =
@@ -254,18 +254,30 @@ async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends
         ..small_world()
     });
     let probe = start_sim(cfg.clone()).await;
-    // An instant at which some call is in progress (found in the world, not the time of day).
-    let during = (1..24 * 60)
-        .map(|m| now - Duration::minutes(m))
-        .find(|t| {
-            probe
-                .world()
-                .recordings_as_of(*t)
-                .iter()
-                .zip(probe.world().recordings_available_at(*t))
-                .any(|(cut, full)| cut.stop_ms != full.stop_ms)
+    // An instant in the middle of a recorded call whose task closed well before `now` (found in
+    // the world, not the time of day), so the second run sees it changed and finished.
+    let world = probe.world();
+    let during = world
+        .all_recordings()
+        .iter()
+        .filter(|r| r.kind == RecordingKind::Main && r.stop_ms - r.start_ms >= 4_000)
+        .find(|r| {
+            let closed = world.task(&r.task_id).and_then(|t| t.timeline.closed_ms);
+            let settled = (now - Duration::minutes(30)).timestamp_millis();
+            r.start_ms > (now - Duration::hours(20)).timestamp_millis()
+                && closed.is_some_and(|c| c < settled)
+                && r.stop_ms < settled
         })
-        .expect("some call is in progress in the last day");
+        .map(|r| DateTime::from_timestamp_millis((r.start_ms + r.stop_ms) / 2).unwrap())
+        .expect("a recorded call ended in the last day");
+    assert!(
+        world
+            .recordings_as_of(during)
+            .iter()
+            .zip(world.recordings_available_at(during))
+            .any(|(cut, full)| cut.stop_ms != full.stop_ms),
+        "a call is in progress at {during}"
+    );
     probe.shutdown().await;
     let sim = start_sim(SimConfig {
         now: Some(during),
