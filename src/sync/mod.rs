@@ -258,6 +258,9 @@ pub struct SyncSummary {
     pub api: Option<ApiCounts>,
     pub token_refreshes: u64,
     pub duration_ms: u64,
+    /// The process's peak resident memory so far (Linux `VmHWM`; absent elsewhere): what a
+    /// container's memory limit must allow.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl SyncSummary {
@@ -344,6 +347,7 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary.peak_rss_bytes = peak_rss_bytes();
     summary.status = match &result {
         Ok(()) if summary.is_partial() => RunStatus::Partial,
         Ok(()) => RunStatus::Ok,
@@ -495,6 +499,14 @@ pub fn day_windows(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>
     out
 }
 
+/// Peak resident set size of this process, from `/proc/self/status` (Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +524,11 @@ mod tests {
             .collect();
         assert_eq!(shown, ["05T12..06T00", "06T00..07T00", "07T00..07T06"]);
         assert!(day_windows(w[0].1, w[0].1).is_empty());
+    }
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn peak_memory_is_read_from_the_kernel() {
+        let peak = peak_rss_bytes().expect("VmHWM on Linux");
+        assert!(peak > 1 << 20, "{peak}");
     }
 }

@@ -31,6 +31,9 @@ use crate::lake::{self, AudioFactsRow, CaptureRow, DerivativeRow, ManifestRow, T
 
 /// Capture queries in flight at once; the rate limiter paces them anyway.
 const CAPTURE_QUERIES_IN_FLIGHT: usize = 4;
+/// Recordings listed but not yet downloading: how far captures queries may run ahead of a busy
+/// download pool (their URLs are refreshed if they near expiry while they wait).
+const RECORDINGS_AHEAD: usize = 1024;
 /// Ask for a fresh URL when less than this is left of its validity.
 const URL_SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Tasks that fail for good one after another, with no success between, before the run treats
@@ -149,13 +152,21 @@ pub(super) async fn sync_day(
     let failures_in_a_row = std::sync::atomic::AtomicU32::new(0);
     // Stops asking for more when the run stops or the committer failed (a lost lease, say).
     let halt = ctx.stop.child_token();
-    let producer = async {
-        let tx = tx; // dropped when the pipeline ends, which ends the committer's loop
-        futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
-            .take_until(halt.cancelled())
-            .map(|chunk| query_isolated(ctx, chunk.to_vec(), &failures_in_a_row))
-            .buffered(CAPTURE_QUERIES_IN_FLIGHT)
-            .map_ok(|queried| {
+    // Two stages joined by a bounded queue, so captures queries keep going (up to
+    // `RECORDINGS_AHEAD` recordings ahead) while every download slot is busy.
+    let (mut ahead_tx, ahead_rx) = futures::channel::mpsc::channel::<Pending>(RECORDINGS_AHEAD);
+    let query_stage = {
+        let tx = tx.clone();
+        let (ids, halt, failures_in_a_row) = (&ids, &halt, &failures_in_a_row);
+        async move {
+            use futures::SinkExt;
+            let answers = futures::stream::iter(ids.chunks(MAX_CAPTURE_IDS))
+                .take_until(halt.cancelled())
+                .map(|chunk| query_isolated(ctx, chunk.to_vec(), failures_in_a_row))
+                .buffered(CAPTURE_QUERIES_IN_FLIGHT);
+            let mut answers = std::pin::pin!(answers);
+            while let Some(queried) = answers.next().await {
+                let queried = queried?;
                 let issued = Instant::now();
                 let pending: Vec<Pending> = queried
                     .captures
@@ -168,17 +179,32 @@ pub(super) async fn sync_day(
                         })
                     })
                     .collect();
+                // The committer learns of a batch's recordings before any of them is stored.
                 let _ = tx.send(Event::Captures(queried));
-                futures::stream::iter(pending.into_iter().map(Ok))
-            })
-            .try_flatten()
-            .map_ok(|p| store_recording(ctx, org, p, url_life, &known))
-            .try_buffer_unordered(concurrency)
+                for p in pending {
+                    if ahead_tx.send(p).await.is_err() {
+                        return Ok(()); // the download stage ended (stopped or failed)
+                    }
+                }
+            }
+            Ok::<(), SyncError>(())
+        }
+    };
+    let download_stage = async {
+        let tx = tx; // dropped with the last stage, which ends the committer's loop
+        let done = ahead_rx
+            .take_until(halt.cancelled())
+            .map(|p| store_recording(ctx, org, p, url_life, &known))
+            .buffer_unordered(concurrency)
             .try_for_each(|stored| {
                 let _ = tx.send(Event::Stored(Box::new(stored)));
                 futures::future::ready(Ok(()))
             })
-            .await
+            .await;
+        if done.is_err() {
+            halt.cancel();
+        }
+        done
     };
     let committer = async {
         let mut outstanding: HashMap<String, usize> = HashMap::new();
@@ -301,9 +327,10 @@ pub(super) async fn sync_day(
         }
         done
     };
-    let (produced, committed) = tokio::join!(producer, committer);
+    let (queried, downloaded, committed) = tokio::join!(query_stage, download_stage, committer);
     committed?;
-    produced?;
+    downloaded?;
+    queried?;
     Ok(())
 }
 
