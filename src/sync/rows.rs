@@ -137,6 +137,16 @@ pub async fn manifest_from_lake(
         .collect())
 }
 
+/// The `audio_facts.status` of a recording that could not be analysed.
+pub fn facts_status(e: &FactsError) -> &'static str {
+    match e {
+        FactsError::NotWav(_) => status::NOT_WAV,
+        FactsError::Unsupported(_) => status::UNSUPPORTED,
+        FactsError::Corrupt(_) | FactsError::Io(_) => status::CORRUPT,
+        FactsError::Empty => status::EMPTY,
+    }
+}
+
 /// The audio facts row of one recording: what the analysis found, next to what the capture
 /// metadata claims (duration, which party is on which channel).
 pub fn facts_row(
@@ -159,13 +169,7 @@ pub fn facts_row(
     let facts = match analysis {
         Ok(f) => f,
         Err(e) => {
-            row.status = match e {
-                FactsError::NotWav(_) => status::NOT_WAV,
-                FactsError::Unsupported(_) => status::UNSUPPORTED,
-                FactsError::Corrupt(_) | FactsError::Io(_) => status::CORRUPT,
-                FactsError::Empty => status::EMPTY,
-            }
-            .to_owned();
+            row.status = facts_status(e).to_owned();
             row.error = Some(e.to_string());
             return row;
         }
