@@ -356,7 +356,8 @@ impl Meter {
         }
         for (track, e) in self.tracks.iter_mut().zip(&mut self.window_hp) {
             track.power.push((*e / len as f64) as f32);
-            track.len.push(len as u32);
+            track.window_len = self.window_len as u32;
+            track.last_len = len as u32;
             *e = 0.0;
         }
         self.window_pos = 0;

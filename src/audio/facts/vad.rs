@@ -1,6 +1,6 @@
 //! Voice activity of the first two channels, decided once the recording has been read, from the
 //! level of every 20 ms window after a high-pass filter (kept: 4 bytes per window per channel,
-//! 0.7 MB per audio hour of a two-channel call).
+//! 1.4 MB per audio hour of a two-channel call).
 //!
 //! Deciding at the end lets each channel's noise floor come from the whole recording and lets
 //! echo be judged against the other channel before and after each window. A window is talk when
@@ -36,8 +36,23 @@ const ENVELOPE_FLOOR_DBFS: f64 = -90.0;
 pub(super) struct Track {
     /// Mean square after the high-pass, one per window.
     pub power: Vec<f32>,
-    /// Frames in each window (the last may be short).
-    pub len: Vec<u32>,
+    /// Frames in a window, and in the last one (which may be short).
+    pub window_len: u32,
+    pub last_len: u32,
+}
+
+impl Track {
+    /// Frames in each window, in order.
+    fn lens(&self) -> impl Iterator<Item = u64> + '_ {
+        let n = self.power.len();
+        (0..n).map(move |w| {
+            u64::from(if w + 1 == n {
+                self.last_len
+            } else {
+                self.window_len
+            })
+        })
+    }
 }
 
 /// Talk decisions and their sums for one channel.
@@ -90,9 +105,9 @@ pub(super) fn decide(tracks: &[Track], rate: u32) -> (Vec<Activity>, u64, u64) {
         .collect();
     let (mut both, mut either) = (0, 0);
     if let [a, b] = &spurts[..] {
-        for ((x, y), len) in a.iter().zip(b).zip(&tracks[0].len) {
-            both += u64::from(*x && *y) * u64::from(*len);
-            either += u64::from(*x || *y) * u64::from(*len);
+        for ((x, y), len) in a.iter().zip(b).zip(tracks[0].lens()) {
+            both += u64::from(*x && *y) * len;
+            either += u64::from(*x || *y) * len;
         }
     }
     (activity, both, either)
@@ -101,9 +116,10 @@ pub(super) fn decide(tracks: &[Track], rate: u32) -> (Vec<Activity>, u64, u64) {
 fn activity(track: &Track, talk: &[bool], bridge: u64) -> Activity {
     let (mut talk_frames, mut silent_frames, mut pause, mut spoken) = (0u64, 0u64, 0u64, false);
     let mut active_power = 0f64;
-    for ((&t, &len), &p) in talk.iter().zip(&track.len).zip(&track.power) {
-        let len = u64::from(len);
+    let mut active = 0u64;
+    for ((&t, len), &p) in talk.iter().zip(track.lens()).zip(&track.power) {
         if t {
+            active += len;
             talk_frames += len;
             if spoken && pause <= bridge {
                 talk_frames += pause;
@@ -116,12 +132,6 @@ fn activity(track: &Track, talk: &[bool], bridge: u64) -> Activity {
             pause += len;
         }
     }
-    let active = talk
-        .iter()
-        .zip(&track.len)
-        .filter(|(t, _)| **t)
-        .map(|(_, l)| u64::from(*l))
-        .sum::<u64>();
     Activity {
         talk_frames,
         silent_frames,
