@@ -6,17 +6,20 @@
 //! what the samples are (see REFERENCE §4.5: rate and codec are unconfirmed). Run it off the async
 //! runtime (`spawn_blocking`, or [`analyze_many`] on rayon).
 //!
-//! Definitions, chosen to be stable columns in Parquet (never NaN, never infinite):
+//! Definitions (also in `schemas/audio_facts.toml` and the README, and asserted by the tests on
+//! synthetic signals), chosen to be stable columns in Parquet (never NaN, never infinite):
 //! - Levels are dBFS of samples normalised to [-1, 1]: a full-scale sine is -3.01 dBFS RMS.
 //!   Digital silence reads [`DBFS_FLOOR`] (-120 dBFS) instead of -∞.
-//! - Activity is judged per analysis window of [`WINDOW_MS`] (20 ms): a window whose RMS is below
-//!   [`SILENCE_DBFS`] (-50 dBFS) is silent. Phone-line noise sits around -60 to -70 dBFS; speech
-//!   well above -40.
-//! - Shares are over frames (time), so a short last window weighs what it lasts. An empty
-//!   recording has every share 0.
-//! - Talk time bridges pauses of at most [`BRIDGED_PAUSE_MS`] between active windows (the gaps
-//!   between words count as talking), so `talk_time_ms` can exceed `(1 - silence_share) ×
-//!   duration`; `silence_share` and `crosstalk_share` are unsmoothed.
+//! - Clipping: samples in runs of at least [`CLIP_RUN`] consecutive samples at full scale (within
+//!   one LSB) of the same sign. A clean full-scale sine touches full scale one sample at a time.
+//! - Activity (first two channels only) is judged per window of [`WINDOW_MS`] (20 ms) on the
+//!   signal high-passed at [`HIGH_PASS_HZ`] (which removes DC offset and mains hum), against the
+//!   channel's own noise floor and the other channel's echo: see [`vad`]. Talk time bridges
+//!   pauses of at most [`BRIDGED_PAUSE_MS`] between talk windows (the gaps between words), so it
+//!   can exceed `(1 - silence_share) × duration`; `silence_share` is not bridged.
+//!   `crosstalk_share` is the share of talk time (either party, bridged) in which both talk.
+//! - Shares are over frames (time), so a short last window weighs what it lasts. A recording
+//!   with no frames is an error ([`FactsError::Empty`]), never facts of zeros.
 
 use std::io::Read;
 
@@ -25,12 +28,15 @@ use serde::Serialize;
 
 mod derive;
 mod g711;
+pub mod vad;
 mod wav;
 
 #[cfg(test)]
 mod derive_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vad_tests;
 #[cfg(test)]
 mod wav_tests;
 
@@ -40,10 +46,18 @@ pub use derive::{Derivative, DerivedInfo, derive, derive_mono16k};
 pub const DBFS_FLOOR: f64 = -120.0;
 /// Length of an analysis window, in milliseconds.
 pub const WINDOW_MS: u32 = 20;
-/// Windows quieter than this (RMS, dBFS) are silent.
+/// Windows quieter than this (RMS after the high-pass, dBFS) are never talk, whatever the
+/// channel's noise floor.
 pub const SILENCE_DBFS: f64 = -50.0;
-/// Pauses up to this long between active windows still count as talk time.
+/// Pauses up to this long between talk windows still count as talk time.
 pub const BRIDGED_PAUSE_MS: u32 = 200;
+/// Cut-off of the first-order high-pass applied before judging activity, in Hz.
+pub const HIGH_PASS_HZ: f64 = 150.0;
+/// Shortest run of consecutive full-scale samples that counts as clipping.
+pub const CLIP_RUN: u64 = 3;
+/// Version of these definitions, stored with every row: a lake analysed by an older version is
+/// analysed again (and its derivatives made again) by the next sync.
+pub const ANALYSER_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
@@ -56,6 +70,9 @@ pub enum FactsError {
     /// A WAV whose header or length is inconsistent, e.g. cut off mid-download.
     #[error("corrupt WAV: {0}")]
     Corrupt(String),
+    /// A well-formed WAV holding no audio at all.
+    #[error("the WAV holds no audio (0 frames)")]
+    Empty,
     #[error("I/O error on audio: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,6 +82,8 @@ pub type Result<T, E = FactsError> = std::result::Result<T, E>;
 /// Facts about one recording, as its header and samples say.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AudioFacts {
+    /// [`ANALYSER_VERSION`] of the definitions these facts follow.
+    pub analyser_version: i64,
     /// Sample encoding: `pcm_u8`, `pcm_s16le`, `pcm_s24le`, `pcm_s32le`, `float32`, `mulaw`, `alaw`.
     pub format: String,
     pub sample_rate: u32,
@@ -77,9 +96,11 @@ pub struct AudioFacts {
     /// One entry per channel, in file order; which party each is comes from the capture's
     /// `channel1`/`channel2`, not from here.
     pub channel_stats: Vec<ChannelStats>,
-    /// Share of time where at least two channels are active at once (people talking over each
-    /// other, or echo of one party on the other's channel).
+    /// Share of talk time (either of the first two channels talking) during which both talk:
+    /// people talking over each other. 0 when nobody talks or with one channel.
     pub crosstalk_share: f64,
+    /// What was repaired to read the file (a streamed header's length, a partial last frame).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,13 +109,16 @@ pub struct ChannelStats {
     pub rms_dbfs: f64,
     /// Largest absolute sample, dBFS, floored at [`DBFS_FLOOR`].
     pub peak_dbfs: f64,
-    /// Share of time in silent windows.
-    pub silence_share: f64,
-    /// Share of samples at full scale: integer PCM within one LSB of either end, float at or
-    /// beyond ±1.0, G.711 at its extreme code.
+    /// Share of samples in runs of at least [`CLIP_RUN`] full-scale samples (integer PCM within
+    /// one LSB of either end, float at or beyond ±1.0, G.711 at its extreme code).
     pub clipping_share: f64,
-    /// Time in active windows plus bridged pauses.
-    pub talk_time_ms: i64,
+    /// Share of time in windows that are not talk. `None` beyond the second channel.
+    pub silence_share: Option<f64>,
+    /// Time in talk windows plus bridged pauses. `None` beyond the second channel.
+    pub talk_time_ms: Option<i64>,
+    /// Speech-only level (ITU-T P.56 style active level): power over talk windows after the
+    /// high-pass, dBFS. `None` without talk and beyond the second channel.
+    pub active_level_dbfs: Option<f64>,
 }
 
 /// Analyses one WAV recording, streaming it block by block.
@@ -109,7 +133,10 @@ pub fn analyze<R: Read>(mut reader: R) -> Result<AudioFacts> {
         }
         meter.push(&blocks, n);
     }
-    Ok(meter.finish(&header))
+    if blocks.frames() == 0 {
+        return Err(FactsError::Empty);
+    }
+    Ok(meter.finish(&header, blocks.repairs()))
 }
 
 /// [`analyze`] over bytes already in memory.
@@ -141,41 +168,141 @@ struct Channel {
     sum_sq: f64,
     peak: f32,
     clipped: u64,
-    window_sq: f64,
-    silent_frames: u64,
-    talk_frames: u64,
-    /// Silent frames since this channel was last active (a pause, if it speaks again).
-    pause_frames: u64,
-    has_spoken: bool,
+    run: ClipRun,
 }
 
-/// Accumulates statistics block by block; state is a few numbers per channel.
+/// A run of full-scale samples in progress: its sign and length.
+#[derive(Default, Clone, Copy)]
+struct ClipRun {
+    sign: i8,
+    len: u64,
+}
+
+impl ClipRun {
+    /// Ends the run, counting it if long enough.
+    fn end(&mut self, clipped: &mut u64) {
+        if self.len >= CLIP_RUN {
+            *clipped += self.len;
+        }
+        *self = ClipRun::default();
+    }
+
+    fn feed(&mut self, xs: &[f32], hi: f32, lo: f32, clipped: &mut u64) {
+        for &x in xs {
+            let sign = if x >= hi {
+                1
+            } else if x <= lo {
+                -1
+            } else {
+                0
+            };
+            if sign != self.sign {
+                self.end(clipped);
+                self.sign = sign;
+            }
+            if sign != 0 {
+                self.len += 1;
+            }
+        }
+    }
+}
+
+/// First-order high-pass (bilinear transform) `y[n] = k (x[n] - x[n-1]) + p y[n-1]`: removes DC
+/// and hum before levels are judged, and is flat (-0.1 dB at 1 kHz) where speech is. One
+/// multiply-add in the loop-carried chain keeps it cheap.
+#[derive(Default, Clone, Copy)]
+struct HighPass {
+    k: f32,
+    p: f32,
+    x1: f32,
+    y1: f32,
+    primed: bool,
+}
+
+impl HighPass {
+    fn new(rate: u32) -> Self {
+        let t = (std::f64::consts::PI * HIGH_PASS_HZ / f64::from(rate.max(1))).tan();
+        let p = (1.0 - t) / (1.0 + t);
+        HighPass {
+            k: ((1.0 + p) / 2.0) as f32,
+            p: p as f32,
+            ..HighPass::default()
+        }
+    }
+
+    /// Starts from the first sample, so a DC offset gives no step at the start.
+    fn prime(&mut self, x: f32) {
+        if !self.primed {
+            self.x1 = x;
+            self.primed = true;
+        }
+    }
+
+    #[inline(always)]
+    fn step(&mut self, x: f32) -> f32 {
+        let y = self.k * (x - self.x1) + self.p * self.y1;
+        self.x1 = x;
+        self.y1 = y;
+        y
+    }
+}
+
+/// Sum of squares of `xs` high-passed.
+fn hp_energy(hp: &mut HighPass, xs: &[f32]) -> f32 {
+    let Some(&first) = xs.first() else { return 0.0 };
+    hp.prime(first);
+    xs.iter().map(|&x| hp.step(x)).map(|y| y * y).sum()
+}
+
+/// [`hp_energy`] of two channels in one loop: two independent chains overlap in the CPU.
+fn hp_energy2(hps: &mut [HighPass], a: &[f32], b: &[f32]) -> (f32, f32) {
+    let [ha, hb] = hps else {
+        return (0.0, 0.0);
+    };
+    let (Some(&fa), Some(&fb)) = (a.first(), b.first()) else {
+        return (0.0, 0.0);
+    };
+    ha.prime(fa);
+    hb.prime(fb);
+    let (mut ea, mut eb) = (0f32, 0f32);
+    for (&x, &y) in a.iter().zip(b) {
+        let (u, v) = (ha.step(x), hb.step(y));
+        ea += u * u;
+        eb += v * v;
+    }
+    (ea, eb)
+}
+
+/// Accumulates statistics block by block: a few numbers per channel, plus one level per window
+/// for the first two channels (see [`vad`]).
 struct Meter {
     channels: Vec<Channel>,
+    /// High-pass state, per-window energy and window levels of the channels judged for talk.
+    hp: Vec<HighPass>,
+    window_hp: Vec<f64>,
+    tracks: Vec<vad::Track>,
     window_len: usize,
     window_pos: usize,
-    bridge_frames: u64,
-    silence_power: f64,
     clip_hi: f32,
     clip_lo: f32,
     frames: u64,
-    crosstalk_frames: u64,
 }
 
 impl Meter {
     fn new(header: &wav::Header) -> Self {
         let rate = u64::from(header.sample_rate);
         let (clip_hi, clip_lo) = header.clip_thresholds();
+        let judged = usize::from(header.channels).min(2);
         Meter {
             channels: vec![Channel::default(); usize::from(header.channels)],
+            hp: vec![HighPass::new(header.sample_rate); judged],
+            window_hp: vec![0.0; judged],
+            tracks: vec![vad::Track::default(); judged],
             window_len: ((rate * u64::from(WINDOW_MS) + 500) / 1000).max(1) as usize,
             window_pos: 0,
-            bridge_frames: rate * u64::from(BRIDGED_PAUSE_MS) / 1000,
-            silence_power: 10f64.powf(SILENCE_DBFS / 10.0),
             clip_hi,
             clip_lo,
             frames: 0,
-            crosstalk_frames: 0,
         }
     }
 
@@ -184,12 +311,34 @@ impl Meter {
         let mut start = 0;
         while start < n {
             let take = (n - start).min(self.window_len - self.window_pos);
+            let range = start..start + take;
             for (ch, acc) in self.channels.iter_mut().enumerate() {
-                let seg = &blocks.channel(ch)[start..start + take];
-                let (sq, peak, clipped) = scan(seg, self.clip_hi, self.clip_lo);
-                acc.window_sq += f64::from(sq);
+                let seg = &blocks.channel(ch)[range.clone()];
+                let (sq, peak, full) = scan(seg, self.clip_hi, self.clip_lo);
+                acc.sum_sq += f64::from(sq);
                 acc.peak = acc.peak.max(peak);
-                acc.clipped += u64::from(clipped);
+                if full > 0 {
+                    acc.run
+                        .feed(seg, self.clip_hi, self.clip_lo, &mut acc.clipped);
+                } else {
+                    acc.run.end(&mut acc.clipped);
+                }
+            }
+            match self.hp.len() {
+                2 => {
+                    let (a, b) = (
+                        &blocks.channel(0)[range.clone()],
+                        &blocks.channel(1)[range.clone()],
+                    );
+                    let (ea, eb) = hp_energy2(&mut self.hp, a, b);
+                    self.window_hp[0] += f64::from(ea);
+                    self.window_hp[1] += f64::from(eb);
+                }
+                1 => {
+                    let e = hp_energy(&mut self.hp[0], &blocks.channel(0)[range.clone()]);
+                    self.window_hp[0] += f64::from(e);
+                }
+                _ => {}
             }
             self.window_pos += take;
             start += take;
@@ -201,35 +350,20 @@ impl Meter {
     }
 
     fn close_window(&mut self) {
-        let len = self.window_pos as u64;
+        let len = self.window_pos;
         if len == 0 {
             return;
         }
-        let mut active = 0;
-        for acc in &mut self.channels {
-            acc.sum_sq += acc.window_sq;
-            let loud = acc.window_sq / len as f64 >= self.silence_power;
-            acc.window_sq = 0.0;
-            if loud {
-                active += 1;
-                acc.talk_frames += len;
-                if acc.has_spoken && acc.pause_frames <= self.bridge_frames {
-                    acc.talk_frames += acc.pause_frames;
-                }
-                acc.pause_frames = 0;
-                acc.has_spoken = true;
-            } else {
-                acc.silent_frames += len;
-                acc.pause_frames += len;
-            }
-        }
-        if active >= 2 {
-            self.crosstalk_frames += len;
+        for (track, e) in self.tracks.iter_mut().zip(&mut self.window_hp) {
+            track.power.push((*e / len as f64) as f32);
+            track.window_len = self.window_len as u32;
+            track.last_len = len as u32;
+            *e = 0.0;
         }
         self.window_pos = 0;
     }
 
-    fn finish(mut self, header: &wav::Header) -> AudioFacts {
+    fn finish(mut self, header: &wav::Header, notes: Vec<String>) -> AudioFacts {
         self.close_window();
         let frames = self.frames;
         let rate = u64::from(header.sample_rate);
@@ -240,22 +374,30 @@ impl Meter {
                 part as f64 / frames as f64
             }
         };
+        let (activity, both, either) = vad::decide(&self.tracks, header.sample_rate);
         let channel_stats = self
             .channels
-            .iter()
-            .map(|acc| ChannelStats {
-                rms_dbfs: dbfs(if frames == 0 {
-                    0.0
-                } else {
-                    acc.sum_sq / frames as f64
-                }),
-                peak_dbfs: dbfs(f64::from(acc.peak) * f64::from(acc.peak)),
-                silence_share: share(acc.silent_frames),
-                clipping_share: share(acc.clipped),
-                talk_time_ms: ms(acc.talk_frames, rate),
+            .iter_mut()
+            .enumerate()
+            .map(|(ch, acc)| {
+                acc.run.end(&mut acc.clipped);
+                let act = activity.get(ch);
+                ChannelStats {
+                    rms_dbfs: dbfs(if frames == 0 {
+                        0.0
+                    } else {
+                        acc.sum_sq / frames as f64
+                    }),
+                    peak_dbfs: dbfs(f64::from(acc.peak) * f64::from(acc.peak)),
+                    clipping_share: share(acc.clipped),
+                    silence_share: act.map(|a| share(a.silent_frames)),
+                    talk_time_ms: act.map(|a| ms(a.talk_frames, rate)),
+                    active_level_dbfs: act.and_then(|a| a.active_dbfs),
+                }
             })
             .collect();
         AudioFacts {
+            analyser_version: ANALYSER_VERSION,
             format: header.encoding.name().to_string(),
             sample_rate: header.sample_rate,
             channels: header.channels,
@@ -263,7 +405,12 @@ impl Meter {
             frames,
             duration_ms: ms(frames, rate),
             channel_stats,
-            crosstalk_share: share(self.crosstalk_frames),
+            crosstalk_share: if either == 0 {
+                0.0
+            } else {
+                both as f64 / either as f64
+            },
+            notes,
         }
     }
 }
@@ -282,7 +429,7 @@ fn dbfs(power: f64) -> f64 {
     }
 }
 
-/// Sum of squares, peak magnitude and clipped count of a window segment. Eight independent lanes
+/// Sum of squares, peak magnitude and full-scale count of a window segment. Eight independent lanes
 /// let the compiler vectorise; a segment is at most one window, so `f32` sums lose nothing that
 /// matters before they are added into `f64` totals.
 fn scan(xs: &[f32], hi: f32, lo: f32) -> (f32, f32, u32) {

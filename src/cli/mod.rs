@@ -1,6 +1,7 @@
 //! Command-line interface: clap commands that turn flags, environment and `wxcc.toml` into
 //! plain config structs and call the library. No business logic lives here.
 
+mod audio;
 mod auth;
 pub mod demo;
 mod query;
@@ -85,6 +86,8 @@ pub enum Command {
     Auth(auth::AuthArgs),
     /// Show an org's sync state (watermark, lease, last runs), or move its watermark.
     State(state::StateArgs),
+    /// Analyse local WAV files: the audio facts the sync stores, as JSON.
+    Audio(audio::AudioArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -160,6 +163,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,
+        Command::Audio(args) => audio::run(args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -20,10 +20,12 @@ pub mod status {
     pub const UNSUPPORTED: &str = "unsupported";
     /// Truncated or malformed WAV.
     pub const CORRUPT: &str = "corrupt";
+    /// A well-formed WAV holding no audio.
+    pub const EMPTY: &str = "empty";
     /// No stored object to analyse.
     pub const MISSING: &str = "missing";
     /// Every status, for validation and documentation.
-    pub const ALL: [&str; 5] = [OK, NOT_WAV, UNSUPPORTED, CORRUPT, MISSING];
+    pub const ALL: [&str; 6] = [OK, NOT_WAV, UNSUPPORTED, CORRUPT, EMPTY, MISSING];
 }
 
 /// Facts about one recording's audio. Times are milliseconds, levels dBFS, shares 0..=1.
@@ -41,6 +43,9 @@ pub struct AudioFactsRow {
     /// One of [`status::ALL`].
     pub status: String,
     pub error: Option<String>,
+    /// Repairs made to read the file, `; `-separated.
+    pub notes: Option<String>,
+    pub analyser_version: Option<i64>,
     pub format: Option<String>,
     pub sample_rate: Option<i64>,
     pub channels: Option<i64>,
@@ -61,6 +66,8 @@ pub struct AudioFactsRow {
     pub ch2_clipping_share: Option<f64>,
     pub ch1_talk_ms: Option<i64>,
     pub ch2_talk_ms: Option<i64>,
+    pub ch1_active_dbfs: Option<f64>,
+    pub ch2_active_dbfs: Option<f64>,
     pub crosstalk_share: Option<f64>,
 }
 
@@ -84,6 +91,8 @@ pub fn audio_facts_batch(rows: &[AudioFactsRow]) -> Result<RecordBatch> {
             ),
             ("status", strings(rows, |r: &R| Some(r.status.as_str()))),
             ("error", strings(rows, |r: &R| r.error.as_deref())),
+            ("notes", strings(rows, |r: &R| r.notes.as_deref())),
+            ("analyser_version", ints(rows, |r| r.analyser_version)),
             ("format", strings(rows, |r: &R| r.format.as_deref())),
             ("sample_rate", ints(rows, |r| r.sample_rate)),
             ("channels", ints(rows, |r| r.channels)),
@@ -112,6 +121,8 @@ pub fn audio_facts_batch(rows: &[AudioFactsRow]) -> Result<RecordBatch> {
             ("ch2_clipping_share", floats(rows, |r| r.ch2_clipping_share)),
             ("ch1_talk_ms", ints(rows, |r| r.ch1_talk_ms)),
             ("ch2_talk_ms", ints(rows, |r| r.ch2_talk_ms)),
+            ("ch1_active_dbfs", floats(rows, |r| r.ch1_active_dbfs)),
+            ("ch2_active_dbfs", floats(rows, |r| r.ch2_active_dbfs)),
             ("crosstalk_share", floats(rows, |r| r.crosstalk_share)),
         ],
     )

@@ -2,10 +2,10 @@
 //! each stored recording for transcription, and the checksum of the original they came from.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{Float64Type, Int64Type};
 
 use super::error::Result;
-use super::rows::{assemble, ints, strings};
+use super::rows::{assemble, floats, ints, strings};
 use super::schema::Table;
 
 /// Outcome of deriving one file (`status` column).
@@ -19,7 +19,7 @@ pub mod status {
 }
 
 /// One derived file of one recording.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DerivativeRow {
     pub task_id: String,
     pub recording_id: String,
@@ -38,6 +38,10 @@ pub struct DerivativeRow {
     pub sha256: Option<String>,
     /// SHA-256 of the original recording the file was made from.
     pub source_sha256: Option<String>,
+    /// Share of samples limited at 16-bit full scale when written.
+    pub clipping_share: Option<f64>,
+    /// Analyser version that made the file; another version's files are made again.
+    pub analyser_version: Option<i64>,
 }
 
 /// Derivative rows as a batch with exactly `Table::Derivatives.def().file_schema()`.
@@ -71,6 +75,8 @@ pub fn derivatives_batch(rows: &[DerivativeRow]) -> Result<RecordBatch> {
                 "source_sha256",
                 strings(rows, |r: &R| r.source_sha256.as_deref()),
             ),
+            ("clipping_share", floats(rows, |r| r.clipping_share)),
+            ("analyser_version", ints(rows, |r| r.analyser_version)),
         ],
     )
 }
@@ -85,6 +91,12 @@ pub fn derivative_rows(batch: &RecordBatch) -> Vec<DerivativeRow> {
         let col = batch
             .column_by_name(name)?
             .as_primitive_opt::<Int64Type>()?;
+        (!col.is_null(i)).then(|| col.value(i))
+    };
+    let float = |name: &str, i: usize| {
+        let col = batch
+            .column_by_name(name)?
+            .as_primitive_opt::<Float64Type>()?;
         (!col.is_null(i)).then(|| col.value(i))
     };
     (0..batch.num_rows())
@@ -102,6 +114,8 @@ pub fn derivative_rows(batch: &RecordBatch) -> Vec<DerivativeRow> {
             size_bytes: int("size_bytes", i),
             sha256: text("sha256", i),
             source_sha256: text("source_sha256", i),
+            clipping_share: float("clipping_share", i),
+            analyser_version: int("analyser_version", i),
         })
         .collect()
 }
@@ -126,6 +140,8 @@ mod tests {
                 size_bytes: Some(1_952_044),
                 sha256: Some("ab".repeat(32)),
                 source_sha256: Some("cd".repeat(32)),
+                clipping_share: Some(0.001),
+                analyser_version: Some(2),
                 ..Default::default()
             },
             DerivativeRow {

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod pii;
 mod plan;
 mod rows;
+pub use rows::facts_status;
 pub mod state;
 mod window;
 

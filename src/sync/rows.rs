@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 
 use super::pii::PiiMode;
 use crate::api::model::{Recording, Task};
-use crate::audio::facts::{AudioFacts, FactsError};
+use crate::audio::facts::{ANALYSER_VERSION, AudioFacts, FactsError};
 use crate::audio::{self, AudioError, Derivative, DerivedObject, StoredAudio};
 use crate::lake::audio_facts::status;
 use crate::lake::derivatives::{self, DerivativeRow};
@@ -137,6 +137,16 @@ pub async fn manifest_from_lake(
         .collect())
 }
 
+/// The `audio_facts.status` of a recording that could not be analysed.
+pub fn facts_status(e: &FactsError) -> &'static str {
+    match e {
+        FactsError::NotWav(_) => status::NOT_WAV,
+        FactsError::Unsupported(_) => status::UNSUPPORTED,
+        FactsError::Corrupt(_) | FactsError::Io(_) => status::CORRUPT,
+        FactsError::Empty => status::EMPTY,
+    }
+}
+
 /// The audio facts row of one recording: what the analysis found, next to what the capture
 /// metadata claims (duration, which party is on which channel).
 pub fn facts_row(
@@ -159,17 +169,14 @@ pub fn facts_row(
     let facts = match analysis {
         Ok(f) => f,
         Err(e) => {
-            row.status = match e {
-                FactsError::NotWav(_) => status::NOT_WAV,
-                FactsError::Unsupported(_) => status::UNSUPPORTED,
-                FactsError::Corrupt(_) | FactsError::Io(_) => status::CORRUPT,
-            }
-            .to_owned();
+            row.status = facts_status(e).to_owned();
             row.error = Some(e.to_string());
             return row;
         }
     };
     row.status = status::OK.to_owned();
+    row.analyser_version = Some(facts.analyser_version);
+    row.notes = (!facts.notes.is_empty()).then(|| facts.notes.join("; "));
     row.format = Some(facts.format.clone());
     row.sample_rate = Some(i64::from(facts.sample_rate));
     row.channels = Some(i64::from(facts.channels));
@@ -179,16 +186,18 @@ pub fn facts_row(
     if let Some(c) = facts.channel_stats.first() {
         row.ch1_rms_dbfs = Some(c.rms_dbfs);
         row.ch1_peak_dbfs = Some(c.peak_dbfs);
-        row.ch1_silence_share = Some(c.silence_share);
+        row.ch1_silence_share = c.silence_share;
         row.ch1_clipping_share = Some(c.clipping_share);
-        row.ch1_talk_ms = Some(c.talk_time_ms);
+        row.ch1_talk_ms = c.talk_time_ms;
+        row.ch1_active_dbfs = c.active_level_dbfs;
     }
     if let Some(c) = facts.channel_stats.get(1) {
         row.ch2_rms_dbfs = Some(c.rms_dbfs);
         row.ch2_peak_dbfs = Some(c.peak_dbfs);
-        row.ch2_silence_share = Some(c.silence_share);
+        row.ch2_silence_share = c.silence_share;
         row.ch2_clipping_share = Some(c.clipping_share);
-        row.ch2_talk_ms = Some(c.talk_time_ms);
+        row.ch2_talk_ms = c.talk_time_ms;
+        row.ch2_active_dbfs = c.active_level_dbfs;
     }
     row
 }
@@ -215,6 +224,7 @@ pub fn derivative_rows(
                 },
                 object_uri: lake.uri(&d.path),
                 source_sha256: Some(source.sha256.clone()),
+                analyser_version: Some(ANALYSER_VERSION),
                 ..Default::default()
             };
             match &d.result {
@@ -225,6 +235,11 @@ pub fn derivative_rows(
                     row.duration_ms = Some(info.duration_ms);
                     row.size_bytes = Some(stored.size as i64);
                     row.sha256 = Some(stored.sha256.clone());
+                    row.clipping_share = Some(if info.frames == 0 {
+                        0.0
+                    } else {
+                        info.clipped as f64 / info.frames as f64
+                    });
                 }
                 Err(e) => {
                     row.status = match e {
@@ -249,8 +264,10 @@ pub async fn derivatives_from_lake(
     let Some(batch) = lake.read_partition(Table::Derivatives, org, date).await? else {
         return Ok(Default::default());
     };
+    // Files made by another analyser version are left out, so they are made again.
     Ok(derivatives::derivative_rows(&batch)
         .into_iter()
+        .filter(|r| r.analyser_version == Some(ANALYSER_VERSION))
         .map(|r| {
             (
                 (r.task_id.clone(), r.recording_id.clone(), r.kind.clone()),
@@ -260,7 +277,8 @@ pub async fn derivatives_from_lake(
         .collect())
 }
 
-/// Keys of the recordings that already have an audio facts row in a partition.
+/// Keys of the recordings that already have an audio facts row of this analyser version in a
+/// partition (rows of another version, or with none recorded, are analysed again).
 pub async fn analysed_in_lake(
     lake: &Lake,
     org: &str,
@@ -275,7 +293,13 @@ pub async fn analysed_in_lake(
     ) else {
         return Ok(Default::default());
     };
+    let version = batch
+        .column_by_name("analyser_version")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+    let current =
+        |i: usize| version.is_some_and(|v| !v.is_null(i) && v.value(i) == ANALYSER_VERSION);
     Ok((0..batch.num_rows())
+        .filter(|&i| current(i))
         .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned()))
         .collect())
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `wxcc` binary against the in-process simulator on 127.0.0.1,
 //! writing to temporary directories. One test binary (ripgrep's layout) so it links once.
 
+mod audio;
 mod auth;
 mod azure;
 mod cli;

@@ -21,6 +21,19 @@ const RESAMPLE_CHUNK: usize = 4096;
 /// Input rates whose ratio to 16 kHz reduces to a numerator above this would need FFT blocks too
 /// long to be worth it; every common rate (8k, 11.025k, 22.05k, 44.1k, 48k, 96k) is far below.
 const MAX_REDUCED_RATE: u32 = 9_600;
+/// Frames of the longest derived file: a WAV's data chunk length is a u32 (less the header).
+const MAX_OUTPUT_FRAMES: u64 = (u32::MAX as u64 - 64) / 2;
+/// Normalised value from which a sample rounds beyond 32767 and is limited.
+const FULL_SCALE_HI: f32 = 32_767.5 / 32_768.0;
+/// Normalised value from which a sample rounds below -32768 and is limited.
+const FULL_SCALE_LO: f32 = -32_768.5 / 32_768.0;
+
+fn too_long(frames: u128) -> FactsError {
+    FactsError::Unsupported(format!(
+        "a derived file of {frames} frames would exceed the 4 GiB WAV limit"
+    ))
+}
+
 /// Sample rates the derivatives accept; outside this a header is more likely damaged than real.
 const INPUT_RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
 
@@ -31,15 +44,19 @@ pub struct DerivedInfo {
     pub channels: u16,
     pub frames: u64,
     pub duration_ms: i64,
+    /// Samples beyond 16-bit full scale, limited when written: clipping the derivation added
+    /// (resampling overshoot of audio already at full scale, say).
+    pub clipped: u64,
 }
 
 impl DerivedInfo {
-    fn mono(sample_rate: u32, frames: u64) -> Self {
+    fn mono(sample_rate: u32, frames: u64, clipped: u64) -> Self {
         DerivedInfo {
             sample_rate,
             channels: 1,
             frames,
             duration_ms: super::ms(frames, u64::from(sample_rate)),
+            clipped,
         }
     }
 }
@@ -109,9 +126,15 @@ pub fn derive<R: Read, W: Write + Seek>(
     let header = wav::read_header(&mut reader)?;
     let rate_in = header.sample_rate;
     let channels = usize::from(header.channels);
-    let expected = (u128::from(header.frames()) * u128::from(ML_SAMPLE_RATE)
-        + u128::from(rate_in / 2))
-        / u128::from(rate_in);
+    let out_frames = |frames_in: u64| {
+        (u128::from(frames_in) * u128::from(ML_SAMPLE_RATE) + u128::from(rate_in / 2))
+            / u128::from(rate_in.max(1))
+    };
+    // A streamed header gives no length: write up to the format's limit, then set the length
+    // once the input has ended.
+    let expected = header.frames().map_or(MAX_OUTPUT_FRAMES, |f| {
+        out_frames(f).min(u128::from(u64::MAX)) as u64
+    });
     let mut results: Vec<(Derivative, Option<Result<DerivedInfo>>)> = Vec::new();
     let mut tracks = Vec::new();
     for (i, (kind, writer)) in outputs.into_iter().enumerate() {
@@ -156,6 +179,18 @@ pub fn derive<R: Read, W: Write + Seek>(
         }
         if let Some(shared) = &shared {
             shared.feed(&mut tracks)?;
+        }
+    }
+    if blocks.frames() == 0 {
+        return Err(FactsError::Empty);
+    }
+    if header.frames().is_none() {
+        let actual = out_frames(blocks.frames());
+        if actual > u128::from(MAX_OUTPUT_FRAMES) {
+            return Err(too_long(actual));
+        }
+        for (_, track) in &mut tracks {
+            track.set_target(actual as u64);
         }
     }
     if let Some(shared) = &shared {
@@ -270,6 +305,14 @@ impl<W: Write + Seek> Track<W> {
         }
     }
 
+    /// Sets the length the output ends with (known only at the end for a streamed input).
+    fn set_target(&mut self, frames: u64) {
+        self.out.target = frames;
+        if let Some(r) = self.resampler.as_mut() {
+            r.target = frames;
+        }
+    }
+
     /// Releases the resampler's tail (once; later calls do nothing).
     fn flush_resampler(&mut self) -> Result<()> {
         let Some(mut r) = self.resampler.take() else {
@@ -295,6 +338,7 @@ struct Output<W: Write + Seek> {
     writer: hound::WavWriter<W>,
     rate: u32,
     written: u64,
+    clipped: u64,
     target: u64,
 }
 
@@ -309,10 +353,8 @@ impl<W: Write + Seek> Output<W> {
             )));
         }
         // A WAV's data chunk length is a u32; hound would overflow past it.
-        if target.saturating_mul(2) > u64::from(u32::MAX - 64) {
-            return Err(FactsError::Unsupported(format!(
-                "a derived file of {target} frames would exceed the 4 GiB WAV limit"
-            )));
+        if target > MAX_OUTPUT_FRAMES {
+            return Err(too_long(u128::from(target)));
         }
         let spec = hound::WavSpec {
             channels: 1,
@@ -324,6 +366,7 @@ impl<W: Write + Seek> Output<W> {
             writer: hound::WavWriter::new(writer, spec).map_err(write_error)?,
             rate,
             written: 0,
+            clipped: 0,
             target,
         })
     }
@@ -336,9 +379,12 @@ impl<W: Write + Seek> Output<W> {
             return Ok(());
         }
         let mut w = self.writer.get_i16_writer(n as u32);
+        let mut clipped = 0u64;
         for &x in &samples[..n] {
+            clipped += u64::from(x >= FULL_SCALE_HI || x <= FULL_SCALE_LO);
             w.write_sample(to_i16(x));
         }
+        self.clipped += clipped;
         w.flush().map_err(write_error)?;
         self.written += n as u64;
         Ok(())
@@ -351,7 +397,7 @@ impl<W: Write + Seek> Output<W> {
         while self.written < self.target {
             self.write(&silence)?;
         }
-        let info = DerivedInfo::mono(self.rate, self.written);
+        let info = DerivedInfo::mono(self.rate, self.written, self.clipped);
         self.writer.finalize().map_err(write_error)?;
         Ok(info)
     }

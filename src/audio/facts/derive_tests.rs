@@ -17,7 +17,8 @@ fn mono16k_of_8k_stereo_keeps_duration_and_tone_level() {
             sample_rate: 16_000,
             channels: 1,
             frames: 32_000,
-            duration_ms: 2000
+            duration_ms: 2000,
+            clipped: 0,
         }
     );
     let r = hound::WavReader::new(Cursor::new(out.get_ref())).unwrap();
@@ -90,6 +91,7 @@ fn channel_derivatives_put_each_party_in_its_own_16k_file() {
         channels: 1,
         frames: 16_000,
         duration_ms: 1000,
+        clipped: 0,
     };
     assert_eq!(
         results.iter().map(|(k, _)| *k).collect::<Vec<_>>(),

@@ -80,11 +80,13 @@ fn sine_at_minus_6_dbfs_on_one_channel_reads_its_level_and_the_other_as_silence(
     let (a, b) = (&f.channel_stats[0], &f.channel_stats[1]);
     close(a.rms_dbfs, -9.03, 0.05, "rms");
     close(a.peak_dbfs, -6.02, 0.01, "peak");
-    close(a.silence_share, 0.0, 1.0 / 100.0, "silence share");
-    close(a.talk_time_ms as f64, 2000.0, 20.0, "talk time");
+    close(a.silence_share.unwrap(), 0.0, 1.0 / 100.0, "silence share");
+    close(a.talk_time_ms.unwrap() as f64, 2000.0, 20.0, "talk time");
+    close(a.active_level_dbfs.unwrap(), -9.03, 0.2, "active level");
     assert_eq!(a.clipping_share, 0.0);
     assert_eq!((b.rms_dbfs, b.peak_dbfs), (DBFS_FLOOR, DBFS_FLOOR));
-    assert_eq!((b.silence_share, b.talk_time_ms), (1.0, 0));
+    assert_eq!((b.silence_share, b.talk_time_ms), (Some(1.0), Some(0)));
+    assert_eq!(b.active_level_dbfs, None);
     assert_eq!(f.crosstalk_share, 0.0);
 }
 
@@ -94,9 +96,9 @@ fn pure_silence_has_floor_levels_and_no_talk() {
     for c in &f.channel_stats {
         assert_eq!(
             (c.rms_dbfs, c.peak_dbfs, c.silence_share),
-            (DBFS_FLOOR, DBFS_FLOOR, 1.0)
+            (DBFS_FLOOR, DBFS_FLOOR, Some(1.0))
         );
-        assert_eq!((c.talk_time_ms, c.clipping_share), (0, 0.0));
+        assert_eq!((c.talk_time_ms, c.clipping_share), (Some(0), 0.0));
     }
     assert_eq!((f.duration_ms, f.crosstalk_share), (1000, 0.0));
 }
@@ -117,8 +119,9 @@ fn full_scale_samples_count_as_clipped_and_others_do_not() {
 
 #[test]
 fn an_overdriven_sine_clips_where_it_exceeds_full_scale() {
-    // |2 sin θ| ≥ 1 for two thirds of every cycle; 997 Hz keeps the phases spread.
-    let tone = sine(997.0, 2.0, RATE);
+    // |2 sin θ| ≥ 1 for two thirds of every cycle (runs of ~13 samples at 197 Hz); an odd
+    // frequency keeps the phases spread.
+    let tone = sine(197.0, 2.0, RATE);
     let f = analyze_bytes(&wav(pcm16(1, RATE), 80_000, |i, _| tone(i))).unwrap();
     close(
         f.channel_stats[0].clipping_share,
@@ -129,7 +132,7 @@ fn an_overdriven_sine_clips_where_it_exceeds_full_scale() {
 }
 
 #[test]
-fn alternating_talk_gives_one_third_crosstalk_and_two_seconds_each() {
+fn alternating_talk_gives_crosstalk_as_a_share_of_talk_time_and_two_seconds_each() {
     let tone = sine(300.0, 0.1, RATE);
     let bytes = wav(pcm16(2, RATE), 24_000, |i, ch| match (i / 8000, ch) {
         (0, 0) | (1, 1) | (2, _) => tone(i),
@@ -138,8 +141,8 @@ fn alternating_talk_gives_one_third_crosstalk_and_two_seconds_each() {
     let f = analyze_bytes(&bytes).unwrap();
     close(f.crosstalk_share, 1.0 / 3.0, 0.01, "crosstalk");
     for c in &f.channel_stats {
-        close(c.talk_time_ms as f64, 2000.0, 20.0, "talk time");
-        close(c.silence_share, 1.0 / 3.0, 0.01, "silence share");
+        close(c.talk_time_ms.unwrap() as f64, 2000.0, 20.0, "talk time");
+        close(c.silence_share.unwrap(), 1.0 / 3.0, 0.01, "silence share");
     }
 }
 
@@ -152,13 +155,10 @@ fn short_pauses_count_as_talk_but_not_long_ones() {
         _ => tone(i),
     }))
     .unwrap();
-    assert_eq!(f.channel_stats[0].talk_time_ms, 1500);
-    close(
-        f.channel_stats[0].silence_share,
-        0.3,
-        0.001,
-        "silence share",
-    );
+    // The high-pass rings for a few ms after an abrupt stop: up to one window more.
+    let c = &f.channel_stats[0];
+    close(c.talk_time_ms.unwrap() as f64, 1510.0, 10.0, "talk time");
+    close(c.silence_share.unwrap(), 0.29, 0.011, "silence share");
 }
 
 #[test]
@@ -179,7 +179,11 @@ fn eight_bit_twenty_four_bit_and_float_wavs_are_analysed() {
         let c = &f.channel_stats[0];
         close(c.rms_dbfs, -9.03, 0.1, format);
         close(c.peak_dbfs, -6.02, 0.01, format);
-        assert_eq!((c.clipping_share, c.talk_time_ms), (0.0, 1000), "{format}");
+        assert_eq!(
+            (c.clipping_share, c.talk_time_ms),
+            (0.0, Some(1000)),
+            "{format}"
+        );
     }
 }
 

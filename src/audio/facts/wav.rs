@@ -60,13 +60,16 @@ pub(super) struct Header {
     pub bits_per_sample: u16,
     /// Bytes per frame (one sample of every channel).
     pub block_align: u16,
-    /// Length of the data chunk in bytes, as declared.
-    pub data_len: u32,
+    /// Length of the data chunk in bytes, as declared; `None` when the header says 0 or
+    /// 0xFFFFFFFF, which writers streaming to a pipe leave there: the data runs to the end.
+    pub data_len: Option<u32>,
 }
 
 impl Header {
-    pub(super) fn frames(&self) -> u64 {
-        u64::from(self.data_len) / u64::from(self.block_align)
+    /// Whole frames the header promises, if it gives a length.
+    pub(super) fn frames(&self) -> Option<u64> {
+        self.data_len
+            .map(|len| u64::from(len) / u64::from(self.block_align))
     }
 
     /// Normalised thresholds at or beyond which a sample counts as clipped: within one LSB of
@@ -93,7 +96,9 @@ fn g711_thresholds(table: &[i16; 256]) -> (f32, f32) {
 }
 
 /// Reads the RIFF header and every chunk up to the start of the sample data. Unknown chunks
-/// (`LIST`, `fact`, vendor metadata) are skipped without being held in memory.
+/// (`LIST`, `fact`, vendor metadata) are skipped without being held in memory. The RIFF size is
+/// not used (streaming writers leave 0 or 0xFFFFFFFF there), and an odd-sized chunk without its
+/// pad byte (some writers forget it) is read as the next chunk begins.
 pub(super) fn read_header<R: Read>(reader: &mut R) -> Result<Header> {
     let mut riff = [0u8; 12];
     let got = read_full(reader, &mut riff)?;
@@ -124,9 +129,18 @@ pub(super) fn read_header<R: Read>(reader: &mut R) -> Result<Header> {
         )));
     }
     let mut fmt: Option<Header> = None;
+    // The first byte of the next chunk header, when an odd chunk had no pad byte.
+    let mut carried: Option<u8> = None;
     loop {
         let mut chunk = [0u8; 8];
-        match read_full(reader, &mut chunk)? {
+        let start = match carried.take() {
+            Some(b) => {
+                chunk[0] = b;
+                1
+            }
+            None => 0,
+        };
+        match start + read_full(reader, &mut chunk[start..])? {
             8 => {}
             0 => {
                 return Err(FactsError::Corrupt(
@@ -143,25 +157,34 @@ pub(super) fn read_header<R: Read>(reader: &mut R) -> Result<Header> {
                 let mut header = fmt.ok_or_else(|| {
                     FactsError::Corrupt("data chunk comes before the fmt chunk".into())
                 })?;
-                if len % u32::from(header.block_align) != 0 {
-                    return Err(FactsError::Corrupt(format!(
-                        "data chunk of {len} bytes is not a whole number of {}-byte frames",
-                        header.block_align
-                    )));
-                }
-                header.data_len = len;
+                header.data_len = (len != 0 && len != u32::MAX).then_some(len);
                 return Ok(header);
             }
-            _ => skip(reader, u64::from(len) + u64::from(len & 1), &id)?,
+            _ => {
+                skip(reader, u64::from(len), &id)?;
+                if len & 1 == 1 {
+                    carried = skip_pad(reader)?;
+                }
+            }
         }
     }
+}
+
+/// Reads the pad byte after an odd-sized chunk. A pad is zero, and a chunk id never starts with
+/// a zero byte; anything else is the next chunk's first byte, returned to be used as such.
+fn skip_pad<R: Read>(reader: &mut R) -> Result<Option<u8>> {
+    let mut pad = [0u8; 1];
+    Ok(match read_full(reader, &mut pad)? {
+        1 if pad[0] != 0 => Some(pad[0]),
+        _ => None,
+    })
 }
 
 fn read_fmt<R: Read>(reader: &mut R, len: u32) -> Result<Header> {
     if !(16..=MAX_FMT_BYTES).contains(&len) {
         return Err(FactsError::Corrupt(format!("fmt chunk of {len} bytes")));
     }
-    // Chunks are padded to an even length.
+    // Chunks are padded to an even length; `fmt ` chunks are even in practice (16, 18, 40).
     let mut buf = vec![0u8; (len + (len & 1)) as usize];
     if read_full(reader, &mut buf)? != buf.len() {
         return Err(FactsError::Corrupt("truncated fmt chunk".into()));
@@ -227,7 +250,7 @@ fn read_fmt<R: Read>(reader: &mut R, len: u32) -> Result<Header> {
         sample_rate,
         bits_per_sample: bits,
         block_align,
-        data_len: 0,
+        data_len: None,
     })
 }
 
@@ -275,7 +298,11 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 pub(super) struct Blocks<R> {
     reader: R,
     header: Header,
+    /// Bytes of whole frames still to read; `u64::MAX` when reading to the end of the stream.
     remaining: u64,
+    /// Bytes of a partial last frame, dropped (known once the data ends).
+    partial: u64,
+    frames: u64,
     bytes: Vec<u8>,
     planar: Vec<Vec<f32>>,
 }
@@ -285,10 +312,19 @@ impl<R: Read> Blocks<R> {
     pub(super) fn new(reader: R, header: Header) -> Self {
         let align = usize::from(header.block_align);
         let frames = (BLOCK_BYTES / align).max(1);
+        let (remaining, partial) = match header.data_len {
+            Some(len) => {
+                let partial = u64::from(len) % align as u64;
+                (u64::from(len) - partial, partial)
+            }
+            None => (u64::MAX, 0),
+        };
         Blocks {
             reader,
             header,
-            remaining: u64::from(header.data_len),
+            remaining,
+            partial,
+            frames: 0,
             bytes: vec![0; frames * align],
             planar: vec![vec![0.0; frames]; usize::from(header.channels)],
         }
@@ -301,18 +337,30 @@ impl<R: Read> Blocks<R> {
         if want == 0 {
             return Ok(0);
         }
-        let got = read_full(&mut self.reader, &mut self.bytes[..want])?;
+        let align = usize::from(self.header.block_align);
+        let mut got = read_full(&mut self.reader, &mut self.bytes[..want])?;
         if got < want {
-            let declared = self.header.data_len;
-            let found = u64::from(declared) - self.remaining + got as u64;
-            return Err(FactsError::Corrupt(format!(
-                "truncated data chunk: header says {declared} bytes, found {found} \
-                 (re-download the recording; if it stays short, the source file is damaged)"
-            )));
+            match self.header.data_len {
+                Some(declared) => {
+                    let found = u64::from(declared) - self.partial - self.remaining + got as u64;
+                    return Err(FactsError::Corrupt(format!(
+                        "truncated data chunk: header says {declared} bytes, found {found} \
+                         (re-download the recording; if it stays short, the source file is damaged)"
+                    )));
+                }
+                None => {
+                    // Streamed: the data ends with the input, maybe mid-frame.
+                    self.partial = (got % align) as u64;
+                    got -= got % align;
+                    self.remaining = 0;
+                }
+            }
+        } else if self.remaining != u64::MAX {
+            self.remaining -= want as u64;
         }
-        self.remaining -= want as u64;
-        let frames = want / usize::from(self.header.block_align);
-        let bytes = &self.bytes[..want];
+        let frames = got / align;
+        self.frames += frames as u64;
+        let bytes = &self.bytes[..got];
         let planar = &mut self.planar;
         match self.header.encoding {
             Encoding::U8 => deinterleave::<1>(bytes, planar, |[b]| (f32::from(b) - 128.0) / 128.0),
@@ -334,6 +382,30 @@ impl<R: Read> Blocks<R> {
             }),
         }
         Ok(frames)
+    }
+
+    /// Frames decoded so far.
+    pub(super) fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// What was repaired to read the data, in words, once the data has been read: a streamed
+    /// length, a partial last frame. Empty for a file read exactly as its header says.
+    pub(super) fn repairs(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.header.data_len.is_none() {
+            notes.push(
+                "data chunk size 0 or 0xFFFFFFFF (streamed WAV): read to the end of the file"
+                    .to_string(),
+            );
+        }
+        if self.partial > 0 {
+            notes.push(format!(
+                "dropped a partial last frame of {} byte(s) ({}-byte frames)",
+                self.partial, self.header.block_align
+            ));
+        }
+        notes
     }
 
     /// Samples of channel `ch` in the last block (valid up to the length `next_block` returned).

@@ -73,13 +73,20 @@ fn mulaw_and_alaw_wavs_are_decoded_and_analysed() {
             (format, 8, 8000)
         );
         let (a, b) = (&f.channel_stats[0], &f.channel_stats[1]);
-        assert_eq!((a.clipping_share, a.talk_time_ms), (1.0, 1000), "{format}");
+        assert_eq!(
+            (a.clipping_share, a.talk_time_ms),
+            (1.0, Some(1000)),
+            "{format}"
+        );
         assert!(
             a.peak_dbfs > -0.2 && a.peak_dbfs < 0.0,
             "{format}: {}",
             a.peak_dbfs
         );
-        assert!(b.rms_dbfs < -70.0 && b.silence_share == 1.0, "{format}");
+        assert!(
+            b.rms_dbfs < -70.0 && b.silence_share == Some(1.0),
+            "{format}"
+        );
     }
 }
 
@@ -185,4 +192,126 @@ fn damaged_headers_never_panic() {
             let _ = derive(&bytes[..], all.into());
         }
     }
+}
+
+/// Offset of the `data` chunk's size field in a WAV.
+fn data_size_at(bytes: &[u8]) -> usize {
+    bytes.windows(4).position(|w| w == b"data").unwrap() + 4
+}
+
+fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
+    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+#[test]
+fn streamed_and_zero_size_headers_are_read_to_the_end_and_noted() {
+    let tone = sine(440.0, 0.5, RATE);
+    let good = wav(pcm16(2, RATE), 12_000, |i, _| tone(i));
+    let want = analyze_bytes(&good).unwrap();
+    assert!(want.notes.is_empty());
+    for size in [0, u32::MAX] {
+        let mut bytes = good.clone();
+        set_u32(&mut bytes, 4, size); // RIFF size
+        let at = data_size_at(&bytes);
+        set_u32(&mut bytes, at, size);
+        let f = analyze_bytes(&bytes).unwrap();
+        assert_eq!((f.frames, f.duration_ms), (12_000, 1500), "{size:#x}");
+        assert_eq!(f.channel_stats, want.channel_stats, "{size:#x}");
+        assert_eq!(f.notes.len(), 1, "{size:#x}");
+        assert!(f.notes[0].contains("streamed"), "{:?}", f.notes);
+        let info = derive_mono16k(&bytes[..], Cursor::new(Vec::new())).unwrap();
+        assert_eq!((info.frames, info.duration_ms), (24_000, 1500));
+    }
+}
+
+#[test]
+fn a_wav_without_audio_is_empty_never_facts_of_zeros() {
+    let mut bytes = wav(pcm16(2, RATE), 0, |_, _| 0.0);
+    assert!(matches!(analyze_bytes(&bytes), Err(FactsError::Empty)));
+    let at = data_size_at(&bytes);
+    set_u32(&mut bytes, at, u32::MAX);
+    assert!(matches!(analyze_bytes(&bytes), Err(FactsError::Empty)));
+    let derived = derive_mono16k(&bytes[..], Cursor::new(Vec::new()));
+    assert!(matches!(derived, Err(FactsError::Empty)), "{derived:?}");
+}
+
+#[test]
+fn a_partial_last_frame_is_dropped_and_noted() {
+    let tone = sine(440.0, 0.5, RATE);
+    let good = wav(pcm16(2, RATE), 8000, |i, _| tone(i));
+    // Declared size includes 3 stray bytes.
+    let mut declared = good.clone();
+    declared.extend_from_slice(&[1, 2, 3]);
+    let at = data_size_at(&declared);
+    set_u32(&mut declared, at, 32_003);
+    // Streamed, ending mid-frame.
+    let mut streamed = declared.clone();
+    set_u32(&mut streamed, at, u32::MAX);
+    for (bytes, notes) in [(declared, 1), (streamed, 2)] {
+        let f = analyze_bytes(&bytes).unwrap();
+        assert_eq!((f.frames, f.duration_ms), (8000, 1000));
+        assert_eq!(f.notes.len(), notes, "{:?}", f.notes);
+        assert!(
+            f.notes
+                .last()
+                .unwrap()
+                .contains("dropped a partial last frame of 3 byte(s)"),
+            "{:?}",
+            f.notes
+        );
+        let info = derive_mono16k(&bytes[..], Cursor::new(Vec::new())).unwrap();
+        assert_eq!(info.frames, 16_000);
+    }
+}
+
+#[test]
+fn wave_format_extensible_pcm_is_read() {
+    // 16-bit stereo PCM declared through WAVE_FORMAT_EXTENSIBLE (40-byte fmt chunk).
+    let mut fmt = Vec::new();
+    fmt.extend_from_slice(&0xfffeu16.to_le_bytes());
+    fmt.extend_from_slice(&2u16.to_le_bytes());
+    fmt.extend_from_slice(&RATE.to_le_bytes());
+    fmt.extend_from_slice(&(RATE * 4).to_le_bytes());
+    fmt.extend_from_slice(&4u16.to_le_bytes());
+    fmt.extend_from_slice(&16u16.to_le_bytes());
+    fmt.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+    fmt.extend_from_slice(&16u16.to_le_bytes()); // valid bits
+    fmt.extend_from_slice(&3u32.to_le_bytes()); // channel mask
+    fmt.extend_from_slice(&1u16.to_le_bytes()); // sub-format: PCM
+    fmt.extend_from_slice(&[
+        0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71,
+    ]);
+    let tone = sine(440.0, 0.5, RATE);
+    let data: Vec<u8> = (0..8000)
+        .flat_map(|i| {
+            let s = ((tone(i) * 32768.0).round() as i16).to_le_bytes();
+            [s[0], s[1], 0, 0]
+        })
+        .collect();
+    let f = analyze_bytes(&riff(&[(b"fmt ", &fmt), (b"data", &data)])).unwrap();
+    assert_eq!(
+        (f.format.as_str(), f.channels, f.bits_per_sample, f.frames),
+        ("pcm_s16le", 2, 16, 8000)
+    );
+    assert_eq!(f.channel_stats[0].talk_time_ms, Some(1000));
+    assert_eq!(f.channel_stats[1].talk_time_ms, Some(0));
+}
+
+#[test]
+fn an_odd_chunk_without_its_pad_byte_is_read_past() {
+    // `LIST` of 13 bytes with no pad byte after it, as some writers leave it.
+    let mut bytes = b"RIFF\0\0\0\0WAVE".to_vec();
+    bytes.extend_from_slice(b"LIST");
+    bytes.extend_from_slice(&13u32.to_le_bytes());
+    bytes.extend_from_slice(b"INFOISFT\x01\0\0\0a");
+    for (id, body) in [(b"fmt ", g711_fmt(6, 1, RATE)), (b"data", vec![0xd5; 800])] {
+        bytes.extend_from_slice(id);
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&body);
+    }
+    let f = analyze_bytes(&bytes).unwrap();
+    assert_eq!(
+        (f.format.as_str(), f.frames, f.duration_ms),
+        ("alaw", 800, 100)
+    );
 }
