@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's first command: builds wxcc (dev profile, hot crates optimised; see Cargo.toml)
+# into the same target directory as scripts/test.sh, then runs `wxcc demo` against the built-in
+# simulator, writing to ./wxcc-demo. Extra arguments go to `wxcc demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
+exec cargo run --locked --quiet -- demo "$@"
