@@ -2,6 +2,7 @@
 //! plain config structs and call the library. No business logic lives here.
 
 mod auth;
+mod check;
 pub mod demo;
 mod query;
 mod sim;
@@ -85,6 +86,9 @@ pub enum Command {
     Auth(auth::AuthArgs),
     /// Show an org's sync state (watermark, lease, last runs), or move its watermark.
     State(state::StateArgs),
+    /// Pre-flight for a scheduled run: configuration, token and scopes, one API call, the
+    /// output store, scratch space and the clock, one line each. Exit 0 only if all pass.
+    Check(check::CheckArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -160,6 +164,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,
+        Command::Check(args) => check::run(cli.config, args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod azure;
+mod check;
 mod cli;
 mod derive;
 mod incremental;
