@@ -10,13 +10,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Python tools the end-to-end tests drive: an S3-compatible server (moto) and two other
-# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere.
+# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere;
+# Prometheus' own text parser for the metrics file.
 # Installed once into a venv outside the clone; reinstalled only when something is missing.
 VENV="${WXCC_TEST_VENV:-$HOME/.cache/wxcc-venv}"
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb' >/dev/null 2>&1; then
-  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb)"
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, prometheus_client' >/dev/null 2>&1; then
+  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, prometheus-client)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb prometheus-client
 fi
 export WXCC_TEST_PYTHON="$VENV/bin/python"
 

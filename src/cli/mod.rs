@@ -150,6 +150,10 @@ pub struct SyncArgs {
     /// Length of the org lease in seconds; renewed every third of it while the run goes on.
     #[arg(long, env = "WXCC_LEASE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_secs: u64,
+    /// Write Prometheus metrics of the run here at its end, failed or not (node_exporter
+    /// textfile collector: the file is replaced atomically).
+    #[arg(long, env = "WXCC_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -339,7 +343,18 @@ async fn run_sync(
         derive: args.derive.clone(),
         ..Default::default()
     };
-    let configs = load_org_configs(config_path, flags)?;
+    let configs = match load_org_configs(config_path, flags) {
+        Ok(c) => c,
+        Err(err) => {
+            let org = args.connection.org_id.clone().unwrap_or_default();
+            write_metrics(
+                args.metrics_file.as_deref(),
+                &[(org, None, exit_code(&err))],
+            );
+            return Err(err);
+        }
+    };
+    let mut runs: Vec<(String, Option<SyncSummary>, u8)> = Vec::new();
     let stop = tokio_util::sync::CancellationToken::new();
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let mut codes = Vec::with_capacity(configs.len());
@@ -352,28 +367,60 @@ async fn run_sync(
         let span = tracing::info_span!("org", org);
         let outcome = sync_org(cfg, from, to, &args, &stop).instrument(span).await;
         // A run that got as far as a summary prints it, failed or not.
+        let mut summary = None;
         let outcome = outcome.and_then(|report| {
             print_summary(&report.summary)?;
+            summary = Some(report.summary.clone());
             match report.error {
                 None => Ok(report.summary),
                 Some(e) => Err(e.into()),
             }
         });
-        codes.push(match outcome {
+        let label = summary
+            .as_ref()
+            .and_then(|s| s.org_id.clone())
+            .unwrap_or_else(|| org.to_owned());
+        let code = match &outcome {
             Ok(summary) if summary.stopped => exit::STOPPED,
             Ok(summary) if summary.is_partial() => exit::PARTIAL,
             Ok(_) => exit::OK,
+            Err(err) => exit_code(err),
+        };
+        runs.push((label, summary, code));
+        codes.push(code);
+        match outcome {
             // One org failing does not stop the others; a single org fails as usual.
-            Err(err) if configs.len() > 1 => {
-                let code = exit_code(&err);
-                report_error(log_format, Some(org), &err, code);
-                code
+            Err(err) if configs.len() > 1 => report_error(log_format, Some(org), &err, code),
+            Err(err) => {
+                write_metrics(args.metrics_file.as_deref(), &runs);
+                return Err(err);
             }
-            Err(err) => return Err(err),
-        });
+            Ok(_) => {}
+        }
     }
     signals.abort();
+    write_metrics(args.metrics_file.as_deref(), &runs);
     Ok(combine_exit_codes(&codes))
+}
+
+/// `--metrics-file`: a failure to write it is logged, never changes the run's exit code.
+pub(crate) fn write_metrics(
+    path: Option<&std::path::Path>,
+    runs: &[(String, Option<SyncSummary>, u8)],
+) {
+    let Some(path) = path else { return };
+    let runs: Vec<sync::metrics::OrgRun<'_>> = runs
+        .iter()
+        .map(|(org, summary, code)| sync::metrics::OrgRun {
+            org: org.clone(),
+            summary: summary.as_ref(),
+            exit_code: *code,
+        })
+        .collect();
+    let text = sync::metrics::render(&runs, Utc::now());
+    if let Err(e) = sync::metrics::write(path, &text) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics file");
+    }
 }
 
 /// First SIGTERM or SIGINT: a graceful stop (no new work, transfers in flight aborted with their

@@ -10,6 +10,7 @@
 
 pub mod lease;
 pub mod ledger;
+pub mod metrics;
 pub mod pii;
 mod plan;
 mod rows;
