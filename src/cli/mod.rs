@@ -39,11 +39,24 @@ pub mod exit {
     pub const LOCKED: u8 = 75;
 }
 
+/// The exit codes of [`exit`], as `wxcc --help` shows them (README: "Exit codes").
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+   0  ok
+   1  failure (network, API, storage, lease lost mid-run)
+   2  bad usage or configuration
+   3  re-authorization needed: run `wxcc auth login`
+   4  partial: something is left for the next run (sync, demo; several orgs that disagree)
+   5  `wxcc auth status`: the refresh token expires within --warn-days
+   6  stopped by SIGTERM/SIGINT; what was complete is committed
+  75  another run holds the org's lease; nothing written, try again later";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wxcc",
     version,
-    about = "Export Webex Contact Center recordings and metadata to Parquet and object storage"
+    about = "Export Webex Contact Center recordings and metadata to Parquet and object storage",
+    after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -541,5 +554,25 @@ mod tests {
         assert_eq!(combine_exit_codes(&[0, 3]), exit::PARTIAL);
         assert_eq!(combine_exit_codes(&[3, 3]), exit::REAUTHORIZE);
         assert_eq!(combine_exit_codes(&[4]), exit::PARTIAL);
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        use exit::*;
+        for code in [
+            OK,
+            FAILURE,
+            USAGE,
+            REAUTHORIZE,
+            PARTIAL,
+            REFRESH_EXPIRING,
+            STOPPED,
+            LOCKED,
+        ] {
+            assert!(
+                EXIT_CODES_HELP.contains(&format!("{code:>4}  ")),
+                "{code} missing from --help"
+            );
+        }
     }
 }
