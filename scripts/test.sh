@@ -11,13 +11,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Python tools the end-to-end tests drive: an S3-compatible server (moto) and two other
 # Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere;
-# Prometheus' own text parser for the metrics file.
+# Prometheus' own text parser for the metrics file; jsonschema for the OpenLineage events.
 # Installed once into a venv outside the clone; reinstalled only when something is missing.
 VENV="${WXCC_TEST_VENV:-$HOME/.cache/wxcc-venv}"
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, prometheus_client' >/dev/null 2>&1; then
-  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, prometheus-client)"
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, prometheus_client, jsonschema' >/dev/null 2>&1; then
+  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, prometheus-client, jsonschema)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb prometheus-client
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb prometheus-client jsonschema
 fi
 export WXCC_TEST_PYTHON="$VENV/bin/python"
 

@@ -167,6 +167,17 @@ pub struct SyncArgs {
     /// textfile collector: the file is replaced atomically).
     #[arg(long, env = "WXCC_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Append OpenLineage run events (START, then COMPLETE or FAIL) to this file, one JSON
+    /// event per line.
+    #[arg(
+        long,
+        env = "WXCC_OPENLINEAGE_FILE",
+        conflicts_with = "openlineage_url"
+    )]
+    pub openlineage_file: Option<PathBuf>,
+    /// POST OpenLineage run events to this endpoint (e.g. http://marquez:5000/api/v1/lineage).
+    #[arg(long, env = "WXCC_OPENLINEAGE_URL")]
+    pub openlineage_url: Option<url::Url>,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -378,7 +389,37 @@ async fn run_sync(
         }
         let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         let span = tracing::info_span!("org", org);
-        let outcome = sync_org(cfg, from, to, &args, &stop).instrument(span).await;
+        let lineage = lineage_sink(&args).map(|sink| {
+            let job_org = cfg.org_id.clone().unwrap_or_else(|| "default".into());
+            (sink, job_org, uuid::Uuid::new_v4().to_string())
+        });
+        if let Some((sink, job_org, run_id)) = &lineage {
+            let start = sync::lineage::start_event(run_id, job_org, Utc::now());
+            sync::lineage::emit(sink, &start).await;
+        }
+        let mut lake_root = None;
+        let run_id = lineage.as_ref().map(|(_, _, id)| id.clone());
+        let outcome = sync_org(cfg, from, to, &args, &stop, run_id, &mut lake_root)
+            .instrument(span)
+            .await;
+        if let Some((sink, job_org, run_id)) = &lineage {
+            let (summary, error) = match &outcome {
+                Ok(r) => (Some(&r.summary), r.error.as_ref().map(ToString::to_string)),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            let root = lake_root
+                .clone()
+                .unwrap_or_else(|| url::Url::parse("file:///").expect("static URL"));
+            let end = sync::lineage::end_event(
+                run_id,
+                job_org,
+                summary,
+                error.as_deref(),
+                &root,
+                Utc::now(),
+            );
+            sync::lineage::emit(sink, &end).await;
+        }
         // A run that got as far as a summary prints it, failed or not.
         let mut summary = None;
         let outcome = outcome.and_then(|report| {
@@ -414,6 +455,15 @@ async fn run_sync(
     signals.abort();
     write_metrics(args.metrics_file.as_deref(), &runs);
     Ok(combine_exit_codes(&codes))
+}
+
+/// Where `--openlineage-file` / `--openlineage-url` send run events, if anywhere.
+fn lineage_sink(args: &SyncArgs) -> Option<sync::lineage::Sink> {
+    match (&args.openlineage_file, &args.openlineage_url) {
+        (Some(path), _) => Some(sync::lineage::Sink::File(path.clone())),
+        (None, Some(url)) => Some(sync::lineage::Sink::Http(url.clone())),
+        (None, None) => None,
+    }
 }
 
 /// `--metrics-file`: a failure to write it is logged, never changes the run's exit code.
@@ -495,6 +545,8 @@ async fn sync_org(
     to: Option<chrono::DateTime<Utc>>,
     args: &SyncArgs,
     stop: &tokio_util::sync::CancellationToken,
+    run_id: Option<String>,
+    lake_root: &mut Option<url::Url>,
 ) -> Result<sync::RunReport> {
     // Verifying checksums re-reads every stored recording, so every task is asked about again
     // (a damaged one needs a fresh download URL).
@@ -512,6 +564,8 @@ async fn sync_org(
         }
     };
     let mut ctx = SyncContext::from_config(cfg)?;
+    *lake_root = Some(ctx.lake.url().clone());
+    ctx.run_id = run_id;
     ctx.verify_checksums = args.verify_checksums;
     ctx.stop = stop.clone();
     ctx.lease = LeaseConfig::with_duration(std::time::Duration::from_secs(args.lease_secs));

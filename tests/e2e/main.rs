@@ -8,6 +8,7 @@ mod cli;
 mod derive;
 mod incremental;
 mod lease;
+mod lineage;
 mod metrics;
 mod query;
 mod realapi;
