@@ -5,6 +5,7 @@ mod auth;
 mod azure;
 mod check;
 mod cli;
+mod deploy;
 mod derive;
 mod incremental;
 mod lease;
