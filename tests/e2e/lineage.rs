@@ -144,3 +144,43 @@ async fn a_failed_sync_emits_fail_with_its_error_and_validates() {
     validate(&python, &file).await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_posted_to_an_openlineage_endpoint() {
+    use axum::{Json, Router, extract::State, routing::post};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route(
+            "/api/v1/lineage",
+            post(
+                |State(seen): State<Seen>, Json(v): Json<serde_json::Value>| async move {
+                    seen.lock().unwrap().push(v);
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/lineage", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = sync_small_world(
+        dir.path().join("out").to_str().unwrap(),
+        &["--openlineage-url", &url],
+        &sim_env(&sim),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let types: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["START", "COMPLETE"]);
+    server.abort();
+    sim.shutdown().await;
+}
