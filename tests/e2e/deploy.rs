@@ -107,7 +107,10 @@ try:
     from airflow.dag_processing.dagbag import DagBag
 except ImportError:
     from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+try:
+    bag = DagBag(dag_folder=sys.argv[1], include_examples=False)  # Airflow 2
+except TypeError:
+    bag = DagBag(dag_folder=sys.argv[1])  # Airflow 3: examples are never included
 assert not bag.import_errors, bag.import_errors
 dag = bag.dags["wxcc_sync"]
 ids = sorted(t.task_id for t in dag.tasks)
