@@ -103,7 +103,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
         None => exit::OK,
     };
     let org = summary.org_id.clone().unwrap_or_default();
-    super::write_metrics(
+    super::observe::write_metrics(
         args.metrics_file.as_deref(),
         &[(org, Some(summary.clone()), code)],
     );

@@ -4,6 +4,7 @@
 mod auth;
 mod check;
 pub mod demo;
+mod observe;
 mod query;
 mod sim;
 mod state;
@@ -371,7 +372,7 @@ async fn run_sync(
         Ok(c) => c,
         Err(err) => {
             let org = args.connection.org_id.clone().unwrap_or_default();
-            write_metrics(
+            observe::write_metrics(
                 args.metrics_file.as_deref(),
                 &[(org, None, exit_code(&err))],
             );
@@ -389,36 +390,14 @@ async fn run_sync(
         }
         let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         let span = tracing::info_span!("org", org);
-        let lineage = lineage_sink(&args).map(|sink| {
-            let job_org = cfg.org_id.clone().unwrap_or_else(|| "default".into());
-            (sink, job_org, uuid::Uuid::new_v4().to_string())
-        });
-        if let Some((sink, job_org, run_id)) = &lineage {
-            let start = sync::lineage::start_event(run_id, job_org, Utc::now());
-            sync::lineage::emit(sink, &start).await;
-        }
+        let lineage = observe::Lineage::start(&args, cfg).await;
         let mut lake_root = None;
-        let run_id = lineage.as_ref().map(|(_, _, id)| id.clone());
+        let run_id = lineage.as_ref().map(|l| l.run_id.clone());
         let outcome = sync_org(cfg, from, to, &args, &stop, run_id, &mut lake_root)
             .instrument(span)
             .await;
-        if let Some((sink, job_org, run_id)) = &lineage {
-            let (summary, error) = match &outcome {
-                Ok(r) => (Some(&r.summary), r.error.as_ref().map(ToString::to_string)),
-                Err(e) => (None, Some(format!("{e:#}"))),
-            };
-            let root = lake_root
-                .clone()
-                .unwrap_or_else(|| url::Url::parse("file:///").expect("static URL"));
-            let end = sync::lineage::end_event(
-                run_id,
-                job_org,
-                summary,
-                error.as_deref(),
-                &root,
-                Utc::now(),
-            );
-            sync::lineage::emit(sink, &end).await;
+        if let Some(lineage) = &lineage {
+            lineage.end(&outcome, lake_root.as_ref()).await;
         }
         // A run that got as far as a summary prints it, failed or not.
         let mut summary = None;
@@ -446,44 +425,15 @@ async fn run_sync(
             // One org failing does not stop the others; a single org fails as usual.
             Err(err) if configs.len() > 1 => report_error(log_format, Some(org), &err, code),
             Err(err) => {
-                write_metrics(args.metrics_file.as_deref(), &runs);
+                observe::write_metrics(args.metrics_file.as_deref(), &runs);
                 return Err(err);
             }
             Ok(_) => {}
         }
     }
     signals.abort();
-    write_metrics(args.metrics_file.as_deref(), &runs);
+    observe::write_metrics(args.metrics_file.as_deref(), &runs);
     Ok(combine_exit_codes(&codes))
-}
-
-/// Where `--openlineage-file` / `--openlineage-url` send run events, if anywhere.
-fn lineage_sink(args: &SyncArgs) -> Option<sync::lineage::Sink> {
-    match (&args.openlineage_file, &args.openlineage_url) {
-        (Some(path), _) => Some(sync::lineage::Sink::File(path.clone())),
-        (None, Some(url)) => Some(sync::lineage::Sink::Http(url.clone())),
-        (None, None) => None,
-    }
-}
-
-/// `--metrics-file`: a failure to write it is logged, never changes the run's exit code.
-pub(crate) fn write_metrics(
-    path: Option<&std::path::Path>,
-    runs: &[(String, Option<SyncSummary>, u8)],
-) {
-    let Some(path) = path else { return };
-    let runs: Vec<sync::metrics::OrgRun<'_>> = runs
-        .iter()
-        .map(|(org, summary, code)| sync::metrics::OrgRun {
-            org: org.clone(),
-            summary: summary.as_ref(),
-            exit_code: *code,
-        })
-        .collect();
-    let text = sync::metrics::render(&runs, Utc::now());
-    if let Err(e) = sync::metrics::write(path, &text) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics file");
-    }
 }
 
 /// First SIGTERM or SIGINT: a graceful stop (no new work, transfers in flight aborted with their
