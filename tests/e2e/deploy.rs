@@ -134,6 +134,7 @@ print("dagbag ok")
             .arg(&dag)
             .arg(dag.parent().unwrap())
             .env("AIRFLOW_HOME", home.path())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("WXCC_AIRFLOW_ORGS", "org-a,org-b")
             .output()
             .await
@@ -149,8 +150,9 @@ print("dagbag ok")
     eprintln!("note: Airflow is not installed; checking the DAG with py_compile and its AST");
     let Some(python) = test_python() else { return };
     let script = r#"
-import ast, py_compile, sys
-py_compile.compile(sys.argv[1], doraise=True)
+import ast, os, py_compile, sys, tempfile
+with tempfile.TemporaryDirectory() as d:  # no __pycache__ in the source tree
+    py_compile.compile(sys.argv[1], cfile=os.path.join(d, "dag.pyc"), doraise=True)
 tree = ast.parse(open(sys.argv[1]).read())
 names = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
          if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
