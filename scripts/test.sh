@@ -10,15 +10,38 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Python tools the end-to-end tests drive: an S3-compatible server (moto) and two other
-# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere.
+# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere;
+# Prometheus' own text parser for the metrics file; jsonschema for the OpenLineage events;
+# kubernetes-validate (offline schemas) for deploy/kubernetes.
 # Installed once into a venv outside the clone; reinstalled only when something is missing.
 VENV="${WXCC_TEST_VENV:-$HOME/.cache/wxcc-venv}"
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb' >/dev/null 2>&1; then
-  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb)"
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, prometheus_client, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
+  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, prometheus-client, jsonschema, kubernetes-validate)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb prometheus-client jsonschema \
+    kubernetes-validate
 fi
 export WXCC_TEST_PYTHON="$VENV/bin/python"
+
+# Airflow, to import deploy/airflow with Airflow's own DagBag: heavy, so in a venv of its own,
+# installed once (with Airflow's constraints file when it can be fetched). Without it the DAG
+# test falls back to py_compile and a syntax-tree check (delete .install-failed to try again).
+AIRFLOW_VENV="${WXCC_TEST_AIRFLOW_VENV:-$HOME/.cache/wxcc-airflow-venv}"
+AIRFLOW_VERSION=3.3.2
+if [ ! -e "$AIRFLOW_VENV/.install-failed" ] && ! "$AIRFLOW_VENV/bin/python" -c 'import airflow' >/dev/null 2>&1; then
+  echo "== installing Airflow $AIRFLOW_VERSION into $AIRFLOW_VENV (once; several minutes)"
+  python3 -m venv "$AIRFLOW_VENV"
+  PYV="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  CONSTRAINTS="https://raw.githubusercontent.com/apache/airflow/constraints-$AIRFLOW_VERSION/constraints-$PYV.txt"
+  if curl -fsS --max-time 20 -o /dev/null "$CONSTRAINTS"; then
+    "$AIRFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "apache-airflow==$AIRFLOW_VERSION" --constraint "$CONSTRAINTS" || touch "$AIRFLOW_VENV/.install-failed"
+  else
+    "$AIRFLOW_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "apache-airflow==$AIRFLOW_VERSION" || touch "$AIRFLOW_VENV/.install-failed"
+  fi
+fi
+export WXCC_TEST_AIRFLOW_PYTHON="$AIRFLOW_VENV/bin/python"
 
 # Azurite (Azure Blob emulator) and Azure's SDK (to create a container) from the npm registry.
 NODE_DIR="${WXCC_TEST_NODE_DIR:-$HOME/.cache/wxcc-node}"

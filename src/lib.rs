@@ -7,6 +7,7 @@
 pub mod api;
 pub mod audio;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod lake;

@@ -25,7 +25,7 @@ const NOT_FOR_CAPTURES: &[&str] = &[
     "spark:kms",
 ];
 /// Scopes that allow changes; wxcc never writes.
-const WRITE_SCOPES: &[&str] = &["cjp:config_write", "cjp:user"];
+pub const WRITE_SCOPES: &[&str] = &["cjp:config_write", "cjp:user"];
 
 /// Splits a `--scopes` value on spaces and commas; empty means the defaults.
 pub fn parse_scopes(value: Option<&str>) -> Vec<String> {

@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Also write ML-ready derivatives: mono16k, channels (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub derive: Option<Vec<String>>,
+    /// Write Prometheus metrics of the sync here (as `wxcc sync --metrics-file`).
+    #[arg(long)]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// Connection settings and credentials that point a client at a running simulator (used by
@@ -82,7 +85,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
     let from = start.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
     let to = from + Duration::days(i64::from(args.days));
     eprintln!("▶ syncing {from} .. {to} into {}", ctx.lake.url());
-    let summary = sync::run(
+    let report = sync::run_report(
         &ctx,
         &SyncOptions {
             range: SyncRange::Explicit { from, to },
@@ -92,7 +95,21 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
             policy: Default::default(),
         },
     )
-    .await?;
+    .await;
+    let (summary, error) = (report.summary, report.error.map(anyhow::Error::from));
+    let code = match &error {
+        Some(e) => super::exit_code(e),
+        None if summary.is_partial() => exit::PARTIAL,
+        None => exit::OK,
+    };
+    let org = summary.org_id.clone().unwrap_or_default();
+    super::observe::write_metrics(
+        args.metrics_file.as_deref(),
+        &[(org, Some(summary.clone()), code)],
+    );
+    if let Some(e) = error {
+        return Err(e);
+    }
     sim.shutdown().await;
 
     let session = QuerySession::open(&ctx.lake).await?;
@@ -136,9 +153,5 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
         requests = summary.api.map(|a| a.requests).unwrap_or(0),
         out = args.output,
     );
-    Ok(if summary.is_partial() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
+    Ok(code)
 }

@@ -3,7 +3,9 @@
 
 mod audio;
 mod auth;
+mod check;
 pub mod demo;
+mod observe;
 mod query;
 mod sim;
 mod state;
@@ -39,11 +41,24 @@ pub mod exit {
     pub const LOCKED: u8 = 75;
 }
 
+/// The exit codes of [`exit`], as `wxcc --help` shows them (README: "Exit codes").
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+   0  ok
+   1  failure (network, API, storage, lease lost mid-run)
+   2  bad usage or configuration
+   3  re-authorization needed: run `wxcc auth login`
+   4  partial: something is left for the next run (sync, demo; several orgs that disagree)
+   5  `wxcc auth status`: the refresh token expires within --warn-days
+   6  stopped by SIGTERM/SIGINT; what was complete is committed
+  75  another run holds the org's lease; nothing written, try again later";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wxcc",
     version,
-    about = "Export Webex Contact Center recordings and metadata to Parquet and object storage"
+    about = "Export Webex Contact Center recordings and metadata to Parquet and object storage",
+    after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -88,6 +103,9 @@ pub enum Command {
     State(state::StateArgs),
     /// Analyse local WAV files: the audio facts the sync stores, as JSON.
     Audio(audio::AudioArgs),
+    /// Pre-flight for a scheduled run: configuration, token and scopes, one API call, the
+    /// output store, scratch space and the clock, one line each. Exit 0 only if all pass.
+    Check(check::CheckArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -149,6 +167,21 @@ pub struct SyncArgs {
     /// Length of the org lease in seconds; renewed every third of it while the run goes on.
     #[arg(long, env = "WXCC_LEASE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_secs: u64,
+    /// Write Prometheus metrics of the run here at its end, failed or not (node_exporter
+    /// textfile collector: the file is replaced atomically).
+    #[arg(long, env = "WXCC_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Append OpenLineage run events (START, then COMPLETE or FAIL) to this file, one JSON
+    /// event per line.
+    #[arg(
+        long,
+        env = "WXCC_OPENLINEAGE_FILE",
+        conflicts_with = "openlineage_url"
+    )]
+    pub openlineage_file: Option<PathBuf>,
+    /// POST OpenLineage run events to this endpoint (e.g. http://marquez:5000/api/v1/lineage).
+    #[arg(long, env = "WXCC_OPENLINEAGE_URL")]
+    pub openlineage_url: Option<url::Url>,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -164,6 +197,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,
         Command::Audio(args) => audio::run(args).await,
+        Command::Check(args) => check::run(cli.config, args).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -338,7 +372,18 @@ async fn run_sync(
         derive: args.derive.clone(),
         ..Default::default()
     };
-    let configs = load_org_configs(config_path, flags)?;
+    let configs = match load_org_configs(config_path, flags) {
+        Ok(c) => c,
+        Err(err) => {
+            let org = args.connection.org_id.clone().unwrap_or_default();
+            observe::write_metrics(
+                args.metrics_file.as_deref(),
+                &[(org, None, exit_code(&err))],
+            );
+            return Err(err);
+        }
+    };
+    let mut runs: Vec<(String, Option<SyncSummary>, u8)> = Vec::new();
     let stop = tokio_util::sync::CancellationToken::new();
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let mut codes = Vec::with_capacity(configs.len());
@@ -349,29 +394,49 @@ async fn run_sync(
         }
         let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         let span = tracing::info_span!("org", org);
-        let outcome = sync_org(cfg, from, to, &args, &stop).instrument(span).await;
+        let lineage = observe::Lineage::start(&args, cfg).await;
+        let mut lake_root = None;
+        let run_id = lineage.as_ref().map(|l| l.run_id.clone());
+        let outcome = sync_org(cfg, from, to, &args, &stop, run_id, &mut lake_root)
+            .instrument(span)
+            .await;
+        if let Some(lineage) = &lineage {
+            lineage.end(&outcome, lake_root.as_ref()).await;
+        }
         // A run that got as far as a summary prints it, failed or not.
+        let mut summary = None;
         let outcome = outcome.and_then(|report| {
             print_summary(&report.summary)?;
+            summary = Some(report.summary.clone());
             match report.error {
                 None => Ok(report.summary),
                 Some(e) => Err(e.into()),
             }
         });
-        codes.push(match outcome {
+        let label = summary
+            .as_ref()
+            .and_then(|s| s.org_id.clone())
+            .unwrap_or_else(|| org.to_owned());
+        let code = match &outcome {
             Ok(summary) if summary.stopped => exit::STOPPED,
             Ok(summary) if summary.is_partial() => exit::PARTIAL,
             Ok(_) => exit::OK,
+            Err(err) => exit_code(err),
+        };
+        runs.push((label, summary, code));
+        codes.push(code);
+        match outcome {
             // One org failing does not stop the others; a single org fails as usual.
-            Err(err) if configs.len() > 1 => {
-                let code = exit_code(&err);
-                report_error(log_format, Some(org), &err, code);
-                code
+            Err(err) if configs.len() > 1 => report_error(log_format, Some(org), &err, code),
+            Err(err) => {
+                observe::write_metrics(args.metrics_file.as_deref(), &runs);
+                return Err(err);
             }
-            Err(err) => return Err(err),
-        });
+            Ok(_) => {}
+        }
     }
     signals.abort();
+    observe::write_metrics(args.metrics_file.as_deref(), &runs);
     Ok(combine_exit_codes(&codes))
 }
 
@@ -434,6 +499,8 @@ async fn sync_org(
     to: Option<chrono::DateTime<Utc>>,
     args: &SyncArgs,
     stop: &tokio_util::sync::CancellationToken,
+    run_id: Option<String>,
+    lake_root: &mut Option<url::Url>,
 ) -> Result<sync::RunReport> {
     // Verifying checksums re-reads every stored recording, so every task is asked about again
     // (a damaged one needs a fresh download URL).
@@ -451,6 +518,8 @@ async fn sync_org(
         }
     };
     let mut ctx = SyncContext::from_config(cfg)?;
+    *lake_root = Some(ctx.lake.url().clone());
+    ctx.run_id = run_id;
     ctx.verify_checksums = args.verify_checksums;
     ctx.stop = stop.clone();
     ctx.lease = LeaseConfig::with_duration(std::time::Duration::from_secs(args.lease_secs));
@@ -493,5 +562,25 @@ mod tests {
         assert_eq!(combine_exit_codes(&[0, 3]), exit::PARTIAL);
         assert_eq!(combine_exit_codes(&[3, 3]), exit::REAUTHORIZE);
         assert_eq!(combine_exit_codes(&[4]), exit::PARTIAL);
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        use exit::*;
+        for code in [
+            OK,
+            FAILURE,
+            USAGE,
+            REAUTHORIZE,
+            PARTIAL,
+            REFRESH_EXPIRING,
+            STOPPED,
+            LOCKED,
+        ] {
+            assert!(
+                EXIT_CODES_HELP.contains(&format!("{code:>4}  ")),
+                "{code} missing from --help"
+            );
+        }
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod lease;
 pub mod ledger;
+pub mod lineage;
+pub mod metrics;
 pub mod pii;
 mod plan;
 mod rows;
@@ -158,6 +160,9 @@ pub struct SyncContext {
     pub stop: tokio_util::sync::CancellationToken,
     /// Length of the org lease (renewed every third of it while the run goes on).
     pub lease: LeaseConfig,
+    /// The run's id when the caller announced the run before it started (lineage START);
+    /// otherwise a fresh one.
+    pub run_id: Option<String>,
 }
 
 impl SyncContext {
@@ -190,6 +195,7 @@ impl SyncContext {
             progress: indicatif::ProgressBar::hidden(),
             stop: tokio_util::sync::CancellationToken::new(),
             lease: LeaseConfig::default(),
+            run_id: None,
         })
     }
 }
@@ -337,7 +343,7 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     let started = Instant::now();
     let started_at = Utc::now();
     let mut summary = SyncSummary {
-        run_id: uuid::Uuid::new_v4().to_string(),
+        run_id: (ctx.run_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: started_at.to_rfc3339(),
         dry_run: opts.dry_run,

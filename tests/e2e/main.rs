@@ -4,10 +4,14 @@
 mod audio;
 mod auth;
 mod azure;
+mod check;
 mod cli;
+mod deploy;
 mod derive;
 mod incremental;
 mod lease;
+mod lineage;
+mod metrics;
 mod query;
 mod realapi;
 mod robust;
