@@ -12,5 +12,6 @@ pub mod config;
 pub mod lake;
 pub mod net;
 pub mod query;
+pub mod report;
 pub mod sim;
 pub mod sync;

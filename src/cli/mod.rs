@@ -4,6 +4,7 @@
 mod auth;
 pub mod demo;
 mod query;
+mod report;
 mod sim;
 mod state;
 
@@ -85,6 +86,9 @@ pub enum Command {
     Auth(auth::AuthArgs),
     /// Show an org's sync state (watermark, lease, last runs), or move its watermark.
     State(state::StateArgs),
+    /// Write an HTML report (charts of calls, recording coverage, audio facts, sync health) or
+    /// its figures as JSON.
+    Report(report::ReportArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -160,6 +164,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,
+        Command::Report(args) => report::run(args).await.map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -207,7 +212,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::lake::LakeError::UnsupportedLocation { .. }) = lake_error(cause) {
             return exit::USAGE;
         }
-        if query::is_usage_error(cause) {
+        if query::is_usage_error(cause) || report::is_usage_error(cause) {
             return exit::USAGE;
         }
         if let Some(e) = cause.downcast_ref::<crate::auth::StoreError>()
