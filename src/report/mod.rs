@@ -15,7 +15,7 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use charts::{CHARTS, ChartSpec, Shape, report_queries};
+pub use charts::{CHARTS, ChartSpec, Kind, Shape, report_queries};
 pub use html::render_html;
 pub use state::SyncState;
 

@@ -52,6 +52,9 @@ fn tick(v: f64) -> String {
         format!("{}", v as i64)
     } else {
         format!("{v:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
     }
 }
 
@@ -290,6 +293,8 @@ mod tests {
         assert_eq!(nice_max(7.0), 10.0);
         assert_eq!(nice_max(130.0), 200.0);
         assert_eq!(nice_max(0.42), 0.5);
+        assert_eq!(tick(37.5), "37.5");
+        assert_eq!(tick(0.25), "0.25");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod incremental;
 mod lease;
 mod query;
 mod realapi;
+mod report;
 mod robust;
 mod s3;
 mod stop;
