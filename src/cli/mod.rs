@@ -5,6 +5,7 @@ mod auth;
 pub mod demo;
 mod query;
 mod report;
+mod schema;
 mod sim;
 mod state;
 
@@ -89,6 +90,11 @@ pub enum Command {
     /// Write an HTML report (charts of calls, recording coverage, audio facts, sync health) or
     /// its figures as JSON.
     Report(report::ReportArgs),
+    /// Print the tables' column documentation (from schemas/) as Markdown, JSON or a dbt
+    /// sources.yml.
+    Schema(schema::SchemaArgs),
+    /// Print DuckDB statements that define the tables and the recordings view over a lake.
+    DuckdbInit(schema::DuckdbInitArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -165,6 +171,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,
         Command::Report(args) => report::run(args).await.map(|()| exit::OK),
+        Command::Schema(args) => schema::run_schema(args).map(|()| exit::OK),
+        Command::DuckdbInit(args) => schema::run_duckdb_init(args).await.map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),

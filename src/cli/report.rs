@@ -1,8 +1,6 @@
 //! `wxcc report`: flags into a [`ReportRequest`], the page or JSON to a file or standard output.
 
-use std::io::Write;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 
@@ -63,20 +61,9 @@ pub async fn run(args: ReportArgs) -> Result<()> {
         ReportFormat::Html => report::render_html(&report),
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
     };
-    match args.output {
-        Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => std::path::PathBuf::from("."),
-            };
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
-            tmp.write_all(body.as_bytes())?;
-            tmp.persist(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            tracing::info!(path = %path.display(), bytes = body.len(), "report written");
-        }
-        None => std::io::stdout().lock().write_all(body.as_bytes())?,
+    super::schema::write_out(args.output.as_deref(), &body)?;
+    if let Some(path) = &args.output {
+        tracing::info!(path = %path.display(), bytes = body.len(), "report written");
     }
     Ok(())
 }

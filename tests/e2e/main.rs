@@ -5,6 +5,7 @@ mod auth;
 mod azure;
 mod cli;
 mod derive;
+mod duckdb;
 mod incremental;
 mod lease;
 mod query;
