@@ -74,6 +74,24 @@ print(json.dumps(out))
     )
     .await;
     assert_eq!(seen["recorded_seconds"].to_string(), ours[0]);
+    // pyarrow reads the same files and sees the column descriptions from schemas/.
+    let script = r#"
+import glob, json, sys
+import pyarrow.parquet as pq
+path = sorted(glob.glob(sys.argv[1] + "/tasks/*/*/*.parquet"))[0]
+table = pq.read_table(path)
+meta = table.schema.field("queue_name").metadata or {}
+print(json.dumps({"rows": table.num_rows, "description": meta.get(b"description", b"").decode()}))
+"#;
+    let seen = python_json(&python, script, &[lake]).await;
+    assert!(seen["rows"].as_i64().unwrap() > 0);
+    let declared = Table::Tasks
+        .def()
+        .columns
+        .iter()
+        .find(|c| c.name == "queue_name")
+        .unwrap();
+    assert_eq!(seen["description"], declared.description.as_str());
     let sql = std::fs::read_to_string(&init).unwrap();
     assert!(
         !sql.contains("KEY_ID") && !sql.contains("SECRET '"),
