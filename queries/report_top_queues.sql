@@ -6,10 +6,14 @@
 -- param: until DATE default 9999-12-31 -- first UTC day not to include
 -- param: org TEXT default null -- only this organization; every org when not given
 WITH rec AS (
-    SELECT org_id, date, task_id, SUM(duration_ms) AS duration_ms
-    FROM recordings
-    WHERE date >= $since AND date < $until AND ($org IS NULL OR org_id = $org)
-    GROUP BY org_id, date, task_id
+    SELECT m.org_id, m.date, m.task_id, SUM(c.duration_ms) AS duration_ms
+    FROM manifest AS m
+    LEFT JOIN captures AS c
+        ON c.org_id = m.org_id AND c.date = m.date
+        AND c.task_id = m.task_id AND c.recording_id = m.recording_id
+    WHERE m.status = 'stored'
+      AND m.date >= $since AND m.date < $until AND ($org IS NULL OR m.org_id = $org)
+    GROUP BY m.org_id, m.date, m.task_id
 )
 SELECT
     COALESCE(t.queue_name, '(no queue)') AS queue,

@@ -194,9 +194,15 @@ async fn run_chart(
 ) -> Result<ChartData> {
     let query = spec.saved();
     let params = params_for(query, request);
+    let started = std::time::Instant::now();
     let batches = session
         .sql_with_params(query.sql, query.bind(&params)?)
         .await?;
+    tracing::debug!(
+        query = spec.query,
+        ms = started.elapsed().as_millis() as u64,
+        "report query"
+    );
     let (columns, rows) = rows_of(&batches)?;
     Ok(ChartData {
         id: spec.id,
