@@ -13,23 +13,15 @@
 //! `WXCC_BENCH_DIR` (keep the lake there and reuse it on the next run), `WXCC_BENCH_SET`
 //! (`key=value;...` DataFusion settings to try), `WXCC_BENCH_EXPLAIN` (print EXPLAIN ANALYZE).
 
+mod common;
+
+use common::{ORG, QUEUES, env_usize, mix};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use wxcc::lake::{Lake, ManifestRow, Table, TaskRow, manifest_batch, tasks_batch};
 use wxcc::query::QuerySession;
 
-const ORG: &str = "5f1c0e2a-9b7d-4c3e-8a6f-0d2b4e6f8a1c";
-const QUEUES: [&str; 8] = [
-    "Support",
-    "Sales",
-    "Billing",
-    "Retention",
-    "Onboarding",
-    "Claims",
-    "VIP",
-    "Overflow",
-];
 const RUNS: usize = 5;
 
 /// The benchmark queries: same SQL for both engines.
@@ -57,21 +49,6 @@ const QUERIES: [(&str, &str); 3] = [
          WHERE m.status = 'stored' GROUP BY t.queue_name ORDER BY t.queue_name",
     ),
 ];
-
-/// splitmix64: deterministic, dependency-free pseudo-random numbers.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn generate(lake: &Lake, rows: usize, days: usize) {
     let per_day = rows / days;

@@ -52,6 +52,16 @@ if [ ! -x "$NODE_DIR/node_modules/.bin/azurite-blob" ] || [ ! -d "$NODE_DIR/node
 fi
 export WXCC_TEST_NODE_MODULES="$NODE_DIR/node_modules"
 
+# Headless Chromium (Debian's package) renders `wxcc report` pages for the report tests.
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing chromium (apt-get)"
+    apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
+  else
+    echo "== chromium not found and cannot be installed here: report tests will skip (fail under CI)"
+  fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -13,5 +13,6 @@ pub mod config;
 pub mod lake;
 pub mod net;
 pub mod query;
+pub mod report;
 pub mod sim;
 pub mod sync;

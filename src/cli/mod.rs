@@ -7,6 +7,8 @@ mod check;
 pub mod demo;
 mod observe;
 mod query;
+mod report;
+mod schema;
 mod sim;
 mod state;
 
@@ -106,6 +108,14 @@ pub enum Command {
     /// Pre-flight for a scheduled run: configuration, token and scopes, one API call, the
     /// output store, scratch space and the clock, one line each. Exit 0 only if all pass.
     Check(check::CheckArgs),
+    /// Write an HTML report (charts of calls, recording coverage, audio facts, sync health) or
+    /// its figures as JSON.
+    Report(report::ReportArgs),
+    /// Print the tables' column documentation (from schemas/) as Markdown, JSON or a dbt
+    /// sources.yml.
+    Schema(schema::SchemaArgs),
+    /// Print DuckDB statements that define the tables and the recordings view over a lake.
+    DuckdbInit(schema::DuckdbInitArgs),
 }
 
 /// Connection settings shared by the commands that call the API. Secrets are deliberately not
@@ -198,6 +208,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::State(args) => state::run(cli.config, args).await,
         Command::Audio(args) => audio::run(args).await,
         Command::Check(args) => check::run(cli.config, args).await,
+        Command::Report(args) => report::run(args).await.map(|()| exit::OK),
+        Command::Schema(args) => schema::run_schema(args).map(|()| exit::OK),
+        Command::DuckdbInit(args) => schema::run_duckdb_init(args).await.map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -245,7 +258,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(crate::lake::LakeError::UnsupportedLocation { .. }) = lake_error(cause) {
             return exit::USAGE;
         }
-        if query::is_usage_error(cause) {
+        if query::is_usage_error(cause) || report::is_usage_error(cause) {
             return exit::USAGE;
         }
         if let Some(e) = cause.downcast_ref::<crate::auth::StoreError>()

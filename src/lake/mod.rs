@@ -16,6 +16,7 @@
 
 pub mod audio_facts;
 pub mod derivatives;
+pub mod docs;
 mod error;
 pub mod partition;
 pub mod rows;

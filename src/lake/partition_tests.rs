@@ -291,6 +291,15 @@ async fn local_file_is_in_hive_layout_and_readable_by_a_plain_parquet_reader() {
             .expect("column")
             .is_null(0)
     );
+    // Column descriptions from schemas/ travel in the file's Arrow schema.
+    let schema = batch.schema();
+    let described = schema.field_with_name("task_id").expect("task_id");
+    assert_eq!(
+        described
+            .metadata()
+            .get(crate::lake::schema::DESCRIPTION_KEY),
+        Some(&Table::Tasks.def().columns[2].description),
+    );
 }
 
 #[test]

@@ -150,11 +150,21 @@ pub struct ColumnDef {
 }
 
 impl ColumnDef {
-    /// The Arrow field for this column.
+    /// The Arrow field for this column, with its description as field metadata
+    /// ([`DESCRIPTION_KEY`]): written into each Parquet file's Arrow schema, where pyarrow,
+    /// Polars and Spark show it; readers that ignore it read the file unchanged.
     pub fn field(&self) -> Field {
-        Field::new(&self.name, self.column_type.data_type(), self.nullable)
+        Field::new(&self.name, self.column_type.data_type(), self.nullable).with_metadata(
+            std::collections::HashMap::from([(
+                DESCRIPTION_KEY.to_owned(),
+                self.description.clone(),
+            )]),
+        )
     }
 }
+
+/// Field metadata key holding a column's description.
+pub const DESCRIPTION_KEY: &str = "description";
 
 /// What a `schemas/<table>.toml` file holds, before validation.
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@
 //! queries in `queries/` are embedded in the binary; their parameters are bound as typed values
 //! through DataFusion placeholders (`$name`), never spliced into SQL text.
 
+pub mod duckdb;
 mod error;
 pub mod export;
 #[cfg(test)]

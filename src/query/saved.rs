@@ -30,6 +30,12 @@ impl SavedQuery {
     pub fn bind(&self, given: &[(String, String)]) -> Result<ParamValues> {
         params::bind(&self.params, given)
     }
+
+    /// Reads an embedded query file in the same format (for query sets kept beside this one,
+    /// such as the report's).
+    pub fn parse(name: &'static str, sql: &'static str) -> std::result::Result<SavedQuery, String> {
+        parse(name, sql)
+    }
 }
 
 const FILES: [(&str, &str); 8] = [
