@@ -115,9 +115,10 @@ fn downgrade(lake: &Path, table: &str) -> usize {
                 RecordBatch::try_new(schema.clone(), columns).unwrap()
             })
             .collect();
+        let field = schema.field(at);
         assert_eq!(
-            schema.field(at),
-            &Field::new("analyser_version", DataType::Int64, true)
+            (field.data_type(), field.is_nullable()),
+            (&DataType::Int64, true)
         );
         let props = parquet::file::properties::WriterProperties::builder()
             .set_key_value_metadata(metadata)
