@@ -11,6 +11,7 @@ mod query;
 mod realapi;
 mod robust;
 mod s3;
+mod security;
 mod stop;
 mod sync;
 mod util;
