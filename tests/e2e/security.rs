@@ -169,3 +169,81 @@ async fn file_paths_refused_by_policy_are_recorded_failed_without_a_request() {
     assert_eq!(summary.stored, 0);
     assert_eq!(sim.stats().downloads, 0, "no media request was made");
 }
+
+/// Every file and folder under `root` (itself included) with its permission bits.
+fn modes(root: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        out.push((p.clone(), meta.permissions().mode() & 0o777));
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn synced_lake_and_exports_are_private_unless_configured_shared() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::util::sim_env(&sim);
+    let out = crate::util::sync_small_world("lake", &[], &env, dir.path()).await;
+    assert!(out.status.success(), "{}", crate::util::text(&out.stderr));
+    let out = crate::util::wxcc(
+        &["export", "--data", "lake", "--output", "jobs.jsonl"],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert!(out.status.success(), "{}", crate::util::text(&out.stderr));
+
+    let lake = modes(&dir.path().join("lake"));
+    assert!(lake.len() > 20, "{lake:?}");
+    assert!(
+        lake.iter()
+            .any(|(p, _)| p.extension().is_some_and(|e| e == "wav"))
+    );
+    for (path, mode) in lake.iter().chain(&modes(&dir.path().join("jobs.jsonl"))) {
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+
+    // A shared analytics host opts in to group access; the world still gets nothing.
+    std::fs::write(dir.path().join("wxcc.toml"), "[storage]\nshared = true\n").unwrap();
+    let out = crate::util::sync_small_world("shared", &[], &env, dir.path()).await;
+    assert!(out.status.success(), "{}", crate::util::text(&out.stderr));
+    for (path, mode) in modes(&dir.path().join("shared")) {
+        assert_eq!(mode & 0o007, 0, "{} is {mode:o}", path.display());
+        // Tables and recordings are for the group; lease files stay the owner's.
+        let data = path
+            .extension()
+            .is_some_and(|e| e == "parquet" || e == "wav");
+        if data {
+            assert_eq!(mode, 0o640, "{}", path.display());
+        } else if path.is_dir() {
+            assert_eq!(mode, 0o750, "{}", path.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn sql_refuses_plain_http_storage_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[storage]\naws_endpoint = \"http://minio.internal:9000\"\n",
+    )
+    .unwrap();
+    let env = std::collections::HashMap::new();
+    for args in [
+        vec!["sql", "SELECT 1", "--data", "s3://bucket/lake"],
+        vec!["export", "--data", "s3://bucket/lake"],
+    ] {
+        let out = crate::util::wxcc(&args, &env, dir.path()).await;
+        let err = crate::util::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("https"), "{err}");
+    }
+}
