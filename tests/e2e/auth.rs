@@ -368,6 +368,19 @@ async fn import_validates_with_a_refresh_grant_before_storing() {
     assert_eq!(out.code, Some(REAUTHORIZE), "{}", out.stderr);
     assert!(json_files(&tokens).is_empty());
 
+    // The client secret is only ever stored encrypted.
+    let out = run_with_stdin(
+        &["auth", "import", "--stdin", "--store-client-secret"],
+        &env,
+        dir.path(),
+        &import_lines(&sim),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("WXCC_TOKEN_KEY"), "{}", out.stderr);
+    assert!(json_files(&tokens).is_empty());
+    env.insert("WXCC_TOKEN_KEY".into(), KEY_A.into());
+
     let grants = sim.stats().token_grants;
     let out = run_with_stdin(
         &["auth", "import", "--stdin", "--store-client-secret"],
@@ -382,7 +395,7 @@ async fn import_validates_with_a_refresh_grant_before_storing() {
         grants + 1,
         "validated by one grant"
     );
-    let (_, s) = stored(&tokens, None);
+    let (_, s) = stored(&tokens, Some(KEY_A));
     assert_eq!(
         s.tokens.refresh_token.unwrap().expose_secret(),
         sim.credentials().refresh_token
