@@ -259,13 +259,13 @@ async fn plain_download(sim: &Simulator, cfg: &Config, to: Option<&Path>) -> any
     if let Some(dir) = to {
         std::fs::create_dir_all(dir)?;
     }
-    let http = wxcc::net::media_http_client();
+    let http = wxcc::net::MediaClient::new(wxcc::net::MediaPolicy { loopback: true });
     let sizes: Vec<u64> = futures::stream::iter(urls.into_iter().enumerate())
         .map(|(i, url)| {
             let http = http.clone();
             let file = to.map(|d| d.join(format!("{i}.wav")));
             async move {
-                let resp = http.get(url.expose_secret()).send().await?;
+                let resp = http.get(url.expose_secret()).await?;
                 ensure!(resp.status().is_success(), "download: {}", resp.status());
                 let mut sink = match &file {
                     Some(path) => Some((

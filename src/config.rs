@@ -70,6 +70,12 @@ pub enum ConfigError {
         "pii = \"hash\" needs a key: set WXCC_PII_KEY to a secret of at least 16 characters and keep it (the same key gives the same hashes)"
     )]
     PiiKey,
+    #[error("{name} = {value:?}: {reason}")]
+    BadStorageOption {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("unknown pii setting {0:?}: use keep, hash or mask")]
     BadPii(String),
     #[error(
@@ -112,7 +118,8 @@ fn region_names() -> String {
 }
 
 /// The `wxcc.toml` file. Every field is optional; unknown keys are an error so typos are caught.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// `Debug` is redacted (see [`redacted_debug`]).
+#[derive(Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub region: Option<String>,
@@ -138,12 +145,13 @@ pub struct FileConfig {
     /// object_store options for the output store, e.g. `aws_server_side_encryption = "aws:kms"`,
     /// `aws_sse_kms_key_id`, `aws_endpoint`, `google_service_account`,
     /// `azure_storage_account_name`. Applied over each cloud's standard environment variables.
-    #[serde(default)]
+    /// Also wxcc's own `shared = true` and `file_mode = "0640"` (see [`StorageConfig`]).
+    #[serde(default, deserialize_with = "scalar_map")]
     pub storage: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[[orgs]]` entry: its values override the top-level ones for that org.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgFileConfig {
     pub org_id: String,
@@ -185,10 +193,14 @@ impl FileConfig {
     /// Reads `path`; a missing file is only an error when the user named it explicitly.
     pub fn load(path: &Path, explicit: bool) -> Result<FileConfig> {
         match std::fs::read_to_string(path) {
-            Ok(text) => FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
-                path: path.to_owned(),
-                message,
-            }),
+            Ok(text) => {
+                let file = FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?;
+                warn_if_readable_by_others(path, &file);
+                Ok(file)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 Ok(FileConfig::default())
             }
@@ -199,13 +211,123 @@ impl FileConfig {
         }
     }
 
+    fn holds_secrets(&self) -> bool {
+        let own = [&self.client_secret, &self.refresh_token, &self.access_token];
+        own.iter().any(|s| s.is_some())
+            || self.orgs.iter().any(|o| {
+                [&o.client_secret, &o.refresh_token, &o.access_token]
+                    .iter()
+                    .any(|s| s.is_some())
+            })
+    }
+
+    /// Parse errors name the line and column and what was wrong, never the text there: the
+    /// offending line may hold a client secret or token.
     pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| {
+            let position = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: ")
+            });
+            format!(
+                "{}{}",
+                position.unwrap_or_default(),
+                without_quotes(e.message())
+            )
+        })
     }
 }
 
+/// `Debug` for the structs that hold secrets as plain strings: the secret fields print as
+/// `Some("[redacted]")`, so a `{:?}` in a log or panic cannot leak them.
+macro_rules! redacted_debug {
+    ($ty:ty { $($field:ident),* } secret { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &self.$secret.as_ref().map(|_| "[redacted]")))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+redacted_debug!(FileConfig {
+    region, api_base_url, oauth_base_url, client_id, org_id, output, token_dir, redirect_uri
+} secret { client_secret, refresh_token, access_token });
+redacted_debug!(OrgFileConfig {
+    org_id, region, api_base_url, oauth_base_url, client_id
+} secret { client_secret, refresh_token, access_token });
+redacted_debug!(Overrides {
+    region, api_base_url, oauth_base_url, client_id, org_id, output, token_dir, redirect_uri, pii
+} secret { client_secret, refresh_token, access_token, token_key, pii_key });
+
+/// A config file holding secrets should be private to its owner: warn (not fail, so a
+/// scheduled run keeps working) when the group or others may read it.
+fn warn_if_readable_by_others(path: &Path, file: &FileConfig) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
+        if let Ok(mode) = mode
+            && mode & 0o077 != 0
+            && file.holds_secrets()
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the config file holds secrets and is readable by others: chmod 600 it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, file);
+}
+
+/// A table of strings, booleans or integers, each kept as its text.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Boolean(b) => Ok((k, b.to_string())),
+            toml::Value::Integer(i) => Ok((k, i.to_string())),
+            _ => Err(serde::de::Error::custom(format!(
+                "[storage] {k} must be a string, boolean or integer"
+            ))),
+        })
+        .collect()
+}
+
+/// `message` with every quoted value (`"…"`, `'…'`) blanked; key names in backticks stay.
+fn without_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if c == '"' || c == '\'' => {
+                out.push(c);
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// Values from flags and `WXCC_*` environment variables; each wins over the file.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Overrides {
     pub region: Option<String>,
     pub api_base_url: Option<String>,
@@ -488,8 +610,10 @@ pub struct Config {
     pub give_up_days: u32,
     pub commit_every_recordings: usize,
     pub commit_every_secs: u64,
-    /// object_store options for the output store (`[storage]`).
+    /// object_store options for the output store (`[storage]`, without wxcc's own keys).
     pub storage_options: Vec<(String, String)>,
+    /// Mode of the local files wxcc creates (see [`StorageConfig::file_mode`]).
+    pub file_mode: u32,
     /// What happens to customer phone numbers and addresses.
     pub pii: PiiSetting,
     /// ML-ready files written beside each recording, in [`Derivative`] order, no repeats.
@@ -550,6 +674,7 @@ impl Config {
             region_url(region)?; // still reject a misspelt region
         }
         let auth = AuthConfig::resolve(&values)?;
+        let storage = StorageConfig::resolve(&values)?;
         let rate = values
             .rate_limit_per_minute
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
@@ -599,10 +724,8 @@ impl Config {
                 Some(dir) if !dir.is_dir() => return Err(ConfigError::BadScratchDir(dir)),
                 other => other,
             },
-            storage_options: {
-                check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
-                values.storage_options.clone()
-            },
+            storage_options: storage.options,
+            file_mode: storage.file_mode,
         })
     }
 }
@@ -620,9 +743,92 @@ impl Config {
     }
 }
 
+/// Mode of local files by default: the lake holds customer contact data and recordings.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode with `[storage] shared = true`: readable by the owner's group (a shared analytics host).
+pub const SHARED_FILE_MODE: u32 = 0o640;
+
+/// Where the lake lives and how every command opens it (sync, sql, query, export, state): the
+/// same location, the same `[storage]` options, the same TLS check, the same file mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub location: String,
+    /// object_store options (`[storage]` minus wxcc's own keys `file_mode` and `shared`).
+    pub options: Vec<(String, String)>,
+    /// Mode of local files wxcc creates (lake files, export files); folders get the matching
+    /// search bits. Default 0600/0700; `[storage] shared = true` gives 0640/0750 and
+    /// `[storage] file_mode = "0660"` any mode without world access.
+    pub file_mode: u32,
+}
+
+impl StorageConfig {
+    /// Checks TLS and splits wxcc's keys from the object_store options.
+    pub fn resolve(values: &Overrides) -> Result<StorageConfig> {
+        check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
+        let mut options = Vec::new();
+        let (mut shared, mut explicit) = (false, None);
+        for (k, v) in &values.storage_options {
+            match k.to_ascii_lowercase().as_str() {
+                "shared" => shared = parse_bool("[storage] shared", v)?,
+                "file_mode" => explicit = Some(parse_file_mode(v)?),
+                _ => options.push((k.clone(), v.clone())),
+            }
+        }
+        let file_mode = explicit.unwrap_or(if shared {
+            SHARED_FILE_MODE
+        } else {
+            PRIVATE_FILE_MODE
+        });
+        Ok(StorageConfig {
+            location: values
+                .output
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OUTPUT.to_owned()),
+            options,
+            file_mode,
+        })
+    }
+
+    /// The process umask that creates files with [`StorageConfig::file_mode`] and folders with
+    /// the matching search bits.
+    pub fn umask(file_mode: u32) -> u32 {
+        let dir_mode = file_mode | ((file_mode & 0o444) >> 2);
+        0o777 & !dir_mode
+    }
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(ConfigError::BadStorageOption {
+            name,
+            value: value.to_owned(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+/// An octal mode such as `0640`; world access is refused (the lake holds personal data).
+fn parse_file_mode(value: &str) -> Result<u32> {
+    let bad = |reason: &str| ConfigError::BadStorageOption {
+        name: "[storage] file_mode",
+        value: value.to_owned(),
+        reason: reason.into(),
+    };
+    let mode = u32::from_str_radix(value.trim().trim_start_matches("0o"), 8)
+        .map_err(|_| bad("expected an octal mode such as \"0640\""))?;
+    if mode & !0o660 != 0 || mode & 0o600 != 0o600 {
+        return Err(bad(
+            "owner read/write required; group read/write allowed; no execute or world access",
+        ));
+    }
+    Ok(mode)
+}
+
 /// Recordings and call metadata only travel encrypted: a storage endpoint must be `https`,
 /// except on loopback (a local S3-compatible server for tests or development).
-fn check_storage_tls(options: &[(String, String)], env_endpoints: &[String]) -> Result<()> {
+pub fn check_storage_tls(options: &[(String, String)], env_endpoints: &[String]) -> Result<()> {
     let from_options = options
         .iter()
         .filter(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
@@ -865,6 +1071,60 @@ mod tests {
             base.for_org(&orgs[0], false).is_ok(),
             "one org may use the env token"
         );
+    }
+
+    #[test]
+    fn debug_of_config_structs_hides_secrets() {
+        let file = FileConfig::parse(
+            "client_secret = \"s3cr3t\"\n[[orgs]]\norg_id = \"o\"\nrefresh_token = \"s3cr3t\"\n",
+        )
+        .unwrap();
+        let shown = format!(
+            "{file:?} {:?} {:?}",
+            file.orgs,
+            Overrides::from(file.clone())
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(file.holds_secrets());
+    }
+
+    #[test]
+    fn parse_errors_name_the_place_not_the_secret() {
+        for text in [
+            "client_id = \"x\"\nclient_secret = s3cr3t-value\n",
+            "client_secret = \"s3cr3t-value\"\nrate_limit_per_minute = \"s3cr3t-value\"\n",
+            "client_secret = \"s3cr3t-value\n",
+        ] {
+            let err = FileConfig::parse(text).unwrap_err();
+            assert!(!err.contains("s3cr3t"), "{err}");
+            assert!(err.contains("line 2") || err.contains("line 1"), "{err}");
+            assert!(err.contains("column"), "{err}");
+        }
+    }
+
+    #[test]
+    fn storage_is_private_unless_shared_or_given_a_mode() {
+        let with = |opts: &[(&str, &str)]| {
+            StorageConfig::resolve(&Overrides {
+                storage_options: opts
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            })
+        };
+        let private = with(&[("aws_region", "us-east-1")]).unwrap();
+        assert_eq!(private.file_mode, 0o600);
+        assert_eq!(private.options.len(), 1);
+        assert_eq!(StorageConfig::umask(0o600), 0o077);
+        let shared = with(&[("shared", "true")]).unwrap();
+        assert_eq!((shared.file_mode, shared.options.len()), (0o640, 0));
+        assert_eq!(StorageConfig::umask(0o640), 0o027);
+        assert_eq!(with(&[("file_mode", "0660")]).unwrap().file_mode, 0o660);
+        assert!(with(&[("file_mode", "0644")]).is_err());
+        assert!(with(&[("file_mode", "0400")]).is_err());
+        assert!(with(&[("shared", "maybe")]).is_err());
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub enum AudioError {
     Transport(String),
     #[error("the recording has no download URL")]
     NoUrl,
+    /// The media policy refused the URL, a redirect or the body (see [`net::MediaClient`]):
+    /// fatal for this recording, never retried.
+    #[error("{0}")]
+    Refused(String),
     /// The run is stopping (SIGTERM/SIGINT): the transfer was aborted, to be redone next run.
     #[error("stopped before the transfer finished")]
     Stopped,
@@ -121,8 +125,9 @@ pub fn check_id(id: &str) -> Result<()> {
 
 /// How recordings move into a store.
 pub struct Transfer<'a> {
-    /// Client for pre-signed URLs (never carries the API's bearer token).
-    pub http: &'a reqwest::Client,
+    /// Client for pre-signed URLs (never carries the API's bearer token; applies the media
+    /// policy).
+    pub http: &'a net::MediaClient,
     pub store: &'a Arc<dyn ObjectStore>,
     pub retry: &'a RetryPolicy,
     /// Multipart part size; see [`part_size_for`].
@@ -223,15 +228,18 @@ async fn fetch_once(
     let resp = transfer
         .http
         .get(url.expose_secret())
-        .send()
         .await
-        .map_err(|e| AudioError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| match e {
+            net::MediaError::Transport(e) => AudioError::Transport(e),
+            refused => AudioError::Refused(refused.to_string()),
+        })?;
     match resp.status().as_u16() {
         200 => {}
         403 => return Err(AudioError::UrlExpired),
         s => return Err(AudioError::Status(s)),
     }
     let expected = resp.content_length();
+    let cap = expected.unwrap_or(net::MAX_MEDIA_BYTES);
     let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
     let mut taps = Taps::start(transfer.processing);
     let mut body = resp.bytes_stream();
@@ -264,6 +272,12 @@ async fn fetch_once(
                 });
             }
         };
+        if upload.received + chunk.len() as u64 > cap {
+            upload.abort().await;
+            return Err(AudioError::Refused(format!(
+                "download body exceeds its {cap} byte limit"
+            )));
+        }
         taps.feed(&chunk).await;
         if let Err(e) = upload.put(chunk).await {
             upload.abort().await;
@@ -676,7 +690,8 @@ mod tests {
         processing: Processing,
         recorded: Option<StoredAudio>,
     ) -> Result<Processed> {
-        let (http, retry) = (reqwest::Client::new(), RetryPolicy::default());
+        let http = net::MediaClient::new(net::MediaPolicy { loopback: true });
+        let retry = RetryPolicy::default();
         let transfer = Transfer {
             http: &http,
             store,

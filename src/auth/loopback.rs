@@ -71,8 +71,9 @@ impl LoopbackListener {
         &self.redirect_uri
     }
 
-    /// Serves until the redirect arrives on the redirect path (other paths, e.g. a browser's
-    /// favicon request, get 404) or `timeout` passes; returns the checked code.
+    /// Serves until the redirect with the expected state arrives on the redirect path (other
+    /// paths, e.g. a browser's favicon request, get 404; wrong states get 400 and are ignored)
+    /// or `timeout` passes; returns the checked code.
     pub async fn wait(
         self,
         expected_state: &SecretString,
@@ -92,6 +93,12 @@ impl LoopbackListener {
                 }
                 let result = code_from_query(uri.query().unwrap_or_default(), &state);
                 let page = page(&result);
+                // Anyone on this host can reach the port: a wrong state is answered and
+                // ignored, so a forged request cannot end (or decide) the login.
+                if matches!(result, Err(AuthError::StateMismatch)) {
+                    tracing::warn!("ignored a redirect with a wrong state");
+                    return page;
+                }
                 if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     let _ = tx.send(result);
                 }

@@ -38,6 +38,12 @@ pub enum StoreError {
     )]
     Insecure { path: PathBuf, mode: u32 },
     #[error(
+        "refusing token directory {}: it is {reason}; point WXCC_TOKEN_DIR at a directory of \
+         your own (it is never chmodded for you)",
+        path.display()
+    )]
+    UnsafeDir { path: PathBuf, reason: &'static str },
+    #[error(
         "bad token-store key ({reason}): expected the base64 encoding of 32 random bytes, \
          e.g. from `openssl rand -base64 32`"
     )]
@@ -361,12 +367,28 @@ fn private_options() -> OpenOptions {
     OpenOptions::new()
 }
 
-/// Creates `dir` (0700) or checks an existing one: a group/world-accessible directory is
-/// tightened to 0700, or refused when that is not allowed (not ours).
+/// Creates `dir` (0700) or checks an existing one: a symlink, a directory owned by someone
+/// else or a sticky (shared, like /tmp) directory is refused untouched; a group/world-accessible
+/// directory of our own is tightened to 0700.
 fn ensure_private_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if let Ok(meta) = std::fs::symlink_metadata(dir) {
+            let unsafe_dir = |reason| StoreError::UnsafeDir {
+                path: dir.to_owned(),
+                reason,
+            };
+            if meta.file_type().is_symlink() {
+                return Err(unsafe_dir("a symbolic link"));
+            }
+            if meta.uid() != rustix::process::geteuid().as_raw() {
+                return Err(unsafe_dir("owned by another user"));
+            }
+            if meta.mode() & 0o1000 != 0 {
+                return Err(unsafe_dir("sticky (a shared directory such as /tmp)"));
+            }
+        }
         if !dir.is_dir() {
             std::fs::DirBuilder::new()
                 .recursive(true)

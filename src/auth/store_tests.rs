@@ -239,3 +239,26 @@ fn debug_output_never_shows_secrets() {
     s.client_secret = Some(SecretString::from("sekrit-client"));
     assert!(!format!("{s:?}").contains("sekrit"));
 }
+
+#[cfg(unix)]
+#[test]
+fn symlinked_or_sticky_token_dirs_are_refused_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = ensure_private_dir(&link).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    let sticky = tmp.path().join("shared");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = ensure_private_dir(&sticky).unwrap_err();
+    assert!(err.to_string().contains("sticky"), "{err}");
+    for dir in [&real, &sticky] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+        assert!(mode == 0o755 || mode == 0o1777, "{mode:o}: never chmodded");
+    }
+}

@@ -389,6 +389,15 @@ async fn import(config_path: Option<PathBuf>, args: ImportArgs) -> Result<u8> {
         unreachable!("checked above");
     };
     let key = preflight(&cfg, &client_id)?;
+    if args.store_client_secret && key.is_none() {
+        // Never store the client secret in clear: it outlives every token.
+        return Err(AuthError::Login(
+            "--store-client-secret needs a token-store key: set WXCC_TOKEN_KEY (or \
+             token_key_file) to the base64 of 32 random bytes, e.g. `openssl rand -base64 32`"
+                .into(),
+        )
+        .into());
+    }
     let oauth = OAuthClient::new(
         net::api_http_client(),
         &cfg.oauth_base_url,

@@ -199,9 +199,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     let log_format = cli.log_format;
     let result = match cli.command {
         Command::Sync(args) => run_sync(cli.config, args, log_format).await,
-        Command::Sql(args) => query::run_sql(args).await.map(|()| exit::OK),
-        Command::Query(args) => query::run_query(args).await.map(|()| exit::OK),
-        Command::Export(args) => query::run_export(args).await.map(|()| exit::OK),
+        Command::Sql(args) => query::run_sql(cli.config, args).await.map(|()| exit::OK),
+        Command::Query(args) => query::run_query(cli.config, args).await.map(|()| exit::OK),
+        Command::Export(args) => query::run_export(cli.config, args).await.map(|()| exit::OK),
         Command::Sim(args) => sim::run(args).await.map(|()| exit::OK),
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
@@ -530,6 +530,7 @@ async fn sync_org(
             SyncRange::Explicit { from, to }
         }
     };
+    create_files_with_mode(cfg.file_mode);
     let mut ctx = SyncContext::from_config(cfg)?;
     *lake_root = Some(ctx.lake.url().clone());
     ctx.run_id = run_id;
@@ -557,6 +558,26 @@ async fn sync_org(
     let report = sync::run_report(&ctx, &opts).await;
     ctx.progress.finish_and_clear();
     Ok(report)
+}
+
+/// The one way commands open the lake: `[storage]` options already TLS-checked by
+/// [`config::StorageConfig::resolve`], and local files created with the configured mode.
+pub(crate) fn open_lake(storage: &config::StorageConfig) -> Result<crate::lake::Lake> {
+    create_files_with_mode(storage.file_mode);
+    Ok(crate::lake::Lake::open_with_options(
+        &storage.location,
+        storage.options.iter().cloned(),
+    )?)
+}
+
+/// Sets the process umask so every file this command creates (lake files through
+/// object_store, lease files, export files) gets `file_mode` and every folder the matching
+/// search bits: private (0600/0700) unless configured for a shared host.
+pub(crate) fn create_files_with_mode(file_mode: u32) {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(
+        config::StorageConfig::umask(file_mode) as rustix::fs::RawMode,
+    ));
 }
 
 /// The run summary as one JSON line on standard output, for schedulers to collect.

@@ -1,10 +1,11 @@
 //! `wxcc sql`, `wxcc query list|run` and `wxcc export`: flags into calls of the query library.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config;
-use crate::lake::Lake;
 use crate::query::params::{ParamDefault, bind_text, parse_assignments};
 use crate::query::{
     self, Destination, ExportRequest, OutputFormat, QueryError, QuerySession, export,
@@ -166,7 +167,7 @@ pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// `wxcc sql`.
-pub async fn run_sql(args: SqlArgs) -> Result<()> {
+pub async fn run_sql(config_path: Option<PathBuf>, args: SqlArgs) -> Result<()> {
     let given = parse_assignments(&args.params)?;
     let (sql, params) = match args.sql.strip_prefix('@') {
         Some(name) => {
@@ -178,11 +179,11 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
             (args.sql, params)
         }
     };
-    execute(args.data, &sql, params, args.result).await
+    execute(config_path, args.data, &sql, params, args.result).await
 }
 
 /// `wxcc query list|run`.
-pub async fn run_query(args: QueryArgs) -> Result<()> {
+pub async fn run_query(config_path: Option<PathBuf>, args: QueryArgs) -> Result<()> {
     match args.command {
         QueryCommand::List => {
             print!("{}", list_text());
@@ -191,13 +192,13 @@ pub async fn run_query(args: QueryArgs) -> Result<()> {
         QueryCommand::Run(run) => {
             let q = query::find_saved_query(&run.name)?;
             let params = q.bind(&parse_assignments(&run.params)?)?;
-            execute(run.data, q.sql, Some(params), run.result).await
+            execute(config_path, run.data, q.sql, Some(params), run.result).await
         }
     }
 }
 
 /// `wxcc export`.
-pub async fn run_export(args: ExportArgs) -> Result<()> {
+pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Result<()> {
     let given = parse_assignments(&args.params)?;
     let (selection_sql, params) = match (args.sql, args.query.as_deref()) {
         (Some(sql), _) => {
@@ -211,9 +212,10 @@ pub async fn run_export(args: ExportArgs) -> Result<()> {
     };
     let sign = args.sign.as_deref().map(export::parse_ttl).transpose()?;
     let format = OutputFormat::from(args.format);
-    let destination = Destination::parse(args.output.as_deref())?;
+    let storage = storage(config_path, args.data)?;
+    let destination = Destination::parse(args.output.as_deref(), &storage.options)?;
     destination.check_format(format)?;
-    let lake = open_lake(args.data)?;
+    let lake = super::open_lake(&storage)?;
     let session = QuerySession::open(&lake).await?;
     let request = ExportRequest {
         selection_sql,
@@ -228,16 +230,18 @@ pub async fn run_export(args: ExportArgs) -> Result<()> {
 }
 
 async fn execute(
+    config_path: Option<PathBuf>,
     data: DataArgs,
     sql: &str,
     params: Option<datafusion::common::ParamValues>,
     result: ResultArgs,
 ) -> Result<()> {
     let format = OutputFormat::from(result.format);
-    let destination = Destination::parse(result.output.as_deref())?;
+    let storage = storage(config_path, data)?;
+    let destination = Destination::parse(result.output.as_deref(), &storage.options)?;
     // Refuse binary-to-terminal before any work is done.
     destination.check_format(format)?;
-    let lake = open_lake(data)?;
+    let lake = super::open_lake(&storage)?;
     let session = QuerySession::open(&lake).await?;
     let df = session.dataframe(sql, params).await?;
     let stream = df.execute_stream().await.map_err(QueryError::Sql)?;
@@ -246,11 +250,15 @@ async fn execute(
     Ok(())
 }
 
-fn open_lake(data: DataArgs) -> Result<Lake> {
-    let location = data
-        .data
-        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
-    Ok(Lake::open(&location)?)
+/// The lake as sync writes it: `--data` over WXCC_OUTPUT over wxcc.toml's `output`, with the
+/// file's `[storage]` options and TLS check.
+fn storage(config_path: Option<PathBuf>, data: DataArgs) -> Result<config::StorageConfig> {
+    let flags = config::Overrides {
+        output: data.data,
+        ..Default::default()
+    };
+    let (values, _) = super::load_layers(config_path, flags)?;
+    Ok(config::StorageConfig::resolve(&values)?)
 }
 
 /// `query list`: each query's name and description, then its parameters.

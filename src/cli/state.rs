@@ -81,10 +81,7 @@ async fn open(config_path: Option<PathBuf>, target: Target) -> Result<(Lake, Org
         ..Default::default()
     };
     let (values, _) = super::load_layers(config_path, flags)?;
-    let location = values
-        .output
-        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
-    let lake = Lake::open_with_options(&location, values.storage_options.iter().cloned())?;
+    let lake = super::open_lake(&config::StorageConfig::resolve(&values)?)?;
     let org = match values.org_id {
         Some(org) => org,
         None => only_org(&lake).await?,

@@ -166,6 +166,33 @@ impl Lake {
         Path::from_url_path(parsed.path()).ok()
     }
 
+    /// The object path of a recording (or derivative) URI in this lake: under the lake's own
+    /// `audio/` prefix and of the object-key grammar `audio/<org>/<task>/<recording>[.<kind>].wav`
+    /// with plain-token ids. `None` for anything else, so a manifest row pointing at another
+    /// object (a table, state, another prefix) can never be pre-signed.
+    pub fn audio_path_of_uri(&self, uri: &str) -> Option<Path> {
+        let path = self.path_of_uri(uri)?;
+        let root = self.root.as_ref();
+        let rest = match root.is_empty() {
+            true => path.as_ref(),
+            false => path.as_ref().strip_prefix(root)?.strip_prefix('/')?,
+        };
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [audio, org, task, file] = parts.as_slice() else {
+            return None;
+        };
+        let stem = file.strip_suffix(".wav")?;
+        let (recording, kind) = stem.split_once('.').unwrap_or((stem, "x"));
+        let ok = *audio == "audio" && token(org) && token(task) && token(recording) && token(kind);
+        ok.then_some(path)
+    }
+
     /// A pre-signed HTTPS `GET` URL for `path`, valid for `expires_in`, that a transcription
     /// service can fetch without credentials. Computed locally from the store's credentials (no
     /// request is sent); S3, GCS and Azure only.
@@ -366,6 +393,33 @@ mod tests {
         assert!(lake.path_of_uri("s3://other/wxcc/audio/a.wav").is_none());
         assert!(lake.path_of_uri("gs://bucket/wxcc/audio/a.wav").is_none());
         assert!(lake.path_of_uri("not a uri").is_none());
+    }
+
+    #[test]
+    fn only_recordings_under_the_own_audio_prefix_can_be_signed() {
+        let lake = Lake::open_with_options("s3://bucket/root", [("aws_region", "us-east-1")])
+            .expect("open");
+        let ok = "s3://bucket/root/audio/org-1/task_2/rec3.wav";
+        assert_eq!(
+            lake.audio_path_of_uri(ok).unwrap().as_ref(),
+            "root/audio/org-1/task_2/rec3.wav"
+        );
+        assert!(
+            lake.audio_path_of_uri("s3://bucket/root/audio/o/t/r.mono16k.wav")
+                .is_some()
+        );
+        for bad in [
+            "s3://bucket/root/tasks/org_id=o/date=2026-01-01/part-0.parquet",
+            "s3://bucket/root/_state/org_id=o/watermark.json",
+            "s3://bucket/other/audio/o/t/r.wav",
+            "s3://bucket/root/audio/o/t/r.wav.json",
+            "s3://bucket/root/audio/o/t/x/r.wav",
+            "s3://bucket/root/audio/o/t/r%2Fx.wav",
+            "s3://bucket/root/audio/o/../r.wav",
+            "s3://other/root/audio/o/t/r.wav",
+        ] {
+            assert!(lake.audio_path_of_uri(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

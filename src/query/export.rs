@@ -206,9 +206,9 @@ pub async fn sign_batch(
             let mut urls = Vec::with_capacity(n);
             for i in 0..n {
                 let uri = uris.value(i);
-                let path = lake.path_of_uri(uri).ok_or_else(|| {
+                let path = lake.audio_path_of_uri(uri).ok_or_else(|| {
                     QueryError::Usage(format!(
-                        "cannot pre-sign {uri}: it is not in the store of {}",
+                        "cannot pre-sign {uri}: only recordings under {}audio/ are signed",
                         lake.url()
                     ))
                 })?;

@@ -193,3 +193,43 @@ async fn mono16k_export_points_at_derivatives_made_from_the_stored_bytes() {
         rows[1]
     );
 }
+
+#[tokio::test]
+async fn export_refuses_to_sign_a_manifest_row_outside_audio() {
+    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let s3 = dummy_s3();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("object_uri", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, true),
+        Field::new(
+            "url_expires_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+    ]));
+    let batch_of = |uri: &str| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![uri])),
+                Arc::new(StringArray::new_null(1)),
+                Arc::new(TimestampMillisecondArray::new_null(1).with_timezone("UTC")),
+            ],
+        )
+        .unwrap()
+    };
+    let ttl = Some(Duration::from_secs(60));
+    let good = batch_of("s3://recordings/wxcc/audio/o/t/r.wav");
+    assert!(sign_batch(&s3, &good, schema.clone(), ttl).await.is_ok());
+    for uri in [
+        "s3://recordings/wxcc/_state/org_id=o/watermark.json",
+        "s3://recordings/wxcc/tasks/org_id=o/date=2026-01-05/part-0.parquet",
+        "s3://recordings/elsewhere/audio/o/t/r.wav",
+    ] {
+        let err = sign_batch(&s3, &batch_of(uri), schema.clone(), ttl)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("only recordings under"), "{err}");
+    }
+}

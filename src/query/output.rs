@@ -41,8 +41,9 @@ pub enum Destination {
 impl Destination {
     /// `None` or `-` is standard output; anything else is a local path or an object store URL
     /// (`s3://bucket/jobs/list.jsonl`, `file:///tmp/x.csv`), whose folder is created if needed.
-    /// Cloud credentials come from the environment, as for the lake.
-    pub fn parse(output: Option<&str>) -> Result<Destination> {
+    /// Cloud credentials come from the environment and `options` (the lake's `[storage]`
+    /// options, so server-side encryption settings apply to exports too).
+    pub fn parse(output: Option<&str>, options: &[(String, String)]) -> Result<Destination> {
         let location = match output {
             None | Some("-") => return Ok(Destination::Stdout),
             Some(l) => l,
@@ -63,7 +64,7 @@ impl Destination {
             }
             p => p,
         };
-        let store = Lake::open(parent)?;
+        let store = Lake::open_with_options(parent, options.iter().cloned())?;
         let path = store.path(name);
         Ok(Destination::Object {
             store,
@@ -268,7 +269,7 @@ mod tests {
     async fn csv_across_batches_has_one_header() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let out = tmp.path().join("sub/out.csv");
-        let dest = Destination::parse(out.to_str()).expect("destination");
+        let dest = Destination::parse(out.to_str(), &[]).expect("destination");
         let rows = write_stream(
             stream(vec![batch(&["a", "b"]), batch(&["c"])]),
             OutputFormat::Csv,
@@ -286,7 +287,7 @@ mod tests {
     async fn json_across_batches_is_one_valid_array() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let out = tmp.path().join("out.json");
-        let dest = Destination::parse(out.to_str()).expect("destination");
+        let dest = Destination::parse(out.to_str(), &[]).expect("destination");
         write_stream(
             stream(vec![batch(&["a"]), batch(&[]), batch(&["b", "c"])]),
             OutputFormat::Json,
@@ -340,12 +341,15 @@ mod tests {
     #[test]
     fn output_must_name_a_file() {
         for bad in ["dir/", "s3://bucket/", "s3://bucket"] {
-            assert!(Destination::parse(Some(bad)).is_err(), "{bad}");
+            assert!(Destination::parse(Some(bad), &[]).is_err(), "{bad}");
         }
         assert!(matches!(
-            Destination::parse(Some("-")),
+            Destination::parse(Some("-"), &[]),
             Ok(Destination::Stdout)
         ));
-        assert!(matches!(Destination::parse(None), Ok(Destination::Stdout)));
+        assert!(matches!(
+            Destination::parse(None, &[]),
+            Ok(Destination::Stdout)
+        ));
     }
 }

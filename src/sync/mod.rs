@@ -143,8 +143,9 @@ pub struct FailedTask {
 pub struct SyncContext {
     pub api: ApiClient,
     pub lake: Lake,
-    /// Client for pre-signed media URLs (never sends the bearer token).
-    pub media: reqwest::Client,
+    /// Client for pre-signed media URLs (never sends the bearer token; https to public
+    /// addresses unless the API itself is on loopback).
+    pub media: net::MediaClient,
     pub retry: RetryPolicy,
     /// Re-hash stored audio before trusting it (default: trust a matching size).
     pub verify_checksums: bool,
@@ -179,7 +180,7 @@ impl SyncContext {
         Ok(SyncContext {
             api: ApiClient::new(http, settings, tokens),
             lake: Lake::open_with_options(&cfg.output, cfg.storage_options.iter().cloned())?,
-            media: net::media_http_client(),
+            media: net::MediaClient::new(net::MediaPolicy::for_api(&cfg.api_base_url)),
             retry,
             verify_checksums: false,
             processing: audio::Processing {

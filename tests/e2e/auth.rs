@@ -321,25 +321,36 @@ async fn a_redirect_with_another_state_is_rejected_and_nothing_is_stored() {
         out.stderr
     );
 
-    // Loopback: a request to the listener with a wrong state ends the login too.
+    assert!(json_files(&tokens).is_empty(), "nothing stored");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_loopback_callback_is_answered_and_ignored_until_the_real_one() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("t");
     let env = with(
         store_env(&sim, &tokens),
         &[("WXCC_REDIRECT_URI", "http://127.0.0.1:0/callback")],
     );
     let login = start_login(&["auth", "login"], &env, dir.path()).await;
     let redirect = login.param("redirect_uri");
-    let resp = reqwest::get(format!("{redirect}?code=abc&state=wrong"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    for forged in [
+        "code=abc&state=wrong",
+        "error=access_denied&state=x",
+        "code=abc",
+    ] {
+        let resp = reqwest::get(format!("{redirect}?{forged}")).await.unwrap();
+        assert_eq!(resp.status(), 400, "{forged}");
+    }
+    assert!(json_files(&tokens).is_empty(), "nothing stored yet");
+    // The real browser redirect still completes the login.
+    let page = reqwest::get(login.url.clone()).await.unwrap();
+    assert_eq!(page.status(), 200);
     let out = login.finish().await;
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("state does not match"),
-        "{}",
-        out.stderr
-    );
-    assert!(json_files(&tokens).is_empty(), "nothing stored");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(json_files(&tokens).len(), 1);
     sim.shutdown().await;
 }
 
@@ -357,6 +368,19 @@ async fn import_validates_with_a_refresh_grant_before_storing() {
     assert_eq!(out.code, Some(REAUTHORIZE), "{}", out.stderr);
     assert!(json_files(&tokens).is_empty());
 
+    // The client secret is only ever stored encrypted.
+    let out = run_with_stdin(
+        &["auth", "import", "--stdin", "--store-client-secret"],
+        &env,
+        dir.path(),
+        &import_lines(&sim),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("WXCC_TOKEN_KEY"), "{}", out.stderr);
+    assert!(json_files(&tokens).is_empty());
+    env.insert("WXCC_TOKEN_KEY".into(), KEY_A.into());
+
     let grants = sim.stats().token_grants;
     let out = run_with_stdin(
         &["auth", "import", "--stdin", "--store-client-secret"],
@@ -371,7 +395,7 @@ async fn import_validates_with_a_refresh_grant_before_storing() {
         grants + 1,
         "validated by one grant"
     );
-    let (_, s) = stored(&tokens, None);
+    let (_, s) = stored(&tokens, Some(KEY_A));
     assert_eq!(
         s.tokens.refresh_token.unwrap().expose_secret(),
         sim.credentials().refresh_token

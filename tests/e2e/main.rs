@@ -18,6 +18,7 @@ mod realapi;
 mod report;
 mod robust;
 mod s3;
+mod security;
 mod stop;
 mod sync;
 mod util;
