@@ -208,9 +208,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::State(args) => state::run(cli.config, args).await,
         Command::Audio(args) => audio::run(args).await,
         Command::Check(args) => check::run(cli.config, args).await,
-        Command::Report(args) => report::run(args).await.map(|()| exit::OK),
+        Command::Report(args) => report::run(cli.config, args).await.map(|()| exit::OK),
         Command::Schema(args) => schema::run_schema(args).map(|()| exit::OK),
-        Command::DuckdbInit(args) => schema::run_duckdb_init(args).await.map(|()| exit::OK),
+        Command::DuckdbInit(args) => schema::run_duckdb_init(cli.config, args)
+            .await
+            .map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -252,7 +252,11 @@ async fn execute(
 
 /// The lake as sync writes it: `--data` over WXCC_OUTPUT over wxcc.toml's `output`, with the
 /// file's `[storage]` options and TLS check.
-fn storage(config_path: Option<PathBuf>, data: DataArgs) -> Result<config::StorageConfig> {
+/// The lake a read command works on: `--data`, else `output` and `[storage]` of wxcc.toml.
+pub(super) fn storage(
+    config_path: Option<PathBuf>,
+    data: DataArgs,
+) -> Result<config::StorageConfig> {
     let flags = config::Overrides {
         output: data.data,
         ..Default::default()

@@ -5,8 +5,6 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 
 use super::query::DataArgs;
-use crate::config;
-use crate::lake::Lake;
 use crate::report::{self, ReportError, ReportRequest};
 
 #[derive(Debug, Args)]
@@ -43,13 +41,9 @@ pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(ReportError::is_usage)
 }
 
-pub async fn run(args: ReportArgs) -> Result<()> {
+pub async fn run(config_path: Option<std::path::PathBuf>, args: ReportArgs) -> Result<()> {
     let as_of = Utc::now();
-    let location = args
-        .data
-        .data
-        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
-    let lake = Lake::open(&location)?;
+    let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
     let request = ReportRequest {
         from: args.from,
         to: args.to,

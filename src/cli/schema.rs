@@ -8,8 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use super::query::DataArgs;
-use crate::config;
-use crate::lake::{Lake, docs};
+use crate::lake::docs;
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
@@ -46,12 +45,11 @@ pub fn run_schema(args: SchemaArgs) -> Result<()> {
     write_out(args.output.as_deref(), &text)
 }
 
-pub async fn run_duckdb_init(args: DuckdbInitArgs) -> Result<()> {
-    let location = args
-        .data
-        .data
-        .unwrap_or_else(|| config::DEFAULT_OUTPUT.to_owned());
-    let lake = Lake::open(&location)?;
+pub async fn run_duckdb_init(
+    config_path: Option<std::path::PathBuf>,
+    args: DuckdbInitArgs,
+) -> Result<()> {
+    let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
     let sql = crate::query::duckdb::init_sql(&lake).await?;
     write_out(args.output.as_deref(), &sql)
 }
