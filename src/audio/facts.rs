@@ -219,9 +219,13 @@ impl ClipRun {
 struct HighPass {
     k: f32,
     p: f32,
-    /// `gain[i][j]`: weight of the block's `i`-th input difference in its `j`-th output,
-    /// `k p^(j-i)` for `j ≥ i`, else 0.
-    gain: [[f32; HP_BLOCK]; HP_BLOCK],
+    /// `weight[i][j]`: weight of the block's `i`-th sample in its `j`-th output. With
+    /// `g(i, j) = k p^(j-i)` (`j ≥ i`, else 0) the response to the `i`-th input difference, it is
+    /// `g(i, j) - g(i+1, j)`: weighting samples rather than differences saves a subtraction and
+    /// a register broadcast per sample.
+    weight: [[f32; HP_BLOCK]; HP_BLOCK],
+    /// Weight of the sample before the block in its `j`-th output: `-g(0, j)`.
+    weight_prev: [f32; HP_BLOCK],
     /// Weight of the previous output in the block's `j`-th output: `p^(j+1)`.
     decay: [f32; HP_BLOCK],
     /// `p^HP_BLOCK`, the last of `decay` kept apart: the chain between blocks then stays one
@@ -240,16 +244,20 @@ impl HighPass {
         let t = (std::f64::consts::PI * HIGH_PASS_HZ / f64::from(rate.max(1))).tan();
         let p = (1.0 - t) / (1.0 + t);
         let k = (1.0 + p) / 2.0;
-        let mut gain = [[0f32; HP_BLOCK]; HP_BLOCK];
-        for (i, row) in gain.iter_mut().enumerate() {
-            for (j, g) in row.iter_mut().enumerate().skip(i) {
-                *g = (k * p.powi((j - i) as i32)) as f32;
+        let g = |i: usize, j: usize| {
+            if i <= j && i < HP_BLOCK {
+                k * p.powi((j - i) as i32)
+            } else {
+                0.0
             }
-        }
+        };
         HighPass {
             k: k as f32,
             p: p as f32,
-            gain,
+            weight: std::array::from_fn(|i| {
+                std::array::from_fn(|j| (g(i, j) - g(i + 1, j)) as f32)
+            }),
+            weight_prev: std::array::from_fn(|j| -g(0, j) as f32),
             decay: std::array::from_fn(|j| p.powi(j as i32 + 1) as f32),
             decay_last: p.powi(HP_BLOCK as i32) as f32,
             x1: 0.0,
@@ -296,14 +304,13 @@ impl HighPass {
         let (mut x1, mut y1) = (self.x1, self.y1);
         let mut sq = [0f32; HP_BLOCK];
         for block in blocks {
-            let mut y = [0f32; HP_BLOCK];
-            for (i, &x) in block.iter().enumerate() {
-                let d = x - x1;
-                x1 = x;
-                for (y, g) in y.iter_mut().zip(&self.gain[i]) {
-                    *y += d * g;
+            let mut y = self.weight_prev.map(|w| w * x1);
+            for (&x, w) in block.iter().zip(&self.weight) {
+                for (y, w) in y.iter_mut().zip(w) {
+                    *y += x * w;
                 }
             }
+            x1 = block[HP_BLOCK - 1];
             // The previous output joins last: the chain between blocks is one multiply-add.
             let next = y[HP_BLOCK - 1] + self.decay_last * y1;
             for ((y, decay), sq) in y.iter_mut().zip(&self.decay).zip(&mut sq) {
