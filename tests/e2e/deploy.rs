@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::s3::test_python;
-use crate::util::text;
+use crate::util::{run_ok, text};
 
 fn deploy(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,18 +28,12 @@ async fn the_kubernetes_cronjob_validates_against_the_kubernetes_schemas() {
         return missing("kubernetes-validate");
     }
     let manifest = deploy("kubernetes/cronjob.yaml");
-    let out = tokio::process::Command::new(&validate)
-        .arg("--strict")
-        .arg(&manifest)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    run_ok(
+        tokio::process::Command::new(&validate)
+            .arg("--strict")
+            .arg(&manifest),
+    )
+    .await;
     let yaml = std::fs::read_to_string(&manifest).unwrap();
     for needle in [
         "concurrencyPolicy: Forbid",
@@ -129,22 +123,16 @@ for code, fast in [(2, True), (3, True), (4, False), (75, False), (1, False)]:
         assert not fast, code
 print("dagbag ok")
 "#;
-        let out = tokio::process::Command::new(airflow_python.unwrap())
-            .args(["-c", script])
-            .arg(&dag)
-            .arg(dag.parent().unwrap())
-            .env("AIRFLOW_HOME", home.path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("WXCC_AIRFLOW_ORGS", "org-a,org-b")
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        run_ok(
+            tokio::process::Command::new(airflow_python.unwrap())
+                .args(["-c", script])
+                .arg(&dag)
+                .arg(dag.parent().unwrap())
+                .env("AIRFLOW_HOME", home.path())
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("WXCC_AIRFLOW_ORGS", "org-a,org-b"),
+        )
+        .await;
         return;
     }
     eprintln!("note: Airflow is not installed; checking the DAG with py_compile and its AST");
@@ -161,18 +149,12 @@ assert set(names["NO_RETRY"]) == {2, 3}, names
 assert {4, 75} <= set(names["RETRY"]), names
 print("ast ok")
 "#;
-    let out = tokio::process::Command::new(python)
-        .args(["-c", script])
-        .arg(&dag)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    run_ok(
+        tokio::process::Command::new(python)
+            .args(["-c", script])
+            .arg(&dag),
+    )
+    .await;
 }
 
 fn which(tool: &str) -> Result<PathBuf, ()> {

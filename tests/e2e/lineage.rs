@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::s3::test_python;
-use crate::util::{sim_env, small_world, start_sim, sync_small_world, text};
+use crate::util::{run_ok, sim_env, small_world, start_sim, sync_small_world, text};
 
 /// Validates every line of `events` (the event against RunEvent, each facet against the schema
 /// its `_schemaURL` names); prints the error and exits non-zero on the first invalid one.
@@ -33,22 +33,13 @@ print("valid")
 
 async fn validate(python: &str, events: &Path) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openlineage");
-    let out = tokio::process::Command::new(python)
-        .args([
-            "-c",
-            VALIDATE,
-            fixtures.to_str().unwrap(),
-            events.to_str().unwrap(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    run_ok(tokio::process::Command::new(python).args([
+        "-c",
+        VALIDATE,
+        fixtures.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]))
+    .await;
 }
 
 fn events(path: &Path) -> Vec<serde_json::Value> {

@@ -91,6 +91,19 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs a helper program (a validator, a Python check) and fails the test with its output
+/// unless it succeeds.
+pub async fn run_ok(cmd: &mut tokio::process::Command) -> std::process::Output {
+    let out = cmd.output().await.expect("the program starts");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
 /// Every row of a table, via the project's own query layer.
 pub async fn query(location: &str, sql: &str) -> Vec<RecordBatch> {
     let lake = wxcc::lake::Lake::open(location).expect("lake opens");
