@@ -6,6 +6,7 @@ use tracing_subscriber::EnvFilter;
 use wxcc::cli::{self, Cli, LogFormat};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -37,3 +38,19 @@ fn init_logging(cli: &Cli) {
         LogFormat::Text => builder.with_target(false).compact().init(),
     }
 }
+
+/// glibc's malloc keeps up to 8 arenas per core, and the commits' large, short-lived Arrow
+/// buffers, freed on other threads, leave each of them holding memory it never returns: a
+/// 10,000-call day grew to 198 MiB resident while its live heap peaked near 21 MiB (heaptrack).
+/// Two arenas keep that to 129 MiB (`benches/sync_memory.rs`) for no measurable loss of
+/// speed, where jemalloc reached 148 MiB and mimalloc more, each adding a C build.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
