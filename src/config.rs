@@ -187,6 +187,8 @@ pub struct SyncFileConfig {
     pub commit_every_recordings: Option<usize>,
     /// ...or every this many seconds.
     pub commit_every_secs: Option<u64>,
+    /// Tasks listed and processed at a time within a busy day (memory follows this).
+    pub tasks_per_part: Option<usize>,
 }
 
 impl FileConfig {
@@ -610,6 +612,10 @@ pub struct Config {
     pub give_up_days: u32,
     pub commit_every_recordings: usize,
     pub commit_every_secs: u64,
+    /// See [`SyncFileConfig::tasks_per_part`].
+    pub tasks_per_part: usize,
+    /// See [`StorageConfig::rows_per_file`].
+    pub rows_per_file: usize,
     /// object_store options for the output store (`[storage]`, without wxcc's own keys).
     pub storage_options: Vec<(String, String)>,
     /// Mode of the local files wxcc creates (see [`StorageConfig::file_mode`]).
@@ -718,6 +724,8 @@ impl Config {
             give_up_days: file_sync.give_up_days.unwrap_or(7).max(1),
             commit_every_recordings: file_sync.commit_every_recordings.unwrap_or(500).max(1),
             commit_every_secs: file_sync.commit_every_secs.unwrap_or(60).max(1),
+            tasks_per_part: file_sync.tasks_per_part.unwrap_or(10_000).max(1),
+            rows_per_file: storage.rows_per_file,
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
             scratch_dir: match values.scratch_dir.as_deref().map(PathBuf::from) {
@@ -759,6 +767,9 @@ pub struct StorageConfig {
     /// search bits. Default 0600/0700; `[storage] shared = true` gives 0640/0750 and
     /// `[storage] file_mode = "0660"` any mode without world access.
     pub file_mode: u32,
+    /// Rows per Parquet file within a day's partition (`[storage] rows_per_file`, default
+    /// 25,000): a busy day is spread over several files so that a commit rewrites at most one.
+    pub rows_per_file: usize,
 }
 
 impl StorageConfig {
@@ -767,9 +778,19 @@ impl StorageConfig {
         check_storage_tls(&values.storage_options, &values.storage_endpoints_env)?;
         let mut options = Vec::new();
         let (mut shared, mut explicit) = (false, None);
+        let mut rows_per_file = crate::lake::partition::MAX_FILE_ROWS;
         for (k, v) in &values.storage_options {
             match k.to_ascii_lowercase().as_str() {
                 "shared" => shared = parse_bool("[storage] shared", v)?,
+                "rows_per_file" => {
+                    rows_per_file = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        ConfigError::BadStorageOption {
+                            name: "[storage] rows_per_file",
+                            value: v.clone(),
+                            reason: "expected a whole number above 0".into(),
+                        }
+                    })?
+                }
                 "file_mode" => explicit = Some(parse_file_mode(v)?),
                 _ => options.push((k.clone(), v.clone())),
             }
@@ -786,6 +807,7 @@ impl StorageConfig {
                 .unwrap_or_else(|| DEFAULT_OUTPUT.to_owned()),
             options,
             file_mode,
+            rows_per_file,
         })
     }
 
@@ -1120,6 +1142,11 @@ mod tests {
         assert_eq!(StorageConfig::umask(0o600), 0o077);
         let shared = with(&[("shared", "true")]).unwrap();
         assert_eq!((shared.file_mode, shared.options.len()), (0o640, 0));
+        // rows_per_file is wxcc's own key, not passed to object_store.
+        let sized = with(&[("rows_per_file", "1000")]).unwrap();
+        assert_eq!((sized.rows_per_file, sized.options.len()), (1000, 0));
+        assert_eq!(private.rows_per_file, crate::lake::partition::MAX_FILE_ROWS);
+        assert!(with(&[("rows_per_file", "0")]).is_err());
         assert_eq!(StorageConfig::umask(0o640), 0o027);
         assert_eq!(with(&[("file_mode", "0660")]).unwrap().file_mode, 0o660);
         assert!(with(&[("file_mode", "0644")]).is_err());

@@ -27,6 +27,9 @@ pub struct TaskListing {
     /// Parts of the range that could not be listed: sorted, non-overlapping, inside the range.
     /// Every task outside them is in `tasks`; tasks inside them may be missing.
     pub gaps: Vec<ListingGap>,
+    /// The listing covers `[from, until)`: the whole range asked for, or less when it stopped
+    /// early at the number of tasks asked for (list the rest from `until`).
+    pub until: i64,
 }
 
 /// A part `[from_ms, to_ms)` of a listing the API would not serve; list it again later.
@@ -117,6 +120,8 @@ pub(super) struct Collector {
     to: i64,
     tasks: HashMap<String, Task>,
     rejected: HashSet<String>,
+    /// Quarantined records with their `createdTime`, if they had one.
+    rejects: Vec<(Option<i64>, Reject)>,
     listing: TaskListing,
     pub(super) failures_in_a_row: u32,
 }
@@ -128,6 +133,7 @@ impl Collector {
             to,
             tasks: HashMap::new(),
             rejected: HashSet::new(),
+            rejects: Vec::new(),
             listing: TaskListing::default(),
             failures_in_a_row: 0,
         }
@@ -156,7 +162,7 @@ impl Collector {
                     self.tasks.insert(t.id.clone(), *t);
                 }
                 Item::Reject(rej) if inside && self.rejected.insert(rej.raw.clone()) => {
-                    self.listing.rejects.push(rej)
+                    self.rejects.push((r.time, rej))
                 }
                 _ => {}
             }
@@ -176,9 +182,36 @@ impl Collector {
         }
     }
 
+    /// Tasks collected so far.
+    pub(super) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Ends the listing at `until`: what was read from there on is dropped, to be listed again
+    /// with the rest of the range.
+    pub(super) fn stop_at(&mut self, until: i64) {
+        self.to = until.clamp(self.from, self.to);
+    }
+
     pub(super) fn finish(mut self) -> TaskListing {
         let mut listing = std::mem::take(&mut self.listing);
-        listing.tasks = self.tasks.into_values().collect();
+        let to = self.to;
+        listing.until = to;
+        listing.tasks = self
+            .tasks
+            .into_values()
+            .filter(|t| t.attributes.created_time < to)
+            .collect();
+        listing.rejects = self
+            .rejects
+            .into_iter()
+            .filter(|(time, _)| time.is_none_or(|t| t < to))
+            .map(|(_, r)| r)
+            .collect();
+        listing.gaps.retain_mut(|g| {
+            g.to_ms = g.to_ms.min(to);
+            g.from_ms < g.to_ms
+        });
         listing.tasks.sort_by(|a, b| {
             (a.attributes.created_time, &a.id).cmp(&(b.attributes.created_time, &b.id))
         });

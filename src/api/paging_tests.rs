@@ -366,3 +366,39 @@ async fn a_millisecond_one_channel_overfills_becomes_a_gap() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn a_busy_range_listed_a_part_at_a_time_gives_every_task_once() {
+    let mut records = spread(1080, T0, DAY);
+    records[500].body = serde_json::json!({"attributes": {"createdTime": records[500].time}});
+    let script = Script {
+        records: records.clone(),
+        cap: 100,
+        ..Script::default()
+    };
+    let (api, _mock) = start(script, |_| {}).await;
+    let whole = api.list_tasks(T0, T0 + DAY).await.unwrap();
+    assert_eq!(whole.until, T0 + DAY);
+    let mut parts = Vec::new();
+    let mut rejects = 0;
+    let mut from = T0;
+    while from < T0 + DAY {
+        let part = api.list_tasks_upto(from, T0 + DAY, 250).await.unwrap();
+        assert!(part.until > from, "progress from {from}");
+        assert!(
+            part.tasks.len() < 250 + 100,
+            "bounded: {}",
+            part.tasks.len()
+        );
+        assert!(
+            part.tasks
+                .iter()
+                .all(|t| (from..part.until).contains(&t.attributes.created_time))
+        );
+        rejects += part.rejects.len();
+        parts.extend(ids(&part));
+        from = part.until;
+    }
+    assert_eq!(parts, ids(&whole), "same tasks, once each, in order");
+    assert_eq!(rejects, 1, "the junk record is quarantined once");
+}

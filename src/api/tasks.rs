@@ -47,6 +47,18 @@ impl ApiClient {
     /// Errors only for what narrowing cannot help: authentication, an unreachable or
     /// rate-limiting server, a 400 for a short request, or a long run of failures.
     pub async fn list_tasks(&self, from_ms: i64, to_ms: i64) -> Result<TaskListing> {
+        self.list_tasks_upto(from_ms, to_ms, usize::MAX).await
+    }
+
+    /// Like [`ApiClient::list_tasks`], but stops at the first page boundary after about
+    /// `max_tasks` tasks, so a busy day can be listed and processed a part at a time with
+    /// memory bounded by the part. The listing says how far it got (`until`).
+    pub async fn list_tasks_upto(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        max_tasks: usize,
+    ) -> Result<TaskListing> {
         let mut acc = Collector::new(from_ms, to_ms);
         let min_span = self.settings.min_gap_span_ms.max(1);
         let budget = failure_budget(to_ms - from_ms, min_span);
@@ -71,35 +83,41 @@ impl ApiClient {
             } else {
                 &self.settings.retry
             };
-            let (resume, failed, status, reason) =
-                match self.list_span(from, to, policy, &mut acc).await? {
-                    SpanEnd::Done => continue,
-                    SpanEnd::RangeRefused { resume, asked } => {
-                        let limit = self.learned.range_refused(asked);
-                        self.stats.narrowed.fetch_add(1, Relaxed);
-                        tracing::info!(asked, limit, "/v1/tasks refused the range; narrowing");
-                        todo.push((resume, to, after_failure));
-                        continue;
+            let (resume, failed, status, reason) = match self
+                .list_span(from, to, policy, &mut acc, max_tasks)
+                .await?
+            {
+                SpanEnd::Done => continue,
+                SpanEnd::Enough { until } => {
+                    acc.stop_at(until);
+                    break;
+                }
+                SpanEnd::RangeRefused { resume, asked } => {
+                    let limit = self.learned.range_refused(asked);
+                    self.stats.narrowed.fetch_add(1, Relaxed);
+                    tracing::info!(asked, limit, "/v1/tasks refused the range; narrowing");
+                    todo.push((resume, to, after_failure));
+                    continue;
+                }
+                SpanEnd::Unordered { resume } => (
+                    resume,
+                    false,
+                    None,
+                    "pages not in createdTime order".to_owned(),
+                ),
+                SpanEnd::Failed { resume, error } => {
+                    acc.failures_in_a_row += 1;
+                    if acc.failures_in_a_row > budget {
+                        return Err(error);
                     }
-                    SpanEnd::Unordered { resume } => (
-                        resume,
-                        false,
-                        None,
-                        "pages not in createdTime order".to_owned(),
-                    ),
-                    SpanEnd::Failed { resume, error } => {
-                        acc.failures_in_a_row += 1;
-                        if acc.failures_in_a_row > budget {
-                            return Err(error);
-                        }
-                        let status = match &error {
-                            ApiError::Status { status, .. } => Some(*status),
-                            ApiError::Transport { status, .. } => *status,
-                            _ => None,
-                        };
-                        (resume, true, status, error.to_string())
-                    }
-                };
+                    let status = match &error {
+                        ApiError::Status { status, .. } => Some(*status),
+                        ApiError::Transport { status, .. } => *status,
+                        _ => None,
+                    };
+                    (resume, true, status, error.to_string())
+                }
+            };
             let after_failure = after_failure || failed;
             if to - resume > min_span {
                 let mid = resume + (to - resume) / 2;
@@ -123,6 +141,7 @@ impl ApiClient {
         to: i64,
         policy: &RetryPolicy,
         acc: &mut Collector,
+        max_tasks: usize,
     ) -> Result<SpanEnd> {
         let page_size = self.settings.page_size.clamp(1, super::MAX_PAGE_SIZE) as usize;
         let mut seen: HashSet<String> = HashSet::new();
@@ -179,6 +198,9 @@ impl ApiClient {
             }
             // Ascending: everything before `last` is in hand, `last` itself maybe not all.
             if last - 1 > cursor {
+                if acc.len() >= max_tasks {
+                    return Ok(SpanEnd::Enough { until: last });
+                }
                 cursor = last - 1;
                 continue;
             }
@@ -321,6 +343,10 @@ struct Split {
 /// How listing one request span ended.
 enum SpanEnd {
     Done,
+    /// The listing has the tasks it asked for: everything before `until` is in hand.
+    Enough {
+        until: i64,
+    },
     /// A 400 for a request spanning `asked` ms.
     RangeRefused {
         resume: i64,

@@ -504,6 +504,7 @@ pub fn sync_policy(cfg: &Config, full_refresh: bool) -> Result<sync::SyncPolicy>
         give_up_after: Duration::days(i64::from(cfg.give_up_days)),
         commit_every: cfg.commit_every_recordings,
         commit_interval: std::time::Duration::from_secs(cfg.commit_every_secs),
+        tasks_per_part: cfg.tasks_per_part,
         now,
     })
 }
@@ -566,10 +567,10 @@ async fn sync_org(
 /// [`config::StorageConfig::resolve`], and local files created with the configured mode.
 pub(crate) fn open_lake(storage: &config::StorageConfig) -> Result<crate::lake::Lake> {
     create_files_with_mode(storage.file_mode);
-    Ok(crate::lake::Lake::open_with_options(
-        &storage.location,
-        storage.options.iter().cloned(),
-    )?)
+    Ok(
+        crate::lake::Lake::open_with_options(&storage.location, storage.options.iter().cloned())?
+            .with_max_file_rows(storage.rows_per_file),
+    )
 }
 
 /// Sets the process umask so every file this command creates (lake files through

@@ -1,10 +1,13 @@
-//! Hive partitions: one Parquet file per `(table, org_id, date)`, upserted as a whole.
+//! Hive partitions: the Parquet files of one `(table, org_id, date)`, upserted by key.
 //!
-//! A day of one org's tasks is small (thousands to tens of thousands of rows), so the simplest
-//! correct scheme is to read the partition, merge in memory and replace its single file with one
-//! atomic put. No half-written file is ever visible, re-running a sync is idempotent, and readers
-//! never see duplicates. Writers must not upsert the same partition concurrently (the last put
-//! wins); the orchestrator serialises work per partition.
+//! A day of one org's rows is usually one file, `part-0.parquet`; a busy day is spread over
+//! `part-1`, `part-2`, … of at most [`MAX_FILE_ROWS`] rows each. Every key lives in exactly one
+//! file, so an upsert rewrites only the files holding keys it replaces plus the last one (which
+//! takes new keys), each merged in memory and replaced with one atomic put: no half-written file
+//! is ever visible, re-running a sync is idempotent, readers never see duplicates, and a commit
+//! costs memory and time bounded by the file size, not by the day. Writers must not upsert the
+//! same partition concurrently (the last put wins); the orchestrator serialises work per
+//! partition.
 //!
 //! Schema evolution never loses stored data, whichever binary rewrites a file (README, "Schema
 //! changes"): columns this binary does not know are carried over as they are; declared columns
@@ -27,8 +30,8 @@ use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{FileMetaData, KeyValue, SortingColumn};
@@ -38,8 +41,13 @@ use super::error::{LakeError, Result};
 use super::schema::{Table, TableDef};
 use super::store::Lake;
 
-/// Name of the single data file in each partition folder.
+/// Name of a partition's first data file (for most days, its only one).
 pub const PART_FILE: &str = "part-0.parquet";
+
+/// Rows per partition file. A busy day is spread over several files (`part-0`, `part-1`, …),
+/// so an upsert rewrites at most about this many rows whatever the day's volume: memory and
+/// time per commit stay flat instead of growing with the day (issue #11).
+pub const MAX_FILE_ROWS: usize = 25_000;
 
 /// Footer key holding the `version` of the `schemas/<table>.toml` a file was written with.
 pub const SCHEMA_VERSION_KEY: &str = "wxcc.schema_version";
@@ -63,17 +71,34 @@ pub fn validate_org_id(org_id: &str) -> Result<()> {
     }
 }
 
-/// Path of a partition's file relative to the lake root:
-/// `<table>/org_id=<org>/date=<YYYY-MM-DD>/part-0.parquet`.
-pub fn partition_file(table: Table, org_id: &str, date: NaiveDate) -> Result<String> {
+/// Folder of a partition relative to the lake root: `<table>/org_id=<org>/date=<YYYY-MM-DD>`.
+pub fn partition_dir(table: Table, org_id: &str, date: NaiveDate) -> Result<String> {
     validate_org_id(org_id)?;
     Ok(format!(
-        "{table}/org_id={org_id}/date={}/{PART_FILE}",
+        "{table}/org_id={org_id}/date={}",
         date.format("%Y-%m-%d")
     ))
 }
 
-/// A stored partition as this binary sees it.
+/// Path of a partition's first file relative to the lake root:
+/// `<table>/org_id=<org>/date=<YYYY-MM-DD>/part-0.parquet`.
+pub fn partition_file(table: Table, org_id: &str, date: NaiveDate) -> Result<String> {
+    Ok(format!(
+        "{}/{PART_FILE}",
+        partition_dir(table, org_id, date)?
+    ))
+}
+
+/// The number `n` of a data file named `part-<n>.parquet`; `None` for any other name (a
+/// store's temporary file, a file another tool left).
+fn part_number(name: &str) -> Option<u32> {
+    let n = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// A stored partition file as this binary sees it.
 struct Stored {
     /// The declared file columns (conformed, in declaration order) followed by the columns this
     /// binary does not know, as stored but nullable.
@@ -84,15 +109,25 @@ struct Stored {
     version: u32,
 }
 
+/// One data file of a partition, fetched once per upsert.
+struct PartFile {
+    number: u32,
+    path: object_store::path::Path,
+    bytes: Bytes,
+}
+
 impl Lake {
     /// Upserts `batch` (with the table's file schema) into one partition and returns the number
-    /// of rows in the rewritten file.
+    /// of rows the partition holds afterwards.
     ///
-    /// Existing rows are unioned with `batch` and de-duplicated on the table key: rows of
-    /// `batch` win over stored ones, and within `batch` a later row wins over an earlier one.
-    /// The result is sorted by `sort_by` (which includes the key, so the order is total) and
-    /// replaces `part-0.parquet` with one atomic put. Upserting the same rows again yields the
-    /// same rows. An empty `batch` writes nothing and returns 0.
+    /// A key is stored in exactly one of the partition's files: a row of `batch` whose key is
+    /// stored replaces that row in its file; new keys fill the last file up to the lake's rows
+    /// per file ([`MAX_FILE_ROWS`] by default) and then new files. Within `batch` a later row
+    /// wins over an earlier one. Each file rewritten is sorted by `sort_by` (which includes the
+    /// key, so the order is total) and replaced with one atomic put, so readers never see a
+    /// duplicate or a half-written file; a crash between two files' puts leaves some rows of
+    /// the batch written and others not, never a row lost. Upserting the same rows again yields
+    /// the same rows. An empty `batch` writes nothing and returns 0.
     ///
     /// Stored columns this binary does not know (written by a newer version) are kept after the
     /// declared ones: rows that stay or are replaced keep their stored values, new rows get null.
@@ -105,7 +140,7 @@ impl Lake {
         date: NaiveDate,
         batch: RecordBatch,
     ) -> Result<usize> {
-        let relative = partition_file(table, org_id, date)?;
+        let dir = partition_dir(table, org_id, date)?;
         let def = table.def();
         if batch.schema_ref().fields() != def.file_schema().fields() {
             return Err(LakeError::SchemaMismatch {
@@ -124,63 +159,67 @@ impl Lake {
         if batch.num_rows() == 0 {
             return Ok(0);
         }
-        let path = self.path(&relative);
-        let existing = self.read_stored(table, org_id, date).await?;
+        let files = self.part_files(&dir).await?;
         let incoming = batch.num_rows();
-        // A file from a newer version keeps saying so: it still holds that version's columns.
-        let version = existing
-            .as_ref()
-            .map_or(def.version, |s| s.version.max(def.version));
-
-        let name = path.to_string();
-        let encoded = tokio::task::spawn_blocking(move || -> Result<(usize, Vec<u8>)> {
-            let merged =
-                merge(def, &batch, existing.as_ref()).map_err(|source| LakeError::Merge {
-                    path: name.clone(),
+        let name = self.path(&dir).to_string();
+        let cap = self.max_file_rows();
+        let (plan, files) = blocking(&name, move || {
+            let plan = plan_upsert(def, batch, &files, cap)?;
+            Ok((plan, files))
+        })
+        .await?;
+        let mut total = plan.untouched_rows;
+        let mut bytes_by_number: HashMap<u32, Bytes> =
+            files.into_iter().map(|f| (f.number, f.bytes)).collect();
+        for write in plan.writes {
+            let relative = format!("{dir}/part-{}.parquet", write.number);
+            let path = self.path(&relative);
+            let existing = bytes_by_number.remove(&write.number);
+            let file = path.to_string();
+            let (rows, bytes) = blocking(&file.clone(), move || {
+                let stored = existing.map(|b| decode(b, def, &file)).transpose()?;
+                let version = stored
+                    .as_ref()
+                    .map_or(def.version, |s| s.version.max(def.version));
+                let merged = merge(def, &write.rows, stored.as_ref()).map_err(|source| {
+                    LakeError::Merge {
+                        path: file.clone(),
+                        source,
+                    }
+                })?;
+                let bytes = encode(def, version, &merged)
+                    .map_err(|source| LakeError::Parquet { path: file, source })?;
+                Ok((merged.num_rows(), bytes))
+            })
+            .await?;
+            total += rows;
+            let size = bytes.len();
+            self.store()
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|source| LakeError::Store {
+                    path: path.to_string(),
                     source,
                 })?;
-            let bytes = encode(def, version, &merged)
-                .map_err(|source| LakeError::Parquet { path: name, source })?;
-            Ok((merged.num_rows(), bytes))
-        })
-        .await
-        .map_err(|source| LakeError::Task {
-            path: path.to_string(),
-            source,
-        })??;
-        let (rows, bytes) = encoded;
-        let size = bytes.len();
-
-        self.store()
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|source| LakeError::Store {
-                path: path.to_string(),
-                source,
-            })?;
-        tracing::debug!(%table, org_id, %date, incoming, rows, size, "upserted partition");
-        Ok(rows)
+            tracing::debug!(%table, org_id, %date, file = write.number, incoming, rows, size, "upserted partition file");
+        }
+        Ok(total)
     }
 
     /// Reads a whole partition as one batch with the table's current file schema, or `None`
-    /// when the partition has no file yet.
-    ///
-    /// Files written by another schema version are conformed as described in the module docs:
-    /// missing nullable columns read as null, columns this binary does not know are left out of
-    /// the batch (but never out of the file), and a file that cannot be conformed without losing
-    /// data is an error.
+    /// when the partition has no file yet. See [`Lake::read_partition_files`].
     pub async fn read_partition(
         &self,
         table: Table,
         org_id: &str,
         date: NaiveDate,
     ) -> Result<Option<RecordBatch>> {
-        let path = self.path(&partition_file(table, org_id, date)?);
-        let Some(stored) = self.read_stored(table, org_id, date).await? else {
+        let batches = self.read_partition_files(table, org_id, date).await?;
+        if batches.is_empty() {
             return Ok(None);
-        };
-        let known = stored.batch.columns()[..stored.known].to_vec();
-        RecordBatch::try_new(table.def().file_schema(), known)
+        }
+        let path = self.path(&partition_dir(table, org_id, date)?);
+        concat_batches(&table.def().file_schema(), &batches)
             .map(Some)
             .map_err(|source| LakeError::Merge {
                 path: path.to_string(),
@@ -188,33 +227,187 @@ impl Lake {
             })
     }
 
-    /// Reads and conforms a partition file, keeping the columns this binary does not know.
-    async fn read_stored(
+    /// Reads a partition one batch per file (no copy of the whole day), each with the table's
+    /// current file schema; empty when the partition has no file yet.
+    ///
+    /// Files written by another schema version are conformed as described in the module docs:
+    /// missing nullable columns read as null, columns this binary does not know are left out of
+    /// the batch (but never out of the file), and a file that cannot be conformed without losing
+    /// data is an error.
+    pub async fn read_partition_files(
         &self,
         table: Table,
         org_id: &str,
         date: NaiveDate,
-    ) -> Result<Option<Stored>> {
-        let path = self.path(&partition_file(table, org_id, date)?);
-        let store_err = |source| LakeError::Store {
+    ) -> Result<Vec<RecordBatch>> {
+        let dir = partition_dir(table, org_id, date)?;
+        let mut out = Vec::new();
+        for file in self.part_files(&dir).await? {
+            let name = file.path.to_string();
+            let def = table.def();
+            let bytes = file.bytes;
+            let stored = blocking(&name.clone(), move || decode(bytes, def, &name)).await?;
+            let known = stored.batch.columns()[..stored.known].to_vec();
+            let batch = RecordBatch::try_new(def.file_schema(), known).map_err(|source| {
+                LakeError::Merge {
+                    path: file.path.to_string(),
+                    source,
+                }
+            })?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+
+    /// The data files of a partition folder, fetched, by number.
+    async fn part_files(&self, dir: &str) -> Result<Vec<PartFile>> {
+        let prefix = self.path(dir);
+        let store_err = |path: &object_store::path::Path| {
+            let path = path.to_string();
+            move |source| LakeError::Store { path, source }
+        };
+        let listed = match self.store().list_with_delimiter(Some(&prefix)).await {
+            Ok(listed) => listed.objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(store_err(&prefix)(e)),
+        };
+        let mut numbered: Vec<(u32, object_store::path::Path)> = listed
+            .into_iter()
+            .filter_map(|m| Some((part_number(m.location.filename()?)?, m.location)))
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        let mut files = Vec::with_capacity(numbered.len());
+        for (number, path) in numbered {
+            let bytes = match self.store().get(&path).await {
+                Ok(got) => got.bytes().await.map_err(store_err(&path))?,
+                // Listed, then gone: another tool's compaction, say. Nothing to keep.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(store_err(&path)(e)),
+            };
+            files.push(PartFile {
+                number,
+                path,
+                bytes,
+            });
+        }
+        Ok(files)
+    }
+}
+
+/// Runs CPU work (decoding, merging, encoding) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| LakeError::Task {
             path: path.to_string(),
             source,
-        };
-        let bytes = match self.store().get(&path).await {
-            Ok(got) => got.bytes().await.map_err(store_err)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err(e)),
-        };
-        let name = path.to_string();
-        let def = table.def();
-        let stored = tokio::task::spawn_blocking(move || decode(bytes, def, &name))
-            .await
-            .map_err(|source| LakeError::Task {
-                path: path.to_string(),
-                source,
-            })??;
-        Ok(Some(stored))
+        })?
+}
+
+/// Which files an upsert rewrites, and with which incoming rows.
+struct UpsertPlan {
+    writes: Vec<FileWrite>,
+    /// Rows in files the upsert leaves as they are.
+    untouched_rows: usize,
+}
+
+struct FileWrite {
+    /// `part-<number>.parquet`; an existing file is merged with `rows`, a new one holds them.
+    number: u32,
+    rows: RecordBatch,
+}
+
+/// Sends each incoming row to the file that stores its key, and new keys to the last file while
+/// it has room, then to new files of at most `cap` rows.
+fn plan_upsert(
+    def: &TableDef,
+    batch: RecordBatch,
+    files: &[PartFile],
+    cap: usize,
+) -> Result<UpsertPlan> {
+    let cap = cap.max(1);
+    let merge_err = |path: String| move |source| LakeError::Merge { path, source };
+    // Later rows of the batch win over earlier ones.
+    let incoming = merge(def, &batch, None).map_err(merge_err("incoming rows".into()))?;
+    let key_types: Vec<SortField> = def
+        .key
+        .iter()
+        .map(|k| {
+            let f = def.file_schema();
+            let field = f.field_with_name(k).expect("key columns are declared");
+            SortField::new(field.data_type().clone())
+        })
+        .collect();
+    let converter = RowConverter::new(key_types).map_err(merge_err("keys".into()))?;
+    let incoming_keys = converter
+        .convert_columns(&columns(&incoming, &def.key).map_err(merge_err("keys".into()))?)
+        .map_err(merge_err("keys".into()))?;
+    let wanted: HashMap<&[u8], usize> = (0..incoming.num_rows())
+        .map(|i| (incoming_keys.row(i).data(), i))
+        .collect();
+    // Which stored file holds each incoming key, and how many rows each file has.
+    let mut owner: Vec<Option<usize>> = vec![None; incoming.num_rows()];
+    let mut rows_in = Vec::with_capacity(files.len());
+    for (f, file) in files.iter().enumerate() {
+        let name = file.path.to_string();
+        let keys = decode_keys(file.bytes.clone(), def, &name)?;
+        rows_in.push(keys.first().map_or(0, |k| k.len()));
+        let stored = converter
+            .convert_columns(&keys)
+            .map_err(merge_err(name.clone()))?;
+        for row in stored.iter() {
+            if let Some(&i) = wanted.get(row.data()) {
+                owner[i] = Some(f);
+            }
+        }
     }
+    let mut per_file: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
+    let mut fresh: Vec<u32> = Vec::new();
+    for (i, o) in owner.iter().enumerate() {
+        let i = u32::try_from(i).map_err(|_| LakeError::Merge {
+            path: "incoming rows".into(),
+            source: ArrowError::ComputeError("batch too large".into()),
+        })?;
+        match o {
+            Some(f) => per_file[*f].push(i),
+            None => fresh.push(i),
+        }
+    }
+    if let (Some(last), false) = (files.len().checked_sub(1), fresh.is_empty()) {
+        let room = cap.saturating_sub(rows_in[last]).min(fresh.len());
+        per_file[last].extend(fresh.drain(..room));
+        per_file[last].sort_unstable();
+    }
+    let take = |indices: Vec<u32>| {
+        take_record_batch(&incoming, &UInt32Array::from(indices))
+            .map_err(merge_err("incoming rows".into()))
+    };
+    let mut writes = Vec::new();
+    let mut untouched_rows = 0;
+    for ((file, indices), rows) in files.iter().zip(per_file).zip(&rows_in) {
+        if indices.is_empty() {
+            untouched_rows += rows;
+        } else {
+            writes.push(FileWrite {
+                number: file.number,
+                rows: take(indices)?,
+            });
+        }
+    }
+    let first_new = files.last().map_or(0, |f| f.number + 1);
+    for (number, chunk) in (first_new..).zip(fresh.chunks(cap)) {
+        writes.push(FileWrite {
+            number,
+            rows: take(chunk.to_vec())?,
+        });
+    }
+    Ok(UpsertPlan {
+        writes,
+        untouched_rows,
+    })
 }
 
 /// Union, de-duplicate (incoming wins) and sort; see [`Lake::upsert_partition`].
@@ -358,6 +551,51 @@ fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
         .map_err(merge_err)?;
     let all = concat_batches(&stored, &batches).map_err(merge_err)?;
     conform(&all, def, version, path)
+}
+
+/// Only the key columns of a file, in the declared types (for finding which file holds a key
+/// without decoding whole files).
+fn decode_keys(bytes: Bytes, def: &TableDef, path: &str) -> Result<Vec<ArrayRef>> {
+    let parquet_err = |source| LakeError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
+    let mask =
+        ProjectionMask::columns(builder.parquet_schema(), def.key.iter().map(String::as_str));
+    let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let merge_err = |source| LakeError::Merge {
+        path: path.to_string(),
+        source,
+    };
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(merge_err)?;
+    let all = concat_batches(&schema, &batches).map_err(merge_err)?;
+    let declared = def.file_schema();
+    def.key
+        .iter()
+        .map(|k| {
+            let refuse = |reason: String| LakeError::IncompatibleFile {
+                path: path.to_string(),
+                column: k.clone(),
+                reason,
+            };
+            let column = all
+                .column_by_name(k)
+                .ok_or_else(|| refuse("is missing but declared non-null".to_string()))?;
+            let to = declared
+                .field_with_name(k)
+                .expect("key columns are declared")
+                .data_type();
+            if column.data_type() == to {
+                Ok(Arc::clone(column))
+            } else {
+                strict_cast(column, to).map_err(refuse)
+            }
+        })
+        .collect()
 }
 
 /// The footer's schema version; 0 for a file without one (written by another tool).

@@ -700,3 +700,203 @@ async fn sql_reads_partitions_with_different_column_sets() {
         ]
     );
 }
+
+/// Names of the partition's files, in order.
+async fn file_names(lake: &Lake, table: Table) -> Vec<String> {
+    let dir = lake.path(&partition_dir(table, ORG, day()).expect("dir"));
+    let mut names: Vec<String> = lake
+        .store()
+        .list_with_delimiter(Some(&dir))
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .filter_map(|m| m.location.filename().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Task ids per file, read with a plain Parquet reader (what another engine sees).
+async fn ids_per_file(lake: &Lake, table: Table) -> Vec<Vec<String>> {
+    let dir = partition_dir(table, ORG, day()).expect("dir");
+    let mut out = Vec::new();
+    for name in file_names(lake, table).await {
+        let bytes = lake
+            .store()
+            .get(&lake.path(&format!("{dir}/{name}")))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let mut ids = Vec::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            ids.extend(ids_and_status(&batch).into_iter().map(|(id, _)| id));
+        }
+        out.push(ids);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_busy_day_is_spread_over_files_of_bounded_size() {
+    let lake = Lake::open("memory://").expect("open").with_max_file_rows(2);
+    let rows: Vec<TaskRow> = ["e", "d", "c", "b", "a"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| task(id, 10 - i as i64, "queued"))
+        .collect();
+    let n = lake
+        .upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    assert_eq!(n, 5);
+    assert_eq!(
+        file_names(&lake, Table::Tasks).await,
+        ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+    );
+    // Sorted by created_time within and across the files one upsert writes.
+    assert_eq!(
+        ids_per_file(&lake, Table::Tasks).await,
+        [vec!["a", "b"], vec!["c", "d"], vec!["e"]]
+    );
+    let back = lake
+        .read_partition(Table::Tasks, ORG, day())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(back.num_rows(), 5);
+}
+
+#[tokio::test]
+async fn a_replaced_key_is_rewritten_in_its_own_file_and_new_keys_fill_the_last() {
+    let lake = Lake::open("memory://").expect("open").with_max_file_rows(2);
+    let first: Vec<TaskRow> = (0..3)
+        .map(|i| task(&format!("t{i}"), i, "queued"))
+        .collect();
+    lake.upsert_partition(
+        Table::Tasks,
+        ORG,
+        day(),
+        tasks_batch(&first).expect("batch"),
+    )
+    .await
+    .expect("first");
+    // t0 changes (it lives in part-0); t3 fills part-1's last place; t4 and t5 start part-2.
+    let update = [
+        task("t0", 0, "completed"),
+        task("t3", 3, "queued"),
+        task("t4", 4, "queued"),
+        task("t5", 5, "queued"),
+    ];
+    let n = lake
+        .upsert_partition(
+            Table::Tasks,
+            ORG,
+            day(),
+            tasks_batch(&update).expect("batch"),
+        )
+        .await
+        .expect("update");
+    assert_eq!(n, 6);
+    assert_eq!(
+        ids_per_file(&lake, Table::Tasks).await,
+        [vec!["t0", "t1"], vec!["t2", "t3"], vec!["t4", "t5"]]
+    );
+    let back = lake
+        .read_partition(Table::Tasks, ORG, day())
+        .await
+        .expect("read")
+        .expect("exists");
+    let all = ids_and_status(&back);
+    assert_eq!(all.len(), 6, "each key once: {all:?}");
+    assert!(all.contains(&("t0".into(), "completed".into())), "{all:?}");
+    // A file holding no replaced key, and with no room for new ones, is not rewritten.
+    let part = |n: u32| {
+        lake.path(&format!(
+            "{}/part-{n}.parquet",
+            partition_dir(Table::Tasks, ORG, day()).expect("dir")
+        ))
+    };
+    let tags = || async {
+        let mut tags = Vec::new();
+        for n in 0..3 {
+            tags.push(lake.store().head(&part(n)).await.expect("head").e_tag);
+        }
+        tags
+    };
+    let before = tags().await;
+    let again = lake
+        .upsert_partition(
+            Table::Tasks,
+            ORG,
+            day(),
+            tasks_batch(&[task("t2", 2, "abandoned")]).expect("batch"),
+        )
+        .await
+        .expect("again");
+    assert_eq!(again, 6);
+    let after = tags().await;
+    assert_eq!(after[0], before[0], "part-0 untouched");
+    assert_ne!(after[1], before[1], "part-1 holds t2");
+    assert_eq!(after[2], before[2], "part-2 untouched");
+}
+
+#[tokio::test]
+async fn files_that_are_not_data_files_are_left_alone() {
+    let lake = Lake::open("memory://").expect("open");
+    let dir = partition_dir(Table::Tasks, ORG, day()).expect("dir");
+    for name in ["_SUCCESS", "part-0.parquet.tmp", "part-x.parquet"] {
+        lake.store()
+            .put(&lake.path(&format!("{dir}/{name}")), PutPayload::from("x"))
+            .await
+            .expect("put");
+    }
+    lake.upsert_partition(
+        Table::Tasks,
+        ORG,
+        day(),
+        tasks_batch(&[task("a", 1, "queued")]).expect("batch"),
+    )
+    .await
+    .expect("upsert ignores them");
+    let back = lake
+        .read_partition(Table::Tasks, ORG, day())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(back.num_rows(), 1);
+}
+
+#[tokio::test]
+async fn sql_reads_every_file_of_a_busy_day_once() {
+    use crate::query::{OutputFormat, QuerySession, format_batches};
+    let lake = Lake::open("memory://").expect("open").with_max_file_rows(3);
+    let rows: Vec<TaskRow> = (0..10)
+        .map(|i| task(&format!("t{i:02}"), i, "queued"))
+        .collect();
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    lake.upsert_partition(
+        Table::Tasks,
+        ORG,
+        day(),
+        tasks_batch(&[task("t04", 4, "completed")]).expect("batch"),
+    )
+    .await
+    .expect("update");
+    let session = QuerySession::open(&lake).await.expect("session");
+    let batches = session
+        .sql("SELECT count(*) AS n, count(DISTINCT task_id) AS ids, sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS done FROM tasks")
+        .await
+        .expect("query runs");
+    let text = format_batches(&batches, OutputFormat::Csv).expect("csv");
+    assert_eq!(text.lines().nth(1), Some("10,10,1"), "{text}");
+}

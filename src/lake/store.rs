@@ -31,6 +31,8 @@ pub struct Lake {
     /// The same store as a URL signer, for backends that can pre-sign (S3, GCS, Azure).
     signer: Option<Arc<dyn Signer>>,
     root: Path,
+    /// Rows per partition file (see [`crate::lake::partition`]).
+    max_file_rows: usize,
 }
 
 impl Lake {
@@ -128,7 +130,20 @@ impl Lake {
             store,
             signer,
             root,
+            max_file_rows: super::partition::MAX_FILE_ROWS,
         })
+    }
+
+    /// Spreads each partition over files of at most `rows` rows (default
+    /// [`MAX_FILE_ROWS`](super::partition::MAX_FILE_ROWS)).
+    pub fn with_max_file_rows(mut self, rows: usize) -> Lake {
+        self.max_file_rows = rows.max(1);
+        self
+    }
+
+    /// Rows per partition file.
+    pub fn max_file_rows(&self) -> usize {
+        self.max_file_rows
     }
 
     /// Root URL with a trailing slash, e.g. `file:///abs/wxcc-data/` or `s3://bucket/prefix/`.

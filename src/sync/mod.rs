@@ -114,6 +114,8 @@ pub struct SyncPolicy {
     pub commit_every: usize,
     /// ...or this long after the last commit, whichever comes first.
     pub commit_interval: std::time::Duration,
+    /// A busy day is listed and processed this many tasks at a time.
+    pub tasks_per_part: usize,
     /// The instant the run takes as now (`WXCC_NOW`, for replays and tests); default the clock.
     pub now: Option<DateTime<Utc>>,
 }
@@ -126,6 +128,7 @@ impl Default for SyncPolicy {
             give_up_after: ChronoDuration::days(7),
             commit_every: 500,
             commit_interval: std::time::Duration::from_secs(60),
+            tasks_per_part: 10_000,
             now: None,
         }
     }
@@ -179,7 +182,8 @@ impl SyncContext {
         settings.retry = retry.clone();
         Ok(SyncContext {
             api: ApiClient::new(http, settings, tokens),
-            lake: Lake::open_with_options(&cfg.output, cfg.storage_options.iter().cloned())?,
+            lake: Lake::open_with_options(&cfg.output, cfg.storage_options.iter().cloned())?
+                .with_max_file_rows(cfg.rows_per_file),
             media: net::MediaClient::new(net::MediaPolicy::for_api(&cfg.api_base_url)),
             retry,
             verify_checksums: false,

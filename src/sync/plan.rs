@@ -129,10 +129,29 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Lists `[from_ms, to_ms)` (within one UTC day), records what could not be read as gaps,
-    /// and does the day's work for what was listed.
+    /// Lists `[from_ms, to_ms)` (within one UTC day) a part of about `tasks_per_part` tasks
+    /// at a time (10,000 by default: a 100,000-call day is done in ten parts), records what could not be read as gaps, and does
+    /// each part's work before listing the next, so memory follows the part, not the day.
     async fn list_and_sync(&mut self, from_ms: i64, to_ms: i64) -> Result<()> {
-        let listing = self.ctx.api.list_tasks(from_ms, to_ms).await?;
+        let mut from = from_ms;
+        while from < to_ms {
+            let until = self.list_and_sync_part(from, to_ms).await?;
+            if self.ctx.stop.is_cancelled() {
+                break;
+            }
+            from = until;
+        }
+        Ok(())
+    }
+
+    /// One part of [`Run::list_and_sync`]; returns where the part ended.
+    async fn list_and_sync_part(&mut self, from_ms: i64, to_ms: i64) -> Result<i64> {
+        let listing = self
+            .ctx
+            .api
+            .list_tasks_upto(from_ms, to_ms, self.opts.policy.tasks_per_part)
+            .await?;
+        let until = listing.until.max(from_ms + 1).min(to_ms);
         self.summary.task_pages += u64::from(listing.pages);
         self.summary.tasks += listing.tasks.len() as u64;
         let found: Vec<Gap> = listing
@@ -178,15 +197,16 @@ impl Run<'_> {
         tracing::info!(
             listed = work.parsed.len(),
             to_ask = work.query.len(),
+            until,
             "window listed"
         );
         self.run_day(work).await?;
         if !self.ctx.stop.is_cancelled() {
-            self.ledger.set_gaps(from_ms, to_ms, found, self.now);
+            self.ledger.set_gaps(from_ms, until, found, self.now);
             self.fence.check()?;
             self.ledger.save().await?;
         }
-        Ok(())
+        Ok(until)
     }
 
     /// Asks again about tasks of `date` that this run did not list (ledger, settle check).
@@ -234,7 +254,8 @@ async fn plan_day(
     now: DateTime<Utc>,
 ) -> Result<DayWork> {
     let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
-    let unprocessed = unprocessed_tasks(ctx, org, date).await?;
+    let listed: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let unprocessed = unprocessed_tasks(ctx, org, date, &listed).await?;
     let mut work = DayWork {
         date,
         rejects,
@@ -272,20 +293,21 @@ async fn unprocessed_tasks(
     ctx: &SyncContext,
     org: &str,
     date: NaiveDate,
+    listed: &HashSet<String>,
 ) -> Result<HashSet<String>> {
     let p = &ctx.processing;
     if !p.analyze && p.derive.is_empty() {
         return Ok(HashSet::new());
     }
-    let manifest = rows::manifest_from_lake(&ctx.lake, org, date).await?;
+    let manifest = rows::manifest_from_lake(&ctx.lake, org, date, Some(listed)).await?;
     if manifest.is_empty() {
         return Ok(HashSet::new());
     }
-    let analysed = rows::analysed_in_lake(&ctx.lake, org, date).await?;
+    let analysed = rows::analysed_in_lake(&ctx.lake, org, date, Some(listed)).await?;
     let derived = if p.derive.is_empty() {
         Default::default()
     } else {
-        rows::derivatives_from_lake(&ctx.lake, org, date).await?
+        rows::derivatives_from_lake(&ctx.lake, org, date, Some(listed)).await?
     };
     Ok(manifest
         .into_iter()

@@ -90,15 +90,36 @@ pub fn manifest_row(
     }
 }
 
+/// The tasks whose rows a reader keeps (all of the day's when `None`): a part of a busy day
+/// needs only its own.
+pub type Only<'a> = Option<&'a std::collections::HashSet<String>>;
+
+fn kept(only: Only<'_>, task_id: &str) -> bool {
+    only.is_none_or(|ids| ids.contains(task_id))
+}
+
 /// The manifest rows already in a partition, to skip audio that is stored.
 pub async fn manifest_from_lake(
     lake: &Lake,
     org: &str,
     date: NaiveDate,
+    only: Only<'_>,
 ) -> Result<Vec<ManifestRow>> {
-    let Some(batch) = lake.read_partition(Table::Manifest, org, date).await? else {
-        return Ok(Vec::new());
-    };
+    let mut rows = Vec::new();
+    for batch in lake
+        .read_partition_files(Table::Manifest, org, date)
+        .await?
+    {
+        rows.extend(
+            manifest_rows(&batch)
+                .into_iter()
+                .filter(|r| kept(only, &r.task_id)),
+        );
+    }
+    Ok(rows)
+}
+
+fn manifest_rows(batch: &arrow::array::RecordBatch) -> Vec<ManifestRow> {
     let text = |name: &str| {
         batch
             .column_by_name(name)
@@ -113,17 +134,17 @@ pub async fn manifest_from_lake(
         text("status"),
         text("error"),
     ) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let Some(size) = batch
         .column_by_name("size_bytes")
         .map(|c| c.as_primitive::<Int64Type>().clone())
     else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let opt =
         |a: &arrow::array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
-    Ok((0..batch.num_rows())
+    (0..batch.num_rows())
         .map(|i| ManifestRow {
             task_id: task.value(i).to_owned(),
             recording_id: rec.value(i).to_owned(),
@@ -134,7 +155,7 @@ pub async fn manifest_from_lake(
             status: status.value(i).to_owned(),
             error: opt(&error, i),
         })
-        .collect())
+        .collect()
 }
 
 /// The `audio_facts.status` of a recording that could not be analysed.
@@ -260,21 +281,28 @@ pub async fn derivatives_from_lake(
     lake: &Lake,
     org: &str,
     date: NaiveDate,
+    only: Only<'_>,
 ) -> Result<std::collections::HashMap<(String, String, String), DerivativeRow>> {
-    let Some(batch) = lake.read_partition(Table::Derivatives, org, date).await? else {
-        return Ok(Default::default());
-    };
-    // Files made by another analyser version are left out, so they are made again.
-    Ok(derivatives::derivative_rows(&batch)
-        .into_iter()
-        .filter(|r| r.analyser_version == Some(ANALYSER_VERSION))
-        .map(|r| {
-            (
-                (r.task_id.clone(), r.recording_id.clone(), r.kind.clone()),
-                r,
-            )
-        })
-        .collect())
+    let mut rows = std::collections::HashMap::new();
+    for batch in lake
+        .read_partition_files(Table::Derivatives, org, date)
+        .await?
+    {
+        // Files made by another analyser version are left out, so they are made again.
+        rows.extend(
+            derivatives::derivative_rows(&batch)
+                .into_iter()
+                .filter(|r| r.analyser_version == Some(ANALYSER_VERSION))
+                .filter(|r| kept(only, &r.task_id))
+                .map(|r| {
+                    (
+                        (r.task_id.clone(), r.recording_id.clone(), r.kind.clone()),
+                        r,
+                    )
+                }),
+        );
+    }
+    Ok(rows)
 }
 
 /// Keys of the recordings that already have an audio facts row of this analyser version in a
@@ -283,25 +311,31 @@ pub async fn analysed_in_lake(
     lake: &Lake,
     org: &str,
     date: NaiveDate,
+    only: Only<'_>,
 ) -> Result<std::collections::HashSet<(String, String)>> {
-    let Some(batch) = lake.read_partition(Table::AudioFacts, org, date).await? else {
-        return Ok(Default::default());
-    };
-    let (Some(task), Some(rec)) = (
-        string_column(&batch, "task_id"),
-        string_column(&batch, "recording_id"),
-    ) else {
-        return Ok(Default::default());
-    };
-    let version = batch
-        .column_by_name("analyser_version")
-        .and_then(|c| c.as_primitive_opt::<Int64Type>());
-    let current =
-        |i: usize| version.is_some_and(|v| !v.is_null(i) && v.value(i) == ANALYSER_VERSION);
-    Ok((0..batch.num_rows())
-        .filter(|&i| current(i))
-        .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned()))
-        .collect())
+    let mut keys = std::collections::HashSet::new();
+    for batch in lake
+        .read_partition_files(Table::AudioFacts, org, date)
+        .await?
+    {
+        let (Some(task), Some(rec)) = (
+            string_column(&batch, "task_id"),
+            string_column(&batch, "recording_id"),
+        ) else {
+            continue;
+        };
+        let version = batch
+            .column_by_name("analyser_version")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>());
+        let current =
+            |i: usize| version.is_some_and(|v| !v.is_null(i) && v.value(i) == ANALYSER_VERSION);
+        keys.extend(
+            (0..batch.num_rows())
+                .filter(|&i| current(i) && kept(only, task.value(i)))
+                .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned())),
+        );
+    }
+    Ok(keys)
 }
 
 /// What an earlier run stored of a task: enough to tell whether it changed since.
@@ -341,22 +375,20 @@ pub async fn tasks_from_lake(
     org: &str,
     date: NaiveDate,
 ) -> Result<std::collections::HashMap<String, KnownTask>> {
-    let Some(batch) = lake.read_partition(Table::Tasks, org, date).await? else {
-        return Ok(Default::default());
-    };
-    let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
-        string_column(&batch, "task_id"),
-        string_column(&batch, "channel_type"),
-        batch
-            .column_by_name("capture_requested")
-            .map(|c| c.as_boolean().clone()),
-        int64_column(&batch, "created_time"),
-        int64_column(&batch, "last_updated_time"),
-    ) else {
-        return Ok(Default::default());
-    };
-    Ok((0..batch.num_rows())
-        .map(|i| {
+    let mut known = std::collections::HashMap::new();
+    for batch in lake.read_partition_files(Table::Tasks, org, date).await? {
+        let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
+            string_column(&batch, "task_id"),
+            string_column(&batch, "channel_type"),
+            batch
+                .column_by_name("capture_requested")
+                .map(|c| c.as_boolean().clone()),
+            int64_column(&batch, "created_time"),
+            int64_column(&batch, "last_updated_time"),
+        ) else {
+            continue;
+        };
+        known.extend((0..batch.num_rows()).map(|i| {
             let voice = !channel.is_null(i) && channel.value(i).eq_ignore_ascii_case("telephony");
             let not_requested = !capture.is_null(i) && !capture.value(i);
             (
@@ -367,8 +399,9 @@ pub async fn tasks_from_lake(
                     may_have_recording: voice && !not_requested,
                 },
             )
-        })
-        .collect())
+        }));
+    }
+    Ok(known)
 }
 
 /// `stop_time` of the recordings already in a captures partition: a recording listed while its
@@ -377,20 +410,27 @@ pub async fn capture_stops_from_lake(
     lake: &Lake,
     org: &str,
     date: NaiveDate,
+    only: Only<'_>,
 ) -> Result<std::collections::HashMap<(String, String), Option<i64>>> {
-    let Some(batch) = lake.read_partition(Table::Captures, org, date).await? else {
-        return Ok(Default::default());
-    };
-    let (Some(task), Some(rec), Some(stop)) = (
-        string_column(&batch, "task_id"),
-        string_column(&batch, "recording_id"),
-        int64_column(&batch, "stop_time"),
-    ) else {
-        return Ok(Default::default());
-    };
-    Ok((0..batch.num_rows())
-        .map(|i| ((task.value(i).to_owned(), rec.value(i).to_owned()), stop[i]))
-        .collect())
+    let mut stops = std::collections::HashMap::new();
+    for batch in lake
+        .read_partition_files(Table::Captures, org, date)
+        .await?
+    {
+        let (Some(task), Some(rec), Some(stop)) = (
+            string_column(&batch, "task_id"),
+            string_column(&batch, "recording_id"),
+            int64_column(&batch, "stop_time"),
+        ) else {
+            continue;
+        };
+        stops.extend(
+            (0..batch.num_rows())
+                .filter(|&i| kept(only, task.value(i)))
+                .map(|i| ((task.value(i).to_owned(), rec.value(i).to_owned()), stop[i])),
+        );
+    }
+    Ok(stops)
 }
 
 #[cfg(test)]

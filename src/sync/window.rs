@@ -116,14 +116,17 @@ pub(super) async fn sync_day(
     run: &mut RunState<'_>,
 ) -> Result<()> {
     let date = work.date;
-    let previous = previous_manifest(ctx, org, date).await?;
-    let analysed = rows::analysed_in_lake(&ctx.lake, org, date).await?;
+    // What earlier runs stored, for this work's tasks only (not the whole day's).
+    let only: HashSet<String> = work.query.iter().map(|(id, _)| id.clone()).collect();
+    let only = Some(&only);
+    let previous = previous_manifest(ctx, org, date, only).await?;
+    let analysed = rows::analysed_in_lake(&ctx.lake, org, date, only).await?;
     let derived = if ctx.processing.derive.is_empty() {
         HashMap::new()
     } else {
-        rows::derivatives_from_lake(&ctx.lake, org, date).await?
+        rows::derivatives_from_lake(&ctx.lake, org, date, only).await?
     };
-    let stops = rows::capture_stops_from_lake(&ctx.lake, org, date).await?;
+    let stops = rows::capture_stops_from_lake(&ctx.lake, org, date, only).await?;
     let known = Known {
         manifest: &previous,
         analysed: &analysed,
@@ -519,8 +522,13 @@ struct Stored {
     derived: Vec<DerivativeRow>,
 }
 
-async fn previous_manifest(ctx: &SyncContext, org: &str, date: NaiveDate) -> Result<Previous> {
-    Ok(rows::manifest_from_lake(&ctx.lake, org, date)
+async fn previous_manifest(
+    ctx: &SyncContext,
+    org: &str,
+    date: NaiveDate,
+    only: rows::Only<'_>,
+) -> Result<Previous> {
+    Ok(rows::manifest_from_lake(&ctx.lake, org, date, only)
         .await?
         .into_iter()
         .map(|r| ((r.task_id.clone(), r.recording_id.clone()), r))
