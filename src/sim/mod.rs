@@ -125,7 +125,8 @@ pub struct SimConfig {
     /// Customer contact values in every shape a client must protect, not just E.164 numbers
     /// and bare addresses: `tel:`/`sip:`/`mailto:` URIs, `Name <address>`, `+1 (415) 555-0100`
     /// in tasks and capture participants, and junk records (with `junk_per_full_page`) that
-    /// carry contact values as numbers, objects and arrays (see [`contact_junk_record`]).
+    /// carry contact values as numbers, objects and arrays (see [`contact_junk_record`]; three
+    /// variants, so `junk_per_full_page` ≥ 3 serves them all).
     pub odd_contacts: bool,
     /// This many telephony tasks with a recording (picked from the seed, see
     /// [`Simulator::failing_capture_task_ids`]) make any `POST /v1/captures/query` naming one

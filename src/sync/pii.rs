@@ -82,7 +82,8 @@ impl PiiMode {
     }
 
     /// The value of a contact field, of any JSON type: strings and numbers are transformed,
-    /// arrays and objects element by element (object keys too); `true`/`false`/`null` stay.
+    /// arrays and objects element by element (object keys too, unless they read like a field
+    /// name such as `uri` or `phoneNumber`); `true`/`false`/`null` stay.
     pub fn apply_to_value(&self, v: &mut Value) {
         if !self.protects() {
             return;
@@ -96,7 +97,8 @@ impl PiiMode {
                     .into_iter()
                     .map(|(k, mut child)| {
                         self.apply_to_value(&mut child);
-                        (self.apply(&k), child)
+                        let k = if is_field_name(&k) { k } else { self.apply(&k) };
+                        (k, child)
                     })
                     .collect();
             }
@@ -145,6 +147,14 @@ pub fn is_contact_key(key: &str) -> bool {
 /// A canonical hyphenated UUID: an agent's CI user id, never a customer's number or address.
 fn is_agent_id(v: &str) -> bool {
     v.len() == 36 && v.as_bytes()[8] == b'-' && uuid::Uuid::try_parse(v).is_ok()
+}
+
+/// A key like `uri`, `displayName` or `number_2`: a letter, then letters, digits or `_`, at
+/// most two digits (a key with more could be a number).
+fn is_field_name(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && k.chars().filter(char::is_ascii_digit).count() <= 2
 }
 
 /// `h:` + 16 lowercase hex digits: what [`PiiMode::Hash`] writes.

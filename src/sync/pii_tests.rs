@@ -127,7 +127,7 @@ fn quarantined_records_are_protected_whatever_the_json_type() {
         "participants":["+121****1219","e0c7611b-8035-443a-b7a8-dca9f8b8289b",14155550177,
             ["sip:+14155550166@carrier.example"]],
         "Customer":{"name":"Jane Roe","phoneNumber":"+1 415 555 0155","vip":true},
-        "context":{"ANI":"+14155550144"}}}"#;
+        "context":{"ANI":"+14155550144"},"dnis":{"+14155550122":"main line"}}}"#;
     for mode in [hash(), PiiMode::Mask] {
         let out = mode.apply_to_json(raw);
         for clear in [
@@ -140,6 +140,8 @@ fn quarantined_records_are_protected_whatever_the_json_type() {
             "4155550166",
             "555 0155",
             "4155550144",
+            "4155550122",
+            "main line",
         ] {
             assert!(
                 !out.contains(clear) || (clear == "1219" && matches!(mode, PiiMode::Mask)),
@@ -151,6 +153,8 @@ fn quarantined_records_are_protected_whatever_the_json_type() {
             "e0c7611b-8035-443a-b7a8-dca9f8b8289b",
             "t1",
             "true",
+            "\"uri\"",
+            "\"phoneNumber\"",
         ] {
             assert!(out.contains(kept), "{kept} not in {out}");
         }

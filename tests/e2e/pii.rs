@@ -11,7 +11,7 @@ use wxcc::sync::pii::is_contact_key;
 
 use crate::util::{files, small_world, start_sim, sync_small_world, text};
 
-/// Every string and number under a contact key of `v`, at any depth (object keys too).
+/// Every string and number under a contact key of `v`, at any depth.
 fn contact_values(v: &Value, inside: bool, out: &mut Vec<String>) {
     match v {
         Value::String(s) if inside => out.push(s.clone()),
@@ -19,9 +19,6 @@ fn contact_values(v: &Value, inside: bool, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|i| contact_values(i, inside, out)),
         Value::Object(map) => {
             for (k, child) in map {
-                if inside {
-                    out.push(k.clone());
-                }
                 contact_values(child, inside || is_contact_key(k), out);
             }
         }
@@ -81,7 +78,7 @@ async fn with_pii_hash_no_contact_value_in_any_shape_reaches_a_table_a_reject_or
     let sim = start_sim(SimConfig {
         odd_contacts: true,
         page_cap: Some(10),
-        junk_per_full_page: 1,
+        junk_per_full_page: 3,
         ..small_world()
     })
     .await;
@@ -161,7 +158,11 @@ async fn with_pii_hash_no_contact_value_in_any_shape_reaches_a_table_a_reject_or
     for id in ["junk-contact-0", "junk-contact-1", "junk-contact-2"] {
         assert!(quarantined.contains(id), "{id} in {quarantined}");
     }
-    for path in files(&lake) {
+    // Audio is synthesised from seeds and carries no text; everything else is searched.
+    for path in files(&lake)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "wav"))
+    {
         let bytes = std::fs::read(&path).unwrap();
         haystacks.push((
             path.display().to_string(),
@@ -184,5 +185,28 @@ async fn with_pii_hash_no_contact_value_in_any_shape_reaches_a_table_a_reject_or
             );
         }
     }
+
+    // The control: with `keep` the same search finds the values, in tables and quarantine.
+    env.insert("WXCC_PII".into(), "keep".into());
+    let out = sync_small_world("clear", &[], &env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let clear_lake = dir.path().join("clear");
+    let cells: String = parquet_text(&clear_lake)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let quarantined: String = files(&clear_lake.join("_rejects"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for shape in ["tel:", "sip:", "(415)", " <", "mailto:"] {
+        assert!(
+            clear
+                .iter()
+                .any(|c| c.contains(shape) && cells.contains(c.as_str())),
+            "{shape}"
+        );
+    }
+    assert!(quarantined.contains("18005550198") && quarantined.contains("jane.roe"));
     sim.shutdown().await;
 }
