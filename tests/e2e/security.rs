@@ -323,3 +323,30 @@ async fn a_plaintext_token_store_is_refused_when_a_key_is_set_until_encrypted_on
     assert!(crate::util::text(&out.stdout).contains("already encrypted"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn config_errors_and_warnings_never_quote_a_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("wxcc.toml");
+    let env = std::collections::HashMap::new();
+    for text in [
+        "client_id = \"C1\"\nclient_secret = s3cr3t-value\n",
+        "client_secret = \"s3cr3t-value\n",
+        "client_secret = \"s3cr3t-value\"\nrate_limit_per_minute = \"s3cr3t-value\"\n",
+    ] {
+        std::fs::write(&toml, text).unwrap();
+        let out = crate::util::wxcc(&["sync"], &env, dir.path()).await;
+        let err = crate::util::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("wxcc.toml") && err.contains("line"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    // A readable file holding a secret is named in a warning, the secret is not.
+    std::fs::write(&toml, "client_secret = \"s3cr3t-value\"\n").unwrap();
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = crate::util::wxcc(&["sync", "--dry-run"], &env, dir.path()).await;
+    let err = crate::util::text(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
