@@ -1,5 +1,5 @@
-//! With `pii = "hash"`, no customer contact value, in any notation or JSON type, reaches a
-//! table, a quarantined record, a state file or a log line.
+//! With `pii = "hash"` (or `"mask"`), no customer contact value, in any notation or JSON type,
+//! reaches a table, a quarantined record, a state file or a log line.
 
 use std::path::Path;
 
@@ -71,6 +71,42 @@ fn parquet_text(dir: &Path) -> Vec<(String, String)> {
         out.push((path.display().to_string(), cells));
     }
     out
+}
+
+/// The bytes of every file under `lake` but audio (synthesised from seeds, it carries no text),
+/// and what each run printed (which must include its quarantine warnings).
+fn files_and_output(lake: &Path, runs: &[(&str, &std::process::Output)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for path in files(lake)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "wav"))
+    {
+        let bytes = std::fs::read(&path).unwrap();
+        out.push((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    for (name, run) in runs {
+        let printed = format!("{}{}", text(&run.stdout), text(&run.stderr));
+        assert!(
+            printed.contains("record quarantined"),
+            "{name} logged its rejects"
+        );
+        out.push(((*name).to_owned(), printed));
+    }
+    out
+}
+
+fn assert_none_found(haystacks: &[(String, String)], needles: &[String]) {
+    for (place, hay) in haystacks {
+        for needle in needles {
+            assert!(
+                !hay.contains(needle.as_str()),
+                "{needle:?} in the clear in {place}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,33 +194,26 @@ async fn with_pii_hash_no_contact_value_in_any_shape_reaches_a_table_a_reject_or
     for id in ["junk-contact-0", "junk-contact-1", "junk-contact-2"] {
         assert!(quarantined.contains(id), "{id} in {quarantined}");
     }
-    // Audio is synthesised from seeds and carries no text; everything else is searched.
-    for path in files(&lake)
-        .into_iter()
-        .filter(|p| p.extension().is_none_or(|e| e != "wav"))
-    {
-        let bytes = std::fs::read(&path).unwrap();
-        haystacks.push((
-            path.display().to_string(),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ));
-    }
-    for (name, out) in [("text run", &text_run), ("json run", &json_run)] {
-        let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
-        assert!(
-            printed.contains("record quarantined"),
-            "{name} logged its rejects"
-        );
-        haystacks.push((name.to_owned(), printed));
-    }
-    for (place, hay) in &haystacks {
-        for needle in &needles {
-            assert!(
-                !hay.contains(needle.as_str()),
-                "{needle:?} in the clear in {place}"
-            );
-        }
-    }
+    haystacks.extend(files_and_output(
+        &lake,
+        &[("text run", &text_run), ("json run", &json_run)],
+    ));
+    assert_none_found(&haystacks, &needles);
+
+    // The same with `mask`: what is left of a value identifies nobody.
+    env.insert("WXCC_PII".into(), "mask".into());
+    let out = sync_small_world("masked", &[], &env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let masked = dir.path().join("masked");
+    let mut haystacks = parquet_text(&masked);
+    assert!(
+        haystacks
+            .iter()
+            .any(|(p, cells)| p.contains("tasks") && cells.contains("***@")),
+        "addresses keep their domain"
+    );
+    haystacks.extend(files_and_output(&masked, &[("mask run", &out)]));
+    assert_none_found(&haystacks, &needles);
 
     // The control: with `keep` the same search finds the values, in tables and quarantine.
     env.insert("WXCC_PII".into(), "keep".into());
