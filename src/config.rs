@@ -349,7 +349,7 @@ pub struct Overrides {
     pub redirect_uri: Option<String>,
     /// object_store options from `[storage]`.
     pub storage_options: Vec<(String, String)>,
-    /// `keep`, `hash` or `mask` for customer phone numbers and addresses.
+    /// `keep`, `hash` or `mask` for customer contact fields (any notation).
     pub pii: Option<String>,
     /// Key of the PII hash (environment only: it is a secret).
     pub pii_key: Option<String>,
@@ -620,7 +620,7 @@ pub struct Config {
     pub storage_options: Vec<(String, String)>,
     /// Mode of the local files wxcc creates (see [`StorageConfig::file_mode`]).
     pub file_mode: u32,
-    /// What happens to customer phone numbers and addresses.
+    /// What happens to customer contact fields (any notation).
     pub pii: PiiSetting,
     /// ML-ready files written beside each recording, in [`Derivative`] order, no repeats.
     pub derive: Vec<Derivative>,

@@ -487,9 +487,38 @@ impl Reject {
         scrub_file_paths(&mut clean);
         Reject {
             source,
-            reason: err.to_string(),
+            reason: reason_without_values(&err.to_string()),
             raw: clean.to_string(),
         }
+    }
+}
+
+/// A parse error as a reject reason, without the offending value: serde quotes it
+/// (`invalid type: string "+1415…", expected a string`), and a record's values may be customer
+/// contact data. Field names and what was expected stay, so the reason still says what is
+/// wrong; the value itself is in the quarantined record (under the PII setting).
+pub fn reason_without_values(msg: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            // `integer `5``, `string "x"`, `map`, `floating point `1.5``: the kind only.
+            let kind: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic() || *c == ' ')
+                .collect();
+            let kind = kind.trim();
+            return match rest.rsplit_once(", expected ") {
+                Some((_, expected)) => format!("{prefix}{kind}, expected {expected}"),
+                None => format!("{prefix}{kind} (value withheld)"),
+            };
+        }
+    }
+    // `missing field `x``, `duplicate field `x``: names, not values.
+    if msg.starts_with("missing field ") || msg.starts_with("duplicate field ") {
+        return msg.to_owned();
+    }
+    match msg.find(['`', '"', '\'']) {
+        Some(at) => format!("{} (value withheld)", msg[..at].trim_end()),
+        None => msg.to_owned(),
     }
 }
 
@@ -520,6 +549,52 @@ mod tests {
         ));
         assert!(d.contains("Test error") && d.contains("ccconfig_"), "{d}");
         assert_eq!(error_detail(b"<html>"), "");
+    }
+
+    #[test]
+    fn reject_reasons_never_quote_values() {
+        let parse = |raw: &str| {
+            let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+            let err = serde_json::from_value::<model::Task>(v.clone()).unwrap_err();
+            Reject::new("tasks", err, &v).reason
+        };
+        for (raw, clear, says) in [
+            (
+                r#"{"id":"t","attributes":{"origin":14155550100}}"#,
+                "4155550100",
+                "invalid type: integer, expected a string",
+            ),
+            (
+                r#"{"id":"t","attributes":{"createdTime":"Jane, expected <jane@x.example>"}}"#,
+                "jane",
+                "invalid type: string, expected i64",
+            ),
+            (
+                r#"{"id":"t","attributes":{"createdTime":"+14155550100"}}"#,
+                "4155550100",
+                "invalid type: string, expected i64",
+            ),
+            (
+                r#"{"id":"t","attributes":{"destination":"tel:+14155550100"}}"#,
+                "4155550100",
+                "missing field `createdTime`",
+            ),
+        ] {
+            let reason = parse(raw);
+            assert!(!reason.contains(clear), "{reason}");
+            assert!(reason.contains(says), "{reason}");
+        }
+        assert_eq!(
+            reason_without_values("unknown variant `+14155550100`, expected one of `a`"),
+            "unknown variant (value withheld)"
+        );
+        assert_eq!(reason_without_values("empty task id"), "empty task id");
+        assert_eq!(
+            reason_without_values(
+                "invalid value: string \"a, expected b\", expected x at line 1 column 5"
+            ),
+            "invalid value: string, expected x at line 1 column 5"
+        );
     }
 
     #[test]

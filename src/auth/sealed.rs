@@ -26,6 +26,8 @@ const PLAIN: &str = "none";
 pub(super) enum FormatError {
     NeedsKey,
     WrongKey,
+    /// A plaintext file while a key is configured: a downgrade, refused.
+    PlainWithKey,
     Corrupt(String),
 }
 
@@ -183,7 +185,9 @@ pub(super) fn is_sealed(bytes: &[u8]) -> Result<bool, FormatError> {
     Ok(envelope(bytes)?.encryption == SEALED)
 }
 
-/// Bytes → tokens. A sealed file needs `key`; a plain one is read with or without.
+/// Bytes → tokens. A sealed file needs `key`; a plain one is read only without a key (with
+/// one it is refused: whoever can write the token directory could otherwise swap the sealed,
+/// authenticated file for a plaintext one of their choosing, see [`decode_plain`]).
 pub(super) fn decode(
     bytes: &[u8],
     key: Option<&StoreKey>,
@@ -191,6 +195,7 @@ pub(super) fn decode(
 ) -> Result<StoredTokens, FormatError> {
     let mut env = envelope(bytes)?;
     let wire = match env.encryption.as_str() {
+        PLAIN if key.is_some() => return Err(FormatError::PlainWithKey),
         PLAIN => env.tokens.take().ok_or_else(|| corrupt("no tokens"))?,
         SEALED => {
             let key = key.ok_or(FormatError::NeedsKey)?;
@@ -219,6 +224,15 @@ pub(super) fn decode(
         other => return Err(corrupt(format!("unknown encryption {other:?}"))),
     };
     Ok(wire.into_stored())
+}
+
+/// A plaintext file's tokens, whatever key is configured: only for the explicit one-time
+/// encryption the user asks for (`wxcc auth encrypt`).
+pub(super) fn decode_plain(bytes: &[u8]) -> Result<StoredTokens, FormatError> {
+    match envelope(bytes)?.encryption.as_str() {
+        PLAIN => decode(bytes, None, ""),
+        _ => Err(corrupt("it is already encrypted")),
+    }
 }
 
 /// Tokens → bytes, sealed when there is a key.
@@ -295,6 +309,28 @@ mod tests {
         assert_eq!(back.tokens.refresh_token.unwrap().expose_secret(), "sekrit");
         assert!(matches!(
             decode(b"{}", None, "x"),
+            Err(FormatError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_plain_file_is_refused_when_a_key_is_configured() {
+        let key = StoreKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let stored = StoredTokens {
+            client_id: "C".into(),
+            ..Default::default()
+        };
+        let plain = encode(&stored, None, "x").unwrap();
+        assert!(!is_sealed(&plain).unwrap());
+        assert!(decode(&plain, None, "x").is_ok());
+        assert!(matches!(
+            decode(&plain, Some(&key), "x"),
+            Err(FormatError::PlainWithKey)
+        ));
+        assert_eq!(decode_plain(&plain).unwrap().client_id, "C");
+        let sealed = encode(&stored, Some(&key), "x").unwrap();
+        assert!(matches!(
+            decode_plain(&sealed),
             Err(FormatError::Corrupt(_))
         ));
     }

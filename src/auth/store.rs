@@ -61,6 +61,15 @@ pub enum StoreError {
     )]
     NeedsKey { path: PathBuf },
     #[error(
+        "token store {} is not encrypted, but a token-store key is configured (WXCC_TOKEN_KEY \
+         or token_key_file): refusing it, as a plaintext file where an encrypted one belongs \
+         may have been put there by someone else. If you wrote it yourself before setting the \
+         key, encrypt it once with `wxcc auth encrypt`; otherwise remove it with `wxcc auth \
+         logout` and run `wxcc auth login` again",
+        path.display()
+    )]
+    PlainWithKey { path: PathBuf },
+    #[error(
         "token store {} is unreadable ({reason}); remove it with `wxcc auth logout` and run \
          `wxcc auth login` again",
         path.display()
@@ -260,6 +269,7 @@ impl TokenStore {
         match e {
             FormatError::NeedsKey => StoreError::NeedsKey { path },
             FormatError::WrongKey => StoreError::WrongKey { path },
+            FormatError::PlainWithKey => StoreError::PlainWithKey { path },
             FormatError::Corrupt(reason) => StoreError::Corrupt { path, reason },
         }
     }
@@ -310,8 +320,40 @@ impl TokenStore {
     /// Replaces the file atomically with `stored`, whose generation is bumped and written back.
     /// Refuses to replace a file it cannot decode (wrong or missing key, corrupt): the error
     /// names the fix, and the file stays as it was.
-    pub fn write(&self, _lock: &StoreLock, stored: &mut StoredTokens) -> Result<()> {
+    pub fn write(&self, lock: &StoreLock, stored: &mut StoredTokens) -> Result<()> {
         let previous = self.read()?;
+        self.replace(lock, previous, stored)
+    }
+
+    /// Seals a plaintext file with the configured key, once, at the user's request (a plain
+    /// file is otherwise refused while a key is set). Returns false when there is nothing to
+    /// do: no file, or one already sealed with this key (a wrong key is still an error).
+    pub fn encrypt(&self, lock: &StoreLock) -> Result<bool> {
+        if self.key.is_none() {
+            return Err(StoreError::BadKey {
+                reason: "none configured; set WXCC_TOKEN_KEY or token_key_file",
+            });
+        }
+        let Some(bytes) = self.read_bytes()? else {
+            return Ok(false);
+        };
+        if sealed::is_sealed(&bytes).map_err(|e| self.format_error(e))? {
+            self.read()?;
+            return Ok(false);
+        }
+        let plain = sealed::decode_plain(&bytes).map_err(|e| self.format_error(e))?;
+        let mut stored = plain.clone();
+        self.replace(lock, Some(plain), &mut stored)?;
+        Ok(true)
+    }
+
+    /// Writes `stored` over the file whose decoded content was `previous`.
+    fn replace(
+        &self,
+        _lock: &StoreLock,
+        previous: Option<StoredTokens>,
+        stored: &mut StoredTokens,
+    ) -> Result<()> {
         if let Some(prev) = &previous
             && prev.client_id != stored.client_id
         {

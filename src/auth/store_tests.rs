@@ -113,19 +113,60 @@ fn a_sealed_file_cannot_be_passed_off_as_another_clients() {
 }
 
 #[test]
-fn plain_file_is_upgraded_to_encrypted_when_a_key_appears() {
+fn plain_file_is_refused_when_a_key_is_set_until_explicitly_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     let plain = TokenStore::open(dir.path(), None, "Cclient", None).unwrap();
     write(&plain, &mut sample(0)).unwrap();
+    let before = std::fs::read(plain.path()).unwrap();
+
+    // A key is configured: the plaintext file is neither read nor silently rewritten.
     let keyed = TokenStore::open(dir.path(), key(KEY_A), "Cclient", None).unwrap();
-    let mut s = keyed.read().unwrap().unwrap();
-    write(&keyed, &mut s).unwrap();
+    let err = keyed.read().unwrap_err();
+    assert!(matches!(err, StoreError::PlainWithKey { .. }), "{err}");
+    assert!(err.is_usage());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not encrypted") && msg.contains("wxcc auth encrypt"),
+        "{msg}"
+    );
+    assert!(!msg.contains("sekrit"), "{msg}");
+    assert!(matches!(
+        write(&keyed, &mut sample(0)),
+        Err(StoreError::PlainWithKey { .. })
+    ));
+    assert_eq!(std::fs::read(plain.path()).unwrap(), before);
+
+    // The user's explicit, one-time encryption keeps the tokens and seals them.
+    let lock = keyed.lock_blocking().unwrap();
+    assert!(keyed.encrypt(&lock).unwrap());
+    drop(lock);
     assert_eq!(keyed.encrypted_on_disk().unwrap(), Some(true));
+    let back = keyed.read().unwrap().unwrap();
+    assert_eq!(
+        back.tokens.refresh_token.unwrap().expose_secret(),
+        "sekrit-refresh"
+    );
+    assert_eq!(back.generation, 2);
     assert!(
         !std::fs::read_to_string(keyed.path())
             .unwrap()
             .contains("sekrit")
     );
+    // Encrypting twice does nothing; with another key it is the usual wrong-key error.
+    let lock = keyed.lock_blocking().unwrap();
+    assert!(!keyed.encrypt(&lock).unwrap());
+    drop(lock);
+    let wrong = TokenStore::open(dir.path(), key(KEY_B), "Cclient", None).unwrap();
+    let lock = wrong.lock_blocking().unwrap();
+    assert!(matches!(
+        wrong.encrypt(&lock),
+        Err(StoreError::WrongKey { .. })
+    ));
+    drop(lock);
+    // Without any file there is nothing to do.
+    let other = TokenStore::open(dir.path(), key(KEY_A), "Cother", None).unwrap();
+    let lock = other.lock_blocking().unwrap();
+    assert!(!other.encrypt(&lock).unwrap());
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub enum AuthCommand {
     Refresh(AuthConnection),
     /// Delete the stored tokens of the configured client.
     Logout(AuthConnection),
+    /// Encrypt a plaintext token store once with the configured key (WXCC_TOKEN_KEY or
+    /// token_key_file); while a key is set, a plaintext store is otherwise refused.
+    Encrypt(AuthConnection),
 }
 
 /// Which Integration and where its tokens live. The client secret is deliberately not a flag.
@@ -128,6 +131,7 @@ pub async fn run(config_path: Option<PathBuf>, args: AuthArgs) -> Result<u8> {
         AuthCommand::Status(a) => report::status(config_path, a),
         AuthCommand::Refresh(a) => refresh(config_path, a).await,
         AuthCommand::Logout(a) => logout(config_path, a).await,
+        AuthCommand::Encrypt(a) => encrypt(config_path, a).await,
     }
 }
 
@@ -450,6 +454,32 @@ async fn logout(config_path: Option<PathBuf>, args: AuthConnection) -> Result<u8
         eprintln!(
             "note: Webex still holds the grant until the refresh token expires; to revoke it now, \
              remove wxcc's access in the Webex user's settings or delete the Integration"
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn encrypt(config_path: Option<PathBuf>, args: AuthConnection) -> Result<u8> {
+    let cfg = auth_config(config_path, args, None)?;
+    if StoreKey::from_config(&cfg.token_store)?.is_none() {
+        return Err(AuthError::Missing(
+            "no token-store key to encrypt with: set WXCC_TOKEN_KEY (or token_key_file) to the \
+             base64 of 32 random bytes, e.g. `openssl rand -base64 32`, and keep it"
+                .into(),
+        )
+        .into());
+    }
+    let Some(store) = find_store(&cfg)? else {
+        println!("no stored tokens in {}", cfg.token_dir()?.display());
+        return Ok(exit::OK);
+    };
+    let lock = store.lock().await?;
+    if store.encrypt(&lock)? {
+        println!("encrypted {}", store.path().display());
+    } else {
+        println!(
+            "{} is already encrypted with this key",
+            store.path().display()
         );
     }
     Ok(exit::OK)

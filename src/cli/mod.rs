@@ -158,7 +158,8 @@ pub struct SyncArgs {
     /// Re-hash stored audio before trusting it (default: a matching size is enough).
     #[arg(long)]
     pub verify_checksums: bool,
-    /// Customer phone numbers and addresses: keep, hash (keyed with WXCC_PII_KEY) or mask.
+    /// Customer contact fields (origin, destination, participants) in any notation: keep, hash
+    /// (keyed with WXCC_PII_KEY) or mask.
     #[arg(long, env = "WXCC_PII")]
     pub pii: Option<String>,
     /// ML-ready files beside each recording: mono16k (16 kHz mono mix), channels (one 16 kHz

@@ -60,6 +60,10 @@ pub struct SimArgs {
     /// Junk (unparseable) records on every full /v1/tasks page, displacing tasks to the next page.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub junk_per_full_page: usize,
+    /// Customer contact values in odd notations (tel:/sip: URIs, `Name <address>`), and junk
+    /// records carrying them as numbers, objects and arrays (to check PII protection).
+    #[arg(long)]
+    pub odd_contacts: bool,
     /// Answer 400 to /v1/tasks when `to - from` exceeds this many days.
     #[arg(long, value_name = "DAYS")]
     pub max_range_days: Option<u32>,
@@ -151,6 +155,7 @@ impl SimArgs {
             honour_page_param: !self.no_page_param,
             from_exclusive: self.from_exclusive,
             junk_per_full_page: self.junk_per_full_page,
+            odd_contacts: self.odd_contacts,
             max_range_days: self.max_range_days,
             max_range_ms: self.max_range_ms,
             failing_capture_tasks: self.failing_capture_tasks,

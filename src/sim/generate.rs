@@ -85,6 +85,9 @@ pub fn generate(cfg: &SimConfig) -> World {
         }
     }
     tasks.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+    if cfg.odd_contacts {
+        odd_contacts(&mut tasks, &mut captures.recordings);
+    }
     World::from_parts(
         cfg.seed,
         first_day_ms + i64::from(cfg.days) * DAY_MS,
@@ -441,5 +444,65 @@ fn telephony(
             create_ms: main_stop + rng.random_range(30_000..300_000),
             language_code: "en-US".to_string(),
         });
+    }
+}
+
+/// Rewrites contact values into the other notations the API may use for them
+/// ([`SimConfig::odd_contacts`]), by position only, so the rest of the world is unchanged.
+fn odd_contacts(tasks: &mut [SimTask], recordings: &mut [SimRecording]) {
+    fn spaced(number: &str) -> String {
+        match number.strip_prefix("+1") {
+            Some(n) if n.len() == 10 => format!("+1 ({}) {}-{}", &n[..3], &n[3..6], &n[6..]),
+            _ => number.to_owned(),
+        }
+    }
+    fn named(address: &str) -> String {
+        let local = address.split('@').next().unwrap_or_default();
+        let name: Vec<String> = local
+            .split('.')
+            .map(|w| {
+                let w = w.trim_end_matches(|c: char| c.is_ascii_digit());
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!("{} <{address}>", name.join(" "))
+    }
+    for (i, t) in tasks.iter_mut().enumerate() {
+        let (o, d) = (t.origin.clone(), t.destination.clone());
+        let is_address = |v: &str| v.contains('@');
+        match (t.channel_type.as_str(), i % 4) {
+            ("telephony", 0) => {
+                (t.origin, t.destination) = (format!("tel:{o}"), format!("tel:{d}"))
+            }
+            ("telephony", 1) => {
+                t.origin = format!("sip:{o}@sip.carrier.example;user=phone");
+                t.destination = format!("sip:{d}@wxcc.example");
+            }
+            ("telephony", 2) => (t.origin, t.destination) = (spaced(&o), spaced(&d)),
+            ("telephony", _) => t.origin = format!("\"Caller\" <tel:{o}>"),
+            (_, k) => {
+                for v in [&mut t.origin, &mut t.destination] {
+                    if is_address(v) && !v.ends_with("wxcc.example") {
+                        *v = if k % 2 == 0 {
+                            named(v)
+                        } else {
+                            format!("mailto:{v}")
+                        };
+                    }
+                }
+            }
+        }
+    }
+    for (i, r) in recordings.iter_mut().enumerate() {
+        for p in r.participants.iter_mut().filter(|p| p.contains("****")) {
+            *p = if i % 2 == 0 {
+                format!("tel:{p}")
+            } else {
+                format!("sip:{p}@sip.carrier.example")
+            };
+        }
     }
 }

@@ -55,6 +55,7 @@ use tokio::task::JoinHandle;
 pub use clock::{TaskState, TaskTimeline};
 pub use wav::AudioPlan;
 pub use world::{RecordingKind, SimRecording, SimRef, SimTask, SimTranscription, World};
+pub use wxcc::contact_junk_record;
 
 use wav::mix64;
 
@@ -121,6 +122,12 @@ pub struct SimConfig {
     /// records instead of tasks, which move to the next page (REFERENCE.md §3.2, §7.1: a page
     /// can be full yet yield fewer parsed tasks). At most page size − 1 per page.
     pub junk_per_full_page: usize,
+    /// Customer contact values in every shape a client must protect, not just E.164 numbers
+    /// and bare addresses: `tel:`/`sip:`/`mailto:` URIs, `Name <address>`, `+1 (415) 555-0100`
+    /// in tasks and capture participants, and junk records (with `junk_per_full_page`) that
+    /// carry contact values as numbers, objects and arrays (see [`contact_junk_record`]; three
+    /// variants, so `junk_per_full_page` ≥ 3 serves them all).
+    pub odd_contacts: bool,
     /// This many telephony tasks with a recording (picked from the seed, see
     /// [`Simulator::failing_capture_task_ids`]) make any `POST /v1/captures/query` naming one
     /// of them fail as a whole, until [`Simulator::lift_faults`] (REFERENCE.md §4, §5.2).
@@ -168,6 +175,7 @@ impl Default for SimConfig {
             honour_page_param: true,
             page_cap: None,
             junk_per_full_page: 0,
+            odd_contacts: false,
             failing_capture_tasks: 0,
             failing_capture_status: 500,
             failing_tasks_window: None,

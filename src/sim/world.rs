@@ -1,7 +1,8 @@
 //! The simulated contact-center history: tasks, recordings and transcripts.
 //!
 //! A [`World`] is a pure function of the generation-relevant part of
-//! [`SimConfig`](super::SimConfig) (seed, start, days, calls per day, call lengths); wall-clock
+//! [`SimConfig`](super::SimConfig) (seed, start, days, calls per day, call lengths, contact
+//! notations); wall-clock
 //! time never enters it, so the same configuration always yields byte-identical data.
 //!
 //! Tasks and recordings are stored in their final state; when they changed or appeared is in

@@ -207,3 +207,43 @@ fn task_json_has_the_keys_and_types_of_the_cisco_sample() {
         }
     }
 }
+
+#[test]
+fn odd_contacts_change_only_the_notation_of_contact_values() {
+    let plain = generate(&config(3));
+    let odd = generate(&SimConfig {
+        odd_contacts: true,
+        ..config(3)
+    });
+    assert_eq!(plain.tasks().len(), odd.tasks().len());
+    let mut shapes = HashSet::new();
+    for (p, o) in plain.tasks().iter().zip(odd.tasks()) {
+        assert_eq!((&p.id, p.created_ms), (&o.id, o.created_ms));
+        for (a, b) in [(&p.origin, &o.origin), (&p.destination, &o.destination)] {
+            // The same number or address is still in there, only written differently.
+            let core = a.trim_start_matches('+');
+            assert!(
+                b.contains(core) || b.replace(['(', ')', ' ', '-'], "").contains(core),
+                "{a} -> {b}"
+            );
+            for shape in ["tel:", "sip:", "mailto:", "<", " ("] {
+                if b.contains(shape) {
+                    shapes.insert(shape);
+                }
+            }
+        }
+    }
+    assert_eq!(shapes.len(), 5, "{shapes:?}");
+    let participants: Vec<&String> = odd
+        .all_recordings()
+        .iter()
+        .flat_map(|r| &r.participants)
+        .filter(|p| p.contains("****"))
+        .collect();
+    assert!(!participants.is_empty());
+    assert!(
+        participants
+            .iter()
+            .all(|p| p.starts_with("tel:") || p.starts_with("sip:"))
+    );
+}

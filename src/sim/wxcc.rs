@@ -73,11 +73,36 @@ struct TasksResponse<'a> {
 
 /// A record no task parser accepts: wrong-typed or missing `id`, garbled attributes. Never a
 /// real task, never carries a usable `createdTime`. `n` picks the variant.
-fn junk_record(n: usize) -> Value {
+fn junk_record(n: usize, contacts: bool) -> Value {
+    if contacts {
+        return contact_junk_record(n);
+    }
     match n % 3 {
         0 => serde_json::json!({"id": 12345, "attributes": "garbled"}),
         1 => serde_json::json!({"attributes": {"channelType": "telephony", "status": "completed"}}),
         _ => serde_json::json!({"id": null, "attributes": {"createdTime": "garbled"}}),
+    }
+}
+
+/// With [`SimConfig::odd_contacts`](super::SimConfig::odd_contacts): junk that carries
+/// customer contact values, as numbers, objects, arrays and odd strings, in fields a parser
+/// fails on, so the record ends up in quarantine with its contact values (a client must
+/// protect them there too). `n` picks the variant; public so tests know what to look for.
+pub fn contact_junk_record(n: usize) -> Value {
+    match n % 3 {
+        0 => serde_json::json!({"id": "junk-contact-0", "attributes": {
+            "channelType": "telephony", "status": "completed",
+            "destination": 18_005_550_198_u64,
+            "origin": {"uri": "tel:+14155550199", "name": "Jane Roe <jane.roe@corp.example>"}}}),
+        1 => serde_json::json!({"id": "junk-contact-1", "attributes": {
+            "channelType": "telephony",
+            "origin": "sip:+14155550197@sip.carrier.example;user=phone",
+            "destination": "tel:+18005550196",
+            "participants": [14_155_550_195_u64, "Roe, Jane <tel:+14155550194>"]}}),
+        _ => serde_json::json!({"id": "junk-contact-2", "attributes": {
+            "channelType": "email",
+            "origin": ["jack.poe@corp.example", "+1 (415) 555-0192"],
+            "destination": "mailto:support.desk@corp.example"}}),
     }
 }
 
@@ -127,17 +152,21 @@ pub fn render_tasks_at<'a>(
     tasks: impl IntoIterator<Item = &'a SimTask>,
     now_ms: i64,
 ) -> Vec<u8> {
-    render(org_id, slots_at(tasks.into_iter().map(Slot::Task), now_ms))
+    render(
+        org_id,
+        slots_at(tasks.into_iter().map(Slot::Task), now_ms, false),
+    )
 }
 
 /// The entries of `slots` as of `now_ms` (tasks created later are left out).
 fn slots_at<'a>(
     slots: impl IntoIterator<Item = Slot<'a>>,
     now_ms: i64,
+    contact_junk: bool,
 ) -> impl Iterator<Item = Entry<'a>> {
     slots.into_iter().filter_map(move |s| match s {
         Slot::Task(t) => Some(Entry::Task(task_json(t, t.state_at_ms(now_ms)?))),
-        Slot::Junk(n) => Some(Entry::Junk(junk_record(n))),
+        Slot::Junk(n) => Some(Entry::Junk(junk_record(n, contact_junk))),
     })
 }
 
@@ -369,5 +398,6 @@ pub async fn tasks(
         junk,
         "tasks served"
     );
-    json_ok(tid, render(world.org_id(), slots_at(selected, now_ms)))
+    let entries = slots_at(selected, now_ms, cfg.odd_contacts);
+    json_ok(tid, render(world.org_id(), entries))
 }

@@ -155,7 +155,8 @@ pub struct SyncContext {
     /// Measure each recording as it streams in (`audio_facts` table) and write the derivatives
     /// asked for (`derivatives` table).
     pub processing: audio::Processing,
-    /// Hash or mask customer phone numbers and addresses before they reach a table.
+    /// Hash or mask every customer contact value (any notation) before it reaches a table, a
+    /// quarantined record or a log.
     pub pii: pii::PiiMode,
     /// Progress display; hidden unless the CLI attaches one to a terminal.
     pub progress: indicatif::ProgressBar,

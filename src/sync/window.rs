@@ -560,15 +560,26 @@ async fn write_rejects(
     let mut lines: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for line in String::from_utf8_lossy(&existing).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let raw = v["raw"].as_str().unwrap_or_default().to_owned();
+        let mut raw = v["raw"].as_str().unwrap_or_default().to_owned();
         if reject_id(&raw).is_some_and(|id| parsed.contains(&id)) {
             continue;
         }
+        // Lines kept by a run with weaker settings get today's protection (idempotent: a
+        // hashed value stays as it is).
+        let mut line = line.to_owned();
+        if ctx.pii.protects() {
+            raw = ctx.pii.apply_to_json(&raw);
+            let reason =
+                crate::api::reason_without_values(v["reason"].as_str().unwrap_or_default());
+            v["raw"] = raw.clone().into();
+            v["reason"] = reason.into();
+            line = v.to_string();
+        }
         if seen.insert(raw) {
-            lines.push(line.to_owned());
+            lines.push(line);
         }
     }
     for r in rejects {

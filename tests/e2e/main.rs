@@ -13,6 +13,7 @@ mod incremental;
 mod lease;
 mod lineage;
 mod metrics;
+mod pii;
 mod query;
 mod realapi;
 mod report;

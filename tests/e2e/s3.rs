@@ -169,3 +169,87 @@ async fn sync_into_s3_stores_verified_audio_and_queryable_tables() {
         );
     }
 }
+
+/// Rewrites the first manifest file of `lake` so its first row names `target` as its object.
+async fn forge_manifest_row(lake: &wxcc::lake::Lake, target: &str) {
+    use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+    use object_store::ObjectStoreExt;
+    let store = lake.store();
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect(store.list(Some(&lake.path("manifest"))))
+            .await
+            .unwrap();
+    let file = &listed
+        .iter()
+        .find(|m| m.location.as_ref().ends_with(".parquet"))
+        .unwrap()
+        .location;
+    let bytes = store.get(file).await.unwrap().bytes().await.unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let schema = batches[0].schema();
+    let at = schema.index_of("object_uri").unwrap();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+    for (n, batch) in batches.iter().enumerate() {
+        let col = batch.column(at);
+        let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).unwrap();
+        let text = text.as_string::<i32>();
+        let forged: StringArray = (0..text.len())
+            .map(|i| {
+                Some(if n == 0 && i == 0 {
+                    target
+                } else {
+                    text.value(i)
+                })
+            })
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        columns[at] = arrow::compute::cast(&forged, col.data_type()).unwrap();
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    store.put(file, out.into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_refuses_to_sign_a_manifest_row_outside_the_audio_prefix() {
+    let Some(python) = test_python() else { return };
+    let moto = Moto::start(&python).await;
+    moto.create_bucket("wxcc-sign").await;
+    let lake_url = "s3://wxcc-sign/lake";
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend(moto.env());
+    let out = sync_small_world(lake_url, &[], &env, dir.path()).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sign = ["export", "--data", lake_url, "--sign", "1h"];
+    let ok = wxcc(&sign, &env, dir.path()).await;
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("X-Amz-Signature"),
+        "signs its own audio"
+    );
+
+    // A manifest row pointing at a table file (or anything else outside audio/) gets no URL.
+    let options: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let lake = wxcc::lake::Lake::open_with_options(lake_url, options).unwrap();
+    let outside = format!("{lake_url}/_state/secrets.json");
+    forge_manifest_row(&lake, &outside).await;
+    let refused = wxcc(&sign, &env, dir.path()).await;
+    let err = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("only recordings under"), "{err}");
+    assert!(!text(&refused.stdout).contains("_state"), "no URL for it");
+    sim.shutdown().await;
+}

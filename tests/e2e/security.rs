@@ -247,3 +247,106 @@ async fn sql_refuses_plain_http_storage_off_loopback() {
         assert!(err.contains("https"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_token_store_is_refused_when_a_key_is_set_until_encrypted_on_request() {
+    use wxcc::auth::{StoredTokens, TokenSet, TokenStore};
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let c = sim.credentials();
+    // A plaintext store, as written before a key was configured (or planted by someone who
+    // can write the token directory).
+    let plain = TokenStore::open(&tokens, None, &c.client_id, Some(&c.org_id)).unwrap();
+    let lock = plain.lock_blocking().unwrap();
+    let mut stored = StoredTokens {
+        client_id: c.client_id.clone(),
+        org_id: Some(c.org_id.clone()),
+        tokens: TokenSet {
+            refresh_token: Some(SecretString::from(c.refresh_token.clone())),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    plain.write(&lock, &mut stored).unwrap();
+    drop(lock);
+    let before = std::fs::read(plain.path()).unwrap();
+
+    let env = std::collections::HashMap::from([
+        ("WXCC_API_BASE_URL".to_owned(), sim.base_url()),
+        ("WXCC_OAUTH_BASE_URL".to_owned(), sim.base_url()),
+        ("WXCC_CLIENT_ID".to_owned(), c.client_id.clone()),
+        ("WXCC_CLIENT_SECRET".to_owned(), c.client_secret.clone()),
+        ("WXCC_ORG_ID".to_owned(), c.org_id.clone()),
+        ("WXCC_TOKEN_DIR".to_owned(), tokens.display().to_string()),
+        ("WXCC_TOKEN_KEY".to_owned(), KEY.to_owned()),
+    ]);
+    for args in [
+        &["auth", "status"][..],
+        &["auth", "refresh"],
+        &[
+            "sync",
+            "--from",
+            "2026-01-05",
+            "--to",
+            "2026-01-06",
+            "--output",
+            "lake",
+        ],
+    ] {
+        let out = crate::util::wxcc(args, &env, dir.path()).await;
+        let err = crate::util::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is not encrypted") && err.contains("wxcc auth encrypt"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains(&c.refresh_token), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(plain.path()).unwrap(),
+        before,
+        "left untouched"
+    );
+    assert_eq!(sim.stats().token_grants, 0, "no token was used");
+
+    // The owner asks for it: the same tokens, sealed; then everything works.
+    let out = crate::util::wxcc(&["auth", "encrypt"], &env, dir.path()).await;
+    assert!(out.status.success(), "{}", crate::util::text(&out.stderr));
+    assert!(crate::util::text(&out.stdout).contains("encrypted"));
+    let on_disk = std::fs::read_to_string(plain.path()).unwrap();
+    assert!(!on_disk.contains(&c.refresh_token), "sealed");
+    let out = crate::util::wxcc(&["auth", "refresh"], &env, dir.path()).await;
+    assert!(out.status.success(), "{}", crate::util::text(&out.stderr));
+    let out = crate::util::wxcc(&["auth", "encrypt"], &env, dir.path()).await;
+    assert!(crate::util::text(&out.stdout).contains("already encrypted"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn config_errors_and_warnings_never_quote_a_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("wxcc.toml");
+    let env = std::collections::HashMap::new();
+    for text in [
+        "client_id = \"C1\"\nclient_secret = s3cr3t-value\n",
+        "client_secret = \"s3cr3t-value\n",
+        "client_secret = \"s3cr3t-value\"\nrate_limit_per_minute = \"s3cr3t-value\"\n",
+    ] {
+        std::fs::write(&toml, text).unwrap();
+        let out = crate::util::wxcc(&["sync"], &env, dir.path()).await;
+        let err = crate::util::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("wxcc.toml") && err.contains("line"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    // A readable file holding a secret is named in a warning, the secret is not.
+    std::fs::write(&toml, "client_secret = \"s3cr3t-value\"\n").unwrap();
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = crate::util::wxcc(&["sync", "--dry-run"], &env, dir.path()).await;
+    let err = crate::util::text(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
