@@ -368,3 +368,49 @@ async fn a_listing_range_that_keeps_failing_is_recorded_and_listed_again() {
     assert_equals_truth(&sim, dir.path()).await;
     sim.shutdown().await;
 }
+
+/// A busy day as a large tenant has it, scaled down: listed and processed a few tasks at a time
+/// (`tasks_per_part`) into partitions spread over several files (`rows_per_file`), under a
+/// server that caps its pages. Every task and recording lands once; a second run adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_day_done_in_parts_and_files_equals_the_truth() {
+    let sim = start_sim(SimConfig {
+        page_cap: Some(9),
+        ..small_world()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[sync]\ntasks_per_part = 13\ncommit_every_recordings = 4\n\n[storage]\nrows_per_file = 10\n",
+    )
+    .unwrap();
+    let (code, summary) = backfill(&sim, dir.path()).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_equals_truth(&sim, dir.path()).await;
+    let tasks_files = walkdir_count(&dir.path().join("lake/tasks"));
+    assert!(tasks_files > 4, "tasks spread over files: {tasks_files}");
+    let again = sim.now() + Duration::minutes(1);
+    let (code, second) = backfill_at(&sim, dir.path(), Some(again)).await;
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second["stored"], 0, "{second}");
+    assert_equals_truth(&sim, dir.path()).await;
+    sim.shutdown().await;
+}
+
+/// Parquet files under `dir`.
+fn walkdir_count(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
