@@ -7,11 +7,12 @@
 //!   knows nothing of HTTP) into record batches with exactly the file schema.
 //! - [`store`] opens a location as an [`object_store::ObjectStore`] plus a root prefix.
 //! - [`partition`] upserts one `(org_id, date)` partition at a time: one Parquet file per
-//!   partition, replaced atomically, de-duplicated on the table key.
+//!   partition (several of bounded size on a busy day), each replaced atomically, every key in
+//!   exactly one file.
 //! - [`audio_facts`] holds the rows the audio analysis writes (levels and talk time per channel),
 //!   [`derivatives`] those of the ML-ready files made from each recording.
 //!
-//! Layout: `<root>/<table>/org_id=<org>/date=<YYYY-MM-DD>/part-0.parquet`, partition columns
+//! Layout: `<root>/<table>/org_id=<org>/date=<YYYY-MM-DD>/part-<n>.parquet`, partition columns
 //! only in the folder names, so DuckDB, pyarrow, Spark and Trino read it unchanged.
 
 pub mod audio_facts;
