@@ -19,6 +19,12 @@ use crate::lake::{Lake, Table};
 /// `CREATE VIEW recordings AS ...`: one row per stored recording with friendly columns.
 pub const RECORDINGS_VIEW: &str = include_str!("../../queries/views/recordings.sql");
 
+/// Largest build side (estimated bytes) joined without repartitioning both sides.
+pub const COLLECT_LEFT_MAX_BYTES: usize = 1024 * 1024 * 1024;
+
+/// Largest build side (rows, when no byte estimate is known) joined without repartitioning.
+pub const COLLECT_LEFT_MAX_ROWS: usize = 4 * 1024 * 1024;
+
 /// SQL over one lake: `tasks`, `captures`, `manifest`, `audio_facts` and `derivatives`, each with its stored
 /// columns plus the partition columns `org_id` and `date` (`'YYYY-MM-DD'`, UTC), and the
 /// `recordings` view joining them. Filters on `org_id` and `date` skip whole folders.
@@ -36,7 +42,14 @@ impl QuerySession {
     /// yet (e.g. `audio_facts` before any analysis) is simply empty, and files never disagree
     /// with the declared types.
     pub async fn open(lake: &Lake) -> Result<QuerySession> {
-        let config = SessionConfig::new().with_information_schema(true);
+        let mut config = SessionConfig::new().with_information_schema(true);
+        // Joins over the lake (manifest × tasks on org, day, task) build one hash table from the
+        // whole smaller side instead of hash-repartitioning both sides first: at a million rows a
+        // side that saves about a fifth of the join's CPU (`cargo bench --bench query`), and a
+        // lake's sides fit in memory (the repartitioned join holds the same build rows anyway).
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.hash_join_single_partition_threshold = COLLECT_LEFT_MAX_BYTES;
+        optimizer.hash_join_single_partition_threshold_rows = COLLECT_LEFT_MAX_ROWS;
         let ctx = SessionContext::new_with_config(config);
         ctx.register_object_store(lake.url(), Arc::clone(lake.store()));
         for table in Table::ALL {

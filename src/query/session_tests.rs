@@ -204,6 +204,33 @@ async fn plan(session: &QuerySession, sql: &str) -> String {
 }
 
 #[tokio::test]
+async fn joins_build_one_hash_table_without_repartitioning_up_to_millions_of_rows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(tmp.path().to_str().expect("utf8")).expect("open");
+    populate(&lake).await;
+    let session = QuerySession::open(&lake).await.expect("open");
+    let config = session.context().copied_config();
+    let optimizer = &config.options().optimizer;
+    assert_eq!(
+        optimizer.hash_join_single_partition_threshold,
+        COLLECT_LEFT_MAX_BYTES
+    );
+    assert_eq!(
+        optimizer.hash_join_single_partition_threshold_rows,
+        COLLECT_LEFT_MAX_ROWS
+    );
+    const { assert!(COLLECT_LEFT_MAX_ROWS >= 1_000_000) };
+    let join = plan(
+        &session,
+        "SELECT t.queue_name, count(*) FROM manifest AS m JOIN tasks AS t \
+         ON t.org_id = m.org_id AND t.date = m.date AND t.task_id = m.task_id \
+         GROUP BY t.queue_name",
+    )
+    .await;
+    assert!(join.contains("mode=CollectLeft"), "{join}");
+}
+
+#[tokio::test]
 async fn date_filter_prunes_other_partitions_from_the_plan() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lake = Lake::open(tmp.path().to_str().expect("utf8")).expect("open");
