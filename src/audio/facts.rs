@@ -378,10 +378,30 @@ fn measure<const C: usize>(
     lo: f32,
 ) -> [Measured; C] {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        // SAFETY: the CPU has just been found to support AVX-512F and -VL (and so AVX2).
+        return unsafe { measure_avx512(hp, xs, hi, lo) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has just been found to support AVX2.
         return unsafe { measure_avx2(hp, xs, hi, lo) };
     }
+    measure_blocks(hp, xs, hi, lo)
+}
+
+/// [`measure_blocks`] with AVX-512's 32 vector registers (still 8 lanes): with two channels'
+/// lanes and the filter's matrix in flight, 16 registers spill to the stack every block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+fn measure_avx512<const C: usize>(
+    hp: &mut [HighPass; C],
+    xs: [&[f32]; C],
+    hi: f32,
+    lo: f32,
+) -> [Measured; C] {
     measure_blocks(hp, xs, hi, lo)
 }
 
