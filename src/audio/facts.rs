@@ -380,8 +380,9 @@ fn measure<const C: usize>(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2")
     {
-        // SAFETY: the CPU has just been found to support AVX-512F and -VL (and so AVX2).
+        // SAFETY: the CPU has just been found to support AVX-512F, AVX-512VL and AVX2.
         return unsafe { measure_avx512(hp, xs, hi, lo) };
     }
     #[cfg(target_arch = "x86_64")]

@@ -288,8 +288,8 @@ fn the_block_high_pass_matches_the_filter_run_sample_by_sample() {
     }
 }
 
-/// The fused pass over window segments ([`measure`]: its dispatched and portable code, one
-/// channel and two) gives bit for bit what the separate reference passes give: [`scan`], and
+/// The fused pass over window segments ([`measure`]: its dispatched, AVX2 and portable code,
+/// one channel and two) gives bit for bit what the separate reference passes give: [`scan`], and
 /// the block high-pass run on one channel alone.
 #[test]
 fn the_fused_pass_equals_scan_and_the_high_pass_bit_for_bit() {
@@ -319,6 +319,12 @@ fn the_fused_pass_equals_scan_and_the_high_pass_bit_for_bit() {
     let mut reference = [HighPass::new(RATE); 2];
     let (mut two, mut two_portable) = ([HighPass::new(RATE); 2], [HighPass::new(RATE); 2]);
     let (mut one, mut one_portable) = ([HighPass::new(RATE)], [HighPass::new(RATE)]);
+    // The AVX2 code, where the CPU has it (the dispatched code may be AVX-512's).
+    #[cfg(target_arch = "x86_64")]
+    let (avx2, mut two_avx2) = (
+        std::arch::is_x86_feature_detected!("avx2"),
+        [HighPass::new(RATE); 2],
+    );
     let (mut start, mut full) = (0, 0);
     while start < len {
         // Pieces of any length, empty ones included, as window and block boundaries cut them.
@@ -344,6 +350,12 @@ fn the_fused_pass_equals_scan_and_the_high_pass_bit_for_bit() {
             want,
             "at {start}"
         );
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has been found to support AVX2.
+            let got = unsafe { measure_avx2(&mut two_avx2, seg, hi, lo) };
+            assert_eq!(bits(&got), want, "at {start}");
+        }
         assert_eq!(bits(&measure(&mut one, [seg[0]], hi, lo)), want[..1]);
         assert_eq!(
             bits(&measure_blocks(&mut one_portable, [seg[0]], hi, lo)),
