@@ -214,7 +214,7 @@ impl ClipRun {
 /// much as the rest of the analysis). Run [`HP_BLOCK`] samples at a time instead: each output of
 /// a block is the block's input differences weighted by a constant matrix (independent work the
 /// CPU vectorises) plus the previous block's last output decayed, so the chain advances one
-/// multiply-add per block.
+/// multiply-add per block. It runs inside [`measure`], in the same pass as [`scan`].
 #[derive(Clone, Copy)]
 struct HighPass {
     k: f32,
@@ -236,7 +236,7 @@ struct HighPass {
     primed: bool,
 }
 
-/// Samples per step of [`HighPass::energy`].
+/// Samples per step of the block high-pass (see [`HighPass`]).
 const HP_BLOCK: usize = 8;
 
 impl HighPass {
@@ -274,32 +274,23 @@ impl HighPass {
         y
     }
 
-    /// Sum of squares of `xs` high-passed. The first sample ever seen primes the filter, so a DC
-    /// offset gives no step at the start.
-    fn energy(&mut self, xs: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has just been found to support AVX2.
-            return unsafe { self.energy_avx2(xs) };
-        }
-        self.energy_blocks(xs)
-    }
-
-    /// [`Self::energy_blocks`] compiled for 8-lane vectors: the release build targets baseline
-    /// x86-64 (4 lanes), and a block is 8 samples.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn energy_avx2(&mut self, xs: &[f32]) -> f32 {
-        self.energy_blocks(xs)
-    }
-
+    /// Primes the filter with the first sample ever seen, so a DC offset gives no step at the
+    /// start.
     #[inline(always)]
-    fn energy_blocks(&mut self, xs: &[f32]) -> f32 {
-        let Some(&first) = xs.first() else { return 0.0 };
-        if !self.primed {
+    fn prime(&mut self, xs: &[f32]) {
+        if let (false, Some(&first)) = (self.primed, xs.first()) {
             self.x1 = first;
             self.primed = true;
         }
+    }
+
+    /// Reference for [`measure`]: sum of squares of `xs` high-passed, one filter on its own.
+    #[cfg(test)]
+    fn energy_blocks(&mut self, xs: &[f32]) -> f32 {
+        if xs.is_empty() {
+            return 0.0;
+        }
+        self.prime(xs);
         let (blocks, rest) = xs.as_chunks::<HP_BLOCK>();
         let (mut x1, mut y1) = (self.x1, self.y1);
         let mut sq = [0f32; HP_BLOCK];
@@ -327,6 +318,158 @@ impl HighPass {
                 .map(|y| y * y)
                 .sum::<f32>()
     }
+}
+
+/// One pass over a segment of one channel: [`scan`]'s sums, and for a judged channel the energy
+/// after the high-pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Measured {
+    sq: f32,
+    peak: f32,
+    full: u32,
+    hp_sq: f32,
+}
+
+/// Running lanes of [`measure`] for one channel: [`scan`]'s and the high-pass's, plus the filter
+/// state while a segment is being read.
+#[derive(Clone, Copy)]
+struct Lanes {
+    sq: [f32; HP_BLOCK],
+    peak: [f32; HP_BLOCK],
+    full: [u32; HP_BLOCK],
+    hp_sq: [f32; HP_BLOCK],
+    x1: f32,
+    y1: f32,
+}
+
+impl Lanes {
+    /// One block of samples: exactly the operations, in the order, of [`scan`] and of the block
+    /// high-pass (see [`HighPass`]), so the sums are bit for bit theirs.
+    #[inline(always)]
+    fn block(&mut self, hp: &HighPass, block: &[f32; HP_BLOCK], hi: f32, lo: f32) {
+        for (i, &x) in block.iter().enumerate() {
+            self.sq[i] += x * x;
+            self.peak[i] = self.peak[i].max(x.abs());
+            self.full[i] += u32::from(x >= hi || x <= lo);
+        }
+        let mut y = hp.weight_prev.map(|w| w * self.x1);
+        for (&x, w) in block.iter().zip(&hp.weight) {
+            for (y, w) in y.iter_mut().zip(w) {
+                *y += x * w;
+            }
+        }
+        self.x1 = block[HP_BLOCK - 1];
+        // The previous output joins last: the chain between blocks is one multiply-add.
+        let next = y[HP_BLOCK - 1] + hp.decay_last * self.y1;
+        for ((y, decay), sq) in y.iter_mut().zip(&hp.decay).zip(&mut self.hp_sq) {
+            *y += decay * self.y1;
+            *sq += *y * *y;
+        }
+        self.y1 = next;
+    }
+}
+
+/// [`scan`] and the high-pass energy of `C` channels' segments (of equal length) in one pass:
+/// the samples are read once, and the channels' filter chains, independent, overlap.
+fn measure<const C: usize>(
+    hp: &mut [HighPass; C],
+    xs: [&[f32]; C],
+    hi: f32,
+    lo: f32,
+) -> [Measured; C] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
+        // SAFETY: the CPU has just been found to support AVX-512F, AVX-512VL and AVX2.
+        return unsafe { measure_avx512(hp, xs, hi, lo) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has just been found to support AVX2.
+        return unsafe { measure_avx2(hp, xs, hi, lo) };
+    }
+    measure_blocks(hp, xs, hi, lo)
+}
+
+/// [`measure_blocks`] with AVX-512's 32 vector registers (still 8 lanes): with two channels'
+/// lanes and the filter's matrix in flight, 16 registers spill to the stack every block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+fn measure_avx512<const C: usize>(
+    hp: &mut [HighPass; C],
+    xs: [&[f32]; C],
+    hi: f32,
+    lo: f32,
+) -> [Measured; C] {
+    measure_blocks(hp, xs, hi, lo)
+}
+
+/// [`measure_blocks`] compiled for 8-lane vectors: the release build targets baseline x86-64
+/// (4 lanes), and a block is 8 samples.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn measure_avx2<const C: usize>(
+    hp: &mut [HighPass; C],
+    xs: [&[f32]; C],
+    hi: f32,
+    lo: f32,
+) -> [Measured; C] {
+    measure_blocks(hp, xs, hi, lo)
+}
+
+#[inline(always)]
+fn measure_blocks<const C: usize>(
+    hp: &mut [HighPass; C],
+    xs: [&[f32]; C],
+    hi: f32,
+    lo: f32,
+) -> [Measured; C] {
+    let len = xs.first().map_or(0, |x| x.len());
+    assert!(
+        xs.iter().all(|x| x.len() == len),
+        "segments of equal length"
+    );
+    if len == 0 {
+        return [Measured::default(); C];
+    }
+    for (hp, xs) in hp.iter_mut().zip(xs) {
+        hp.prime(xs);
+    }
+    let mut lanes = std::array::from_fn::<_, C, _>(|c| Lanes {
+        sq: [0.0; HP_BLOCK],
+        peak: [0.0; HP_BLOCK],
+        full: [0; HP_BLOCK],
+        hp_sq: [0.0; HP_BLOCK],
+        x1: hp[c].x1,
+        y1: hp[c].y1,
+    });
+    let blocks = xs.map(|x| x.as_chunks::<HP_BLOCK>().0);
+    // Block `b` of every channel in turn: the channels' chains overlap.
+    #[allow(clippy::needless_range_loop)]
+    for b in 0..len / HP_BLOCK {
+        for c in 0..C {
+            lanes[c].block(&hp[c], &blocks[c][b], hi, lo);
+        }
+    }
+    std::array::from_fn(|c| {
+        let (lanes, hp) = (&mut lanes[c], &mut hp[c]);
+        (hp.x1, hp.y1) = (lanes.x1, lanes.y1);
+        let rest = &xs[c][len - len % HP_BLOCK..];
+        for &x in rest {
+            lanes.sq[0] += x * x;
+            lanes.peak[0] = lanes.peak[0].max(x.abs());
+            lanes.full[0] += u32::from(x >= hi || x <= lo);
+        }
+        Measured {
+            sq: lanes.sq.iter().sum(),
+            peak: lanes.peak.iter().fold(0f32, |a, &b| a.max(b)),
+            full: lanes.full.iter().sum(),
+            hp_sq: lanes.hp_sq.iter().sum::<f32>()
+                + rest.iter().map(|&x| hp.step(x)).map(|y| y * y).sum::<f32>(),
+        }
+    })
 }
 
 /// Accumulates statistics block by block: a few numbers per channel, plus one level per window
@@ -368,20 +511,38 @@ impl Meter {
         while start < n {
             let take = (n - start).min(self.window_len - self.window_pos);
             let range = start..start + take;
+            let seg = |ch: usize| &blocks.channel(ch)[range.clone()];
+            let (hi, lo) = (self.clip_hi, self.clip_lo);
+            // The judged channels in one pass with their high-pass; any others scanned alone.
+            let judged = self.hp.len();
+            let mut measured = [Measured::default(); 2];
+            if let Ok(hp) = <&mut [HighPass; 2]>::try_from(&mut self.hp[..]) {
+                measured = measure(hp, [seg(0), seg(1)], hi, lo);
+            } else if let Ok(hp) = <&mut [HighPass; 1]>::try_from(&mut self.hp[..]) {
+                [measured[0]] = measure(hp, [seg(0)], hi, lo);
+            }
             for (ch, acc) in self.channels.iter_mut().enumerate() {
-                let seg = &blocks.channel(ch)[range.clone()];
-                let (sq, peak, full) = scan(seg, self.clip_hi, self.clip_lo);
-                acc.sum_sq += f64::from(sq);
-                acc.peak = acc.peak.max(peak);
-                if full > 0 {
-                    acc.run
-                        .feed(seg, self.clip_hi, self.clip_lo, &mut acc.clipped);
+                let m = if ch < judged {
+                    measured[ch]
+                } else {
+                    let (sq, peak, full) = scan(seg(ch), hi, lo);
+                    Measured {
+                        sq,
+                        peak,
+                        full,
+                        hp_sq: 0.0,
+                    }
+                };
+                acc.sum_sq += f64::from(m.sq);
+                acc.peak = acc.peak.max(m.peak);
+                if m.full > 0 {
+                    acc.run.feed(seg(ch), hi, lo, &mut acc.clipped);
                 } else {
                     acc.run.end(&mut acc.clipped);
                 }
             }
-            for ((ch, hp), e) in self.hp.iter_mut().enumerate().zip(&mut self.window_hp) {
-                *e += f64::from(hp.energy(&blocks.channel(ch)[range.clone()]));
+            for (e, m) in self.window_hp.iter_mut().zip(&measured) {
+                *e += f64::from(m.hp_sq);
             }
             self.window_pos += take;
             start += take;

@@ -274,11 +274,11 @@ fn the_block_high_pass_matches_the_filter_run_sample_by_sample() {
     reference.x1 = xs[0];
     let expected: f32 = xs.iter().map(|&x| reference.step(x).powi(2)).sum();
     // Uneven pieces, as window and block boundaries cut them; both code paths.
-    let (mut dispatched, mut portable) = (HighPass::new(RATE), HighPass::new(RATE));
+    let (mut dispatched, mut portable) = ([HighPass::new(RATE)], [HighPass::new(RATE)]);
     let (mut a, mut b) = (0f32, 0f32);
     for piece in xs.chunks(37) {
-        a += dispatched.energy(piece);
-        b += portable.energy_blocks(piece);
+        a += measure(&mut dispatched, [piece], 1.0, -1.0)[0].hp_sq;
+        b += measure_blocks(&mut portable, [piece], 1.0, -1.0)[0].hp_sq;
     }
     for got in [a, b] {
         assert!(
@@ -286,4 +286,82 @@ fn the_block_high_pass_matches_the_filter_run_sample_by_sample() {
             "{got} vs {expected}"
         );
     }
+}
+
+/// The fused pass over window segments ([`measure`]: its dispatched, AVX2 and portable code,
+/// one channel and two) gives bit for bit what the separate reference passes give: [`scan`], and
+/// the block high-pass run on one channel alone.
+#[test]
+fn the_fused_pass_equals_scan_and_the_high_pass_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let len = 20_011;
+    // Speech-like with a DC offset, noise, and runs at full scale so clipping lanes count.
+    let channel = |rng: &mut ChaCha8Rng, f: f32| -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                if i % 389 < 5 {
+                    if i % 2 == 0 { 1.0 } else { -1.0 }
+                } else {
+                    (0.05 + 0.6 * (i as f32 * f).sin() + rng.random_range(-0.3f32..0.3))
+                        .clamp(-1.0, 1.0)
+                }
+            })
+            .collect()
+    };
+    let xs = [channel(&mut rng, 0.031), channel(&mut rng, 0.017)];
+    // 16-bit PCM's thresholds (within one LSB of full scale).
+    let (hi, lo) = (1.0 - 2.0 / 32768.0, -1.0 + 1.0 / 32768.0);
+    let bits = |m: &[Measured]| -> Vec<[u32; 4]> {
+        m.iter()
+            .map(|m| [m.sq.to_bits(), m.peak.to_bits(), m.full, m.hp_sq.to_bits()])
+            .collect()
+    };
+    let mut reference = [HighPass::new(RATE); 2];
+    let (mut two, mut two_portable) = ([HighPass::new(RATE); 2], [HighPass::new(RATE); 2]);
+    let (mut one, mut one_portable) = ([HighPass::new(RATE)], [HighPass::new(RATE)]);
+    // The AVX2 code, where the CPU has it (the dispatched code may be AVX-512's).
+    #[cfg(target_arch = "x86_64")]
+    let (avx2, mut two_avx2) = (
+        std::arch::is_x86_feature_detected!("avx2"),
+        [HighPass::new(RATE); 2],
+    );
+    let (mut start, mut full) = (0, 0);
+    while start < len {
+        // Pieces of any length, empty ones included, as window and block boundaries cut them.
+        let take = rng.random_range(0..=170).min(len - start);
+        let seg = [&xs[0][start..start + take], &xs[1][start..start + take]];
+        let want: Vec<Measured> = (0..2)
+            .map(|c| {
+                let (sq, peak, full) = scan(seg[c], hi, lo);
+                let hp_sq = reference[c].energy_blocks(seg[c]);
+                Measured {
+                    sq,
+                    peak,
+                    full,
+                    hp_sq,
+                }
+            })
+            .collect();
+        full += want[0].full;
+        let want = bits(&want);
+        assert_eq!(bits(&measure(&mut two, seg, hi, lo)), want, "at {start}");
+        assert_eq!(
+            bits(&measure_blocks(&mut two_portable, seg, hi, lo)),
+            want,
+            "at {start}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has been found to support AVX2.
+            let got = unsafe { measure_avx2(&mut two_avx2, seg, hi, lo) };
+            assert_eq!(bits(&got), want, "at {start}");
+        }
+        assert_eq!(bits(&measure(&mut one, [seg[0]], hi, lo)), want[..1]);
+        assert_eq!(
+            bits(&measure_blocks(&mut one_portable, [seg[0]], hi, lo)),
+            want[..1]
+        );
+        start += take;
+    }
+    assert!(full > 0, "the signal reaches full scale");
 }

@@ -426,14 +426,40 @@ fn finite(x: f32) -> f32 {
 }
 
 /// Splits interleaved `W`-byte samples into per-channel buffers. Generic over the decoder so
-/// each encoding compiles to its own tight loop (no per-sample dispatch).
+/// each encoding compiles to its own tight loop (no per-sample dispatch). Mono and stereo (nearly
+/// every recording) take one pass over whole frames, which the compiler vectorises; more channels
+/// take one strided pass per channel.
 #[inline(always)]
-fn deinterleave<const W: usize>(
+pub(super) fn deinterleave<const W: usize>(
     bytes: &[u8],
     planar: &mut [Vec<f32>],
     decode: impl Fn([u8; W]) -> f32,
 ) {
     let (samples, _) = bytes.as_chunks::<W>();
+    match planar {
+        [mono] => {
+            for (o, s) in mono.iter_mut().zip(samples) {
+                *o = decode(*s);
+            }
+        }
+        [left, right] => {
+            let (frames, _) = samples.as_chunks::<2>();
+            for ((l, r), [a, b]) in left.iter_mut().zip(right.iter_mut()).zip(frames) {
+                *l = decode(*a);
+                *r = decode(*b);
+            }
+        }
+        _ => deinterleave_strided(samples, planar, decode),
+    }
+}
+
+/// [`deinterleave`] one channel at a time: any number of channels.
+#[inline(always)]
+pub(super) fn deinterleave_strided<const W: usize>(
+    samples: &[[u8; W]],
+    planar: &mut [Vec<f32>],
+    decode: impl Fn([u8; W]) -> f32,
+) {
     let channels = planar.len();
     for (ch, out) in planar.iter_mut().enumerate() {
         let src = samples.iter().skip(ch).step_by(channels);

@@ -315,3 +315,47 @@ fn an_odd_chunk_without_its_pad_byte_is_read_past() {
         ("alaw", 800, 100)
     );
 }
+
+/// Mono and stereo take a one-pass path through whole frames; it decodes exactly what the
+/// channel-by-channel path decodes, for every sample width.
+#[test]
+fn frame_by_frame_deinterleaving_equals_channel_by_channel() {
+    fn check<const W: usize>(
+        bytes: &[u8],
+        channels: usize,
+        decode: impl Fn([u8; W]) -> f32 + Copy,
+    ) {
+        let frames = bytes.len() / (W * channels);
+        let bytes = &bytes[..frames * W * channels];
+        let mut fast = vec![vec![f32::NAN; frames]; channels];
+        let mut strided = vec![vec![f32::NAN; frames]; channels];
+        wav::deinterleave(bytes, &mut fast, decode);
+        wav::deinterleave_strided(bytes.as_chunks::<W>().0, &mut strided, decode);
+        let bits = |p: &[Vec<f32>]| -> Vec<Vec<u32>> {
+            p.iter()
+                .map(|c| c.iter().map(|x| x.to_bits()).collect())
+                .collect()
+        };
+        assert_eq!(
+            bits(&fast),
+            bits(&strided),
+            "{W}-byte samples, {channels} channel(s)"
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let bytes: Vec<u8> = (0..4099).map(|_| rng.random()).collect();
+    for channels in 1..=3 {
+        check::<1>(&bytes, channels, |[b]| {
+            f32::from(MULAW[usize::from(b)]) / 32768.0
+        });
+        check::<2>(&bytes, channels, |b| {
+            f32::from(i16::from_le_bytes(b)) / 32768.0
+        });
+        check::<3>(&bytes, channels, |[a, b, c]| {
+            i32::from_le_bytes([0, a, b, c]) as f32 / 2_147_483_648.0
+        });
+        check::<4>(&bytes, channels, |b| {
+            i32::from_le_bytes(b) as f32 / 2_147_483_648.0
+        });
+    }
+}
