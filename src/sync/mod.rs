@@ -11,6 +11,7 @@
 pub mod lease;
 pub mod ledger;
 pub mod lineage;
+pub mod listen;
 pub mod metrics;
 pub mod pii;
 mod plan;
@@ -61,6 +62,8 @@ pub enum SyncError {
          one retries"
     )]
     Outage(String),
+    #[error("listen queue: {0}")]
+    Listen(String),
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
@@ -460,8 +463,16 @@ async fn run_locked(
 /// The org the data belongs to: configured, else the token's `…_<orgId>` suffix (a documented
 /// convention of Webex tokens, REFERENCE.md §1.6), else the API's own `meta.orgId`.
 async fn resolve_org(ctx: &SyncContext, opts: &SyncOptions) -> Result<String> {
-    let org = match &opts.org_id {
-        Some(org) => org.clone(),
+    resolve_org_id(ctx, opts.org_id.clone()).await
+}
+
+/// [`resolve_org`] for callers without [`SyncOptions`] (`wxcc listen`).
+pub(crate) async fn resolve_org_id(
+    ctx: &SyncContext,
+    configured: Option<String>,
+) -> Result<String> {
+    let org = match configured {
+        Some(org) => org,
         None => {
             let token = ctx.api.tokens().access_token().await?;
             match crate::auth::org_from_token(token.expose_secret()) {
