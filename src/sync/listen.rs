@@ -73,6 +73,29 @@ struct Rows {
     present: bool,
 }
 
+/// Where `listen` notes that it serves an org, so `sync` can report its webhook misses.
+fn marker(org: &str) -> String {
+    format!("_state/org_id={org}/listen.json")
+}
+
+/// Notes in the lake that `listen` serves `org` (since when).
+async fn mark_active(ctx: &SyncContext, org: &str) -> Result<()> {
+    let body = json!({"since": Utc::now().to_rfc3339(), "host": super::lease::host_name()});
+    ctx.lake
+        .store()
+        .put(
+            &ctx.lake.path(&marker(org)),
+            body.to_string().into_bytes().into(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether a `listen` has served `org` (then `sync`'s own downloads are webhook misses).
+pub(crate) async fn is_active(lake: &crate::lake::Lake, org: &str) -> bool {
+    lake.store().head(&lake.path(&marker(org))).await.is_ok()
+}
+
 /// Runs until `ctx.stop` is cancelled; what is ready then is committed before returning.
 pub async fn run_workers(
     ctx: &SyncContext,
@@ -82,6 +105,7 @@ pub async fn run_workers(
 ) -> Result<()> {
     let org = super::resolve_org_id(ctx, opts.org_id.clone()).await?;
     let state = OrgState::new(&ctx.lake, &org);
+    mark_active(ctx, &org).await?;
     let mut dates: HashMap<String, NaiveDate> = HashMap::new();
     let mut ready: Vec<Ready> = Vec::new();
     let mut running = FuturesUnordered::new();
@@ -158,7 +182,11 @@ async fn recordings_of(
         }
     }
     counters.captures_queries.fetch_add(1, Ordering::Relaxed);
-    let (captures, _) = ctx.api.query_captures(std::slice::from_ref(&task_id)).await.ok()?;
+    let (captures, _) = ctx
+        .api
+        .query_captures(std::slice::from_ref(&task_id))
+        .await
+        .ok()?;
     let all: Vec<Recording> = captures
         .into_iter()
         .filter(|c| c.task_id == task_id)

@@ -254,6 +254,9 @@ pub struct SyncSummary {
     /// Tasks no longer waited for: no recording within the give-up age.
     pub given_up: u64,
     pub commits: u64,
+    /// When `wxcc listen` serves this org: recordings this run had to download itself, i.e.
+    /// that no webhook had delivered (lost, or not processed yet). Absent without `listen`.
+    pub not_from_webhook: Option<u64>,
     /// Tasks whose captures could not be read, still owed (retried by the next runs).
     pub failed_tasks: Vec<FailedTask>,
     /// Listing ranges that could not be read, still owed.
@@ -355,6 +358,18 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     };
     let mut state = None;
     let result = run_locked(ctx, opts, started_at, &mut summary, &mut state).await;
+    if let Some(org) = summary.org_id.clone()
+        && !opts.dry_run
+        && listen::is_active(&ctx.lake, &org).await
+    {
+        summary.not_from_webhook = Some(summary.stored);
+        if summary.stored > 0 {
+            tracing::info!(
+                recordings = summary.stored,
+                "recordings found by sync that no webhook had delivered"
+            );
+        }
+    }
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
