@@ -138,7 +138,7 @@ pub async fn run(config_path: Option<PathBuf>, args: ListenArgs) -> Result<u8> {
         commit_interval: Duration::from_millis(args.commit_ms),
         org_id: cfg.org_id.clone(),
     };
-    let worked = run_workers(&ctx, queue.clone(), workers, &opts).await;
+    let worked = run_workers(Arc::new(ctx), queue.clone(), workers, &opts).await;
     stop.cancel();
     let _ = serving.await;
     signals.abort();

@@ -58,6 +58,9 @@ enum Line {
     Accept(QueuedEvent),
     Done {
         seq: u64,
+        /// Wall-clock commit instant, epoch ms (latency measurements read it).
+        #[serde(default)]
+        at_ms: i64,
     },
     Seen {
         event_id: String,
@@ -137,7 +140,7 @@ impl Queue {
                         seen.insert(e.event_id.clone(), (e.key.clone(), e.accepted_ms));
                         pending.insert(e.seq, e);
                     }
-                    Line::Done { seq } => {
+                    Line::Done { seq, .. } => {
                         pending.remove(&seq);
                     }
                     Line::Seen {
@@ -275,8 +278,9 @@ impl Queue {
         }
         let mut inner = self.lock();
         let mut out = Vec::new();
+        let at_ms = now_ms();
         for &seq in seqs {
-            out.extend(serde_json::to_vec(&Line::Done { seq }).unwrap_or_default());
+            out.extend(serde_json::to_vec(&Line::Done { seq, at_ms }).unwrap_or_default());
             out.push(b'\n');
         }
         inner.file.write_all(&out).map_err(io(&self.path))?;

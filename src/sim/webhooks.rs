@@ -111,6 +111,8 @@ pub struct WebhookDelivery {
     pub bad_signature: bool,
     /// Final HTTP status; `None` when every attempt failed to connect.
     pub status: Option<u16>,
+    /// Wall-clock instant of the first attempt, epoch ms.
+    pub sent_ms: i64,
 }
 
 /// Counters of the sender.
@@ -383,6 +385,7 @@ async fn deliver(state: Arc<AppState>, http: reqwest::Client, p: Planned) {
         sign(p.secret.as_bytes(), &p.body)
     };
     let mut status = None;
+    let sent_ms = chrono::Utc::now().timestamp_millis();
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -419,6 +422,7 @@ async fn deliver(state: Arc<AppState>, http: reqwest::Client, p: Planned) {
         recording_id: p.recording_id,
         bad_signature: p.bad_signature,
         status,
+        sent_ms,
     });
 }
 

@@ -19,8 +19,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use object_store::ObjectStoreExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -98,17 +96,18 @@ pub(crate) async fn is_active(lake: &crate::lake::Lake, org: &str) -> bool {
 
 /// Runs until `ctx.stop` is cancelled; what is ready then is committed before returning.
 pub async fn run_workers(
-    ctx: &SyncContext,
+    ctx: Arc<SyncContext>,
     queue: Arc<Queue>,
     counters: Arc<WorkerCounters>,
     opts: &ListenOptions,
 ) -> Result<()> {
-    let org = super::resolve_org_id(ctx, opts.org_id.clone()).await?;
+    let org = super::resolve_org_id(&ctx, opts.org_id.clone()).await?;
     let state = OrgState::new(&ctx.lake, &org);
-    mark_active(ctx, &org).await?;
+    mark_active(&ctx, &org).await?;
     let mut dates: HashMap<String, NaiveDate> = HashMap::new();
     let mut ready: Vec<Ready> = Vec::new();
-    let mut running = FuturesUnordered::new();
+    // Downloads run as their own tasks, so they go on while a commit writes.
+    let mut running: tokio::task::JoinSet<Ready> = tokio::task::JoinSet::new();
     let mut last_commit = Instant::now();
     let concurrency = opts.concurrency.max(1);
     tracing::info!(%org, concurrency, "listen workers started");
@@ -116,7 +115,8 @@ pub async fn run_workers(
         let free = concurrency.saturating_sub(running.len());
         if free > 0 && !ctx.stop.is_cancelled() {
             for ev in queue.claim(free) {
-                running.push(process(ctx, &org, ev, &counters));
+                let (ctx, org, counters) = (ctx.clone(), org.clone(), counters.clone());
+                running.spawn(async move { process(&ctx, &org, ev, &counters).await });
             }
         }
         let tick = if ready.is_empty() {
@@ -128,7 +128,12 @@ pub async fn run_workers(
         };
         tokio::select! {
             _ = ctx.stop.cancelled(), if running.is_empty() => break,
-            Some(r) = running.next(), if !running.is_empty() => {
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let Ok(r) = joined else {
+                    // A panicked task: its event stays claimed until a restart retries it.
+                    tracing::error!("a listen worker task failed");
+                    continue;
+                };
                 if r.rows.is_none() && ctx.stop.is_cancelled() {
                     // Interrupted by a stop, not failed: still owed after a restart.
                     queue.release(&[r.seq]);
@@ -140,12 +145,18 @@ pub async fn run_workers(
             _ = tokio::time::sleep(tick) => {}
         }
         if !ready.is_empty() && last_commit.elapsed() >= opts.commit_interval {
-            commit(ctx, &org, &state, &queue, &counters, &mut dates, &mut ready).await?;
+            commit(
+                &ctx, &org, &state, &queue, &counters, &mut dates, &mut ready,
+            )
+            .await?;
             last_commit = Instant::now();
         }
     }
     if !ready.is_empty() {
-        commit(ctx, &org, &state, &queue, &counters, &mut dates, &mut ready).await?;
+        commit(
+            &ctx, &org, &state, &queue, &counters, &mut dates, &mut ready,
+        )
+        .await?;
     }
     Ok(())
 }
