@@ -104,7 +104,7 @@ pub async fn run_workers(
     let org = super::resolve_org_id(&ctx, opts.org_id.clone()).await?;
     let state = OrgState::new(&ctx.lake, &org);
     mark_active(&ctx, &org).await?;
-    let mut dates: HashMap<String, NaiveDate> = HashMap::new();
+    let mut dates = TaskDays::default();
     let mut ready: Vec<Ready> = Vec::new();
     // Downloads run as their own tasks, so they go on while a commit writes.
     let mut running: tokio::task::JoinSet<Ready> = tokio::task::JoinSet::new();
@@ -354,40 +354,67 @@ async fn store(
     })
 }
 
-/// Creation days of the tasks not known yet, from one `/v1/tasks` listing around their
-/// recordings' start times (a task is created before its recording starts). A task the
-/// listing does not show falls back to its recording's start day.
-async fn learn_dates(ctx: &SyncContext, dates: &mut HashMap<String, NaiveDate>, ready: &[Ready]) {
-    let unknown: Vec<(&str, i64)> = ready
-        .iter()
-        .filter_map(|r| r.rows.as_ref())
-        .filter(|r| !dates.contains_key(&r.task_id))
-        .map(|r| (r.task_id.as_str(), r.start_ms.unwrap_or_default()))
-        .collect();
-    if unknown.is_empty() {
-        return;
+/// A task is looked for in listings starting this long before its recording.
+const BEFORE_MS: i64 = 6 * 3600 * 1000;
+/// Listings reach this far past the latest recording start, so the next events' tasks are
+/// usually known already (one `/v1/tasks` listing serves many commits).
+const AHEAD_MS: i64 = 3600 * 1000;
+
+/// Creation days of tasks, learnt from `/v1/tasks` listings (the partition `sync` writes).
+#[derive(Default)]
+struct TaskDays {
+    dates: HashMap<String, NaiveDate>,
+    /// `[from, to)` ranges listed so far.
+    listed: Vec<(i64, i64)>,
+}
+
+impl TaskDays {
+    fn covered(&self, start: i64) -> bool {
+        self.listed
+            .iter()
+            .any(|&(from, to)| start - BEFORE_MS >= from && start < to)
     }
-    let lo = unknown.iter().map(|u| u.1).min().unwrap_or_default();
-    let hi = unknown.iter().map(|u| u.1).max().unwrap_or_default();
-    const BEFORE_MS: i64 = 6 * 3600 * 1000;
-    match ctx.api.list_tasks(lo - BEFORE_MS, hi + 1).await {
-        Ok(listing) => {
-            for t in listing.tasks {
-                if let Some(d) = DateTime::from_timestamp_millis(t.attributes.created_time) {
-                    dates.insert(t.id, d.date_naive());
+
+    /// Learns the days of the tasks not known yet with at most one listing. A task no listing
+    /// shows falls back to its recording's start day.
+    async fn learn(&mut self, ctx: &SyncContext, ready: &[Ready]) {
+        let unknown: Vec<(String, i64)> = ready
+            .iter()
+            .filter_map(|r| r.rows.as_ref())
+            .filter(|r| !self.dates.contains_key(&r.task_id))
+            .map(|r| (r.task_id.clone(), r.start_ms.unwrap_or_default()))
+            .collect();
+        let to_list: Vec<i64> = unknown
+            .iter()
+            .map(|u| u.1)
+            .filter(|&start| !self.covered(start))
+            .collect();
+        if let (Some(lo), Some(hi)) = (to_list.iter().min(), to_list.iter().max()) {
+            let (from, to) = (lo - BEFORE_MS, hi + AHEAD_MS);
+            match ctx.api.list_tasks(from, to).await {
+                Ok(listing) => {
+                    for t in listing.tasks {
+                        if let Some(d) = DateTime::from_timestamp_millis(t.attributes.created_time)
+                        {
+                            self.dates.insert(t.id, d.date_naive());
+                        }
+                    }
+                    // Tasks created later than the real "now" could not be listed yet.
+                    let listed_to = to.min(Utc::now().timestamp_millis().max(hi + 1));
+                    self.listed.push((from, listed_to));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list tasks to find their creation days")
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list tasks to find their creation days"),
-    }
-    for (task, start) in unknown {
-        if !dates.contains_key(task) {
-            let d = DateTime::from_timestamp_millis(start).unwrap_or_default();
-            tracing::debug!(
-                task_id = task,
-                "task not listed; using its recording's start day"
-            );
-            dates.insert(task.to_owned(), d.date_naive());
+        for (task, start) in unknown {
+            self.dates.entry(task).or_insert_with_key(|task| {
+                tracing::debug!(task_id = %task, "task not listed; using its recording's start day");
+                DateTime::from_timestamp_millis(start)
+                    .unwrap_or_default()
+                    .date_naive()
+            });
         }
     }
 }
@@ -400,10 +427,10 @@ async fn commit(
     state: &OrgState,
     queue: &Queue,
     counters: &WorkerCounters,
-    dates: &mut HashMap<String, NaiveDate>,
+    dates: &mut TaskDays,
     ready: &mut Vec<Ready>,
 ) -> Result<()> {
-    learn_dates(ctx, dates, ready).await;
+    dates.learn(ctx, ready).await;
     let run_id = format!("listen-{}", uuid::Uuid::new_v4());
     let lease = match state
         .lock(&super::state::holder_label(), &run_id, ctx.lease)
@@ -420,6 +447,7 @@ async fn commit(
     let mut by_date: BTreeMap<NaiveDate, Vec<&Rows>> = BTreeMap::new();
     for r in ready.iter().filter_map(|r| r.rows.as_ref()) {
         let date = dates
+            .dates
             .get(&r.task_id)
             .copied()
             .unwrap_or_else(|| Utc::now().date_naive());
@@ -467,10 +495,6 @@ async fn commit(
     let released = lease.release().await;
     written?;
     released?;
-    let seqs: Vec<u64> = ready.iter().map(|r| r.seq).collect();
-    queue
-        .done(&seqs)
-        .map_err(|e| SyncError::Listen(e.to_string()))?;
     let now = Utc::now().timestamp_millis();
     let stored = ready.iter().filter(|r| r.rows.is_some()).count() as u64;
     counters.committed.fetch_add(stored, Ordering::Relaxed);
@@ -478,6 +502,12 @@ async fn commit(
     if let Some(oldest) = ready.iter().map(|r| r.accepted_ms).min() {
         counters.last_lag_ms.store(now - oldest, Ordering::Relaxed);
     }
+    // Counted before the queue forgets them, so `/healthz` never shows an empty queue with
+    // the last commit missing from `committed`.
+    let seqs: Vec<u64> = ready.iter().map(|r| r.seq).collect();
+    queue
+        .done(&seqs)
+        .map_err(|e| SyncError::Listen(e.to_string()))?;
     let present = ready
         .iter()
         .filter(|r| r.rows.as_ref().is_some_and(|r| r.present))

@@ -265,8 +265,10 @@ async fn kill_9_after_acknowledging_loses_no_event_and_a_restart_drains_the_queu
     let _ = listen.child.wait().await;
     // Deliveries made while it is down fail (after the sender's retries) and are not acked.
     deliveries_finished(&sim).await;
+    // Some answers were lost with the process (queued, but the sender saw no 2xx): only what
+    // the sender saw acknowledged is owed, though those are stored too.
     let acked = acked(&sim);
-    assert!(acked.len() >= 10);
+    assert!(!acked.is_empty());
     let restarted = start_listen(&sim, dir.path(), &lake).await;
     drained(&restarted.base).await;
     let stored: HashSet<String> = manifest_keys(&lake).await.into_iter().collect();
