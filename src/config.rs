@@ -148,6 +148,17 @@ pub struct FileConfig {
     /// Also wxcc's own `shared = true` and `file_mode = "0640"` (see [`StorageConfig`]).
     #[serde(default, deserialize_with = "scalar_map")]
     pub storage: std::collections::BTreeMap<String, String>,
+    /// `wxcc listen` settings (`[listen]`).
+    #[serde(default)]
+    pub listen: ListenFileConfig,
+}
+
+/// The `[listen]` table: `webhook_secret` (comma-separated during a rotation), overridden by
+/// `WXCC_WEBHOOK_SECRET`.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFileConfig {
+    pub webhook_secret: Option<secrecy::SecretString>,
 }
 
 /// One `[[orgs]]` entry: its values override the top-level ones for that org.

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod lake;
+pub mod listen;
 pub mod net;
 pub mod query;
 pub mod report;

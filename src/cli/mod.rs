@@ -5,6 +5,7 @@ mod audio;
 mod auth;
 mod check;
 pub mod demo;
+mod listen;
 mod observe;
 mod query;
 mod report;
@@ -95,6 +96,9 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Write a transcription job list: one line per recording, optionally with pre-signed URLs.
     Export(query::ExportArgs),
+    /// Receive `capture:available` webhooks and store each recording within seconds
+    /// (a durable local queue, the same tables as sync; sync stays the source of truth).
+    Listen(listen::ListenArgs),
     /// Serve the built-in WxCC API simulator on 127.0.0.1.
     Sim(sim::SimArgs),
     /// Simulator → sync → Parquet + audio → SQL, in one command.
@@ -204,6 +208,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Query(args) => query::run_query(cli.config, args).await.map(|()| exit::OK),
         Command::Export(args) => query::run_export(cli.config, args).await.map(|()| exit::OK),
         Command::Sim(args) => sim::run(args).await.map(|()| exit::OK),
+        Command::Listen(args) => listen::run(cli.config, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Auth(args) => auth::run(cli.config, args).await,
         Command::State(args) => state::run(cli.config, args).await,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{SimConfig, Simulator, WebhookKnobs};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -91,6 +91,42 @@ pub struct SimArgs {
     /// List recordings of calls still in progress (stopTime = now, audio so far).
     #[arg(long)]
     pub recordings_while_open: bool,
+    /// Send signed `capture:available` webhooks to this URL (as if an admin had subscribed it).
+    /// Subscriptions made through `POST /v1/subscriptions` are served too.
+    #[arg(long, value_name = "URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// Secret that signs those webhooks (X-WebexCC-Signature).
+    #[arg(
+        long,
+        env = "WXCC_SIM_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Also announce every recording already available when a subscription is made.
+    #[arg(long)]
+    pub webhook_replay: bool,
+    /// Share of webhook events never sent (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub webhook_loss: f64,
+    /// Share of webhook events sent twice (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub webhook_duplicates: f64,
+    /// Share of webhook events swapped with the next one (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub webhook_reorder: f64,
+    /// Share of webhook deliveries signed with a wrong secret (0.0–1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub webhook_bad_signatures: f64,
+    /// Each webhook delivery waits a random time up to this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub webhook_max_delay_ms: u64,
+    /// Webhook deliveries started per second (0 = as fast as possible).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub webhook_rate: u32,
+    /// Send only the confirmed `data` fields (taskId, filePath, createdTime).
+    #[arg(long)]
+    pub webhook_minimal: bool,
 }
 
 fn parse_window(s: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
@@ -164,6 +200,16 @@ impl SimArgs {
             late_capture_per_mille: self.late_capture_per_mille,
             late_capture_hours: self.late_capture_hours,
             recordings_while_open: self.recordings_while_open,
+            webhooks: WebhookKnobs {
+                loss_rate: self.webhook_loss,
+                duplicate_rate: self.webhook_duplicates,
+                reorder_rate: self.webhook_reorder,
+                bad_signature_rate: self.webhook_bad_signatures,
+                max_delay: Duration::from_millis(self.webhook_max_delay_ms),
+                events_per_sec: self.webhook_rate,
+                minimal: self.webhook_minimal,
+                replay: self.webhook_replay,
+            },
             ..SimConfig::default()
         };
         if let Some(start) = self.start {
@@ -195,6 +241,11 @@ pub async fn run(args: SimArgs) -> Result<()> {
             "# captures queries naming these tasks fail: {}",
             failing.join(",")
         );
+    }
+    if let (Some(url), Some(secret)) = (&args.webhook_url, &args.webhook_secret) {
+        sim.subscribe_webhook(url, secret)
+            .with_context(|| format!("cannot send webhooks to {url}"))?;
+        eprintln!("# capture:available webhooks go to {url}");
     }
     eprintln!("# point any client at it:");
     // Credentials go to stdout so `eval "$(wxcc sim ...)"`-style tooling can capture them;

@@ -27,6 +27,8 @@ pub enum Endpoint {
     Tasks,
     /// `POST /v1/captures/query`: `cjp:config_read`.
     Captures,
+    /// `/v1/subscriptions`: `cjp:config_write` (or the broad `cjp:config`).
+    Subscriptions,
 }
 
 impl Endpoint {
@@ -35,6 +37,7 @@ impl Endpoint {
         match self {
             Endpoint::Tasks => has("cjp:config") || has("cjp:config_read"),
             Endpoint::Captures => has("cjp:config_read"),
+            Endpoint::Subscriptions => has("cjp:config_write") || has("cjp:config"),
         }
     }
 }

@@ -28,6 +28,7 @@ mod media;
 mod oauth;
 mod tokens;
 mod wav;
+pub mod webhooks;
 mod world;
 mod wxcc;
 
@@ -54,6 +55,7 @@ use tokio::task::JoinHandle;
 
 pub use clock::{TaskState, TaskTimeline};
 pub use wav::AudioPlan;
+pub use webhooks::{WebhookDelivery, WebhookKnobs, WebhookStats};
 pub use world::{RecordingKind, SimRecording, SimRef, SimTask, SimTranscription, World};
 pub use wxcc::contact_junk_record;
 
@@ -151,6 +153,8 @@ pub struct SimConfig {
     /// Initial simulated now (see [`Simulator::now`]); `None` starts at
     /// [`World::default_now`], when every task is final and every capture available.
     pub now: Option<DateTime<Utc>>,
+    /// How unreliable `capture:available` webhook delivery is ([`webhooks`]).
+    pub webhooks: WebhookKnobs,
 }
 
 impl Default for SimConfig {
@@ -183,6 +187,7 @@ impl Default for SimConfig {
             late_capture_hours: (2, 6),
             recordings_while_open: false,
             now: None,
+            webhooks: WebhookKnobs::default(),
         }
     }
 }
@@ -263,6 +268,8 @@ pub(crate) struct AppState {
     failing_captures: Vec<String>,
     /// Set by [`Simulator::lift_faults`]: no scripted or injected failure from then on.
     faults_lifted: AtomicBool,
+    /// Webhook subscriptions and the `capture:available` sender.
+    webhooks: webhooks::Webhooks,
 }
 
 impl AppState {
@@ -304,6 +311,7 @@ pub struct Simulator {
     state: Arc<AppState>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 impl Simulator {
@@ -342,7 +350,9 @@ impl Simulator {
         let now = config.now.unwrap_or_else(|| world.default_now());
         let failing_captures =
             pick_failing_captures(&world, config.seed, config.failing_capture_tasks);
+        let hooks = webhooks::Webhooks::new(&config.webhooks, config.seed, &world.recordings());
         let state = Arc::new(AppState {
+            webhooks: hooks,
             failing_captures,
             faults_lifted: AtomicBool::new(false),
             now_ms: AtomicI64::new(now.timestamp_millis()),
@@ -366,11 +376,13 @@ impl Simulator {
                 tracing::warn!(error = %e, "simulator server stopped with an error");
             }
         });
+        let dispatcher = tokio::spawn(webhooks::run_dispatcher(state.clone()));
         tracing::info!(base_url = %state.base_url, tasks = state.world.tasks().len(), "simulator started");
         Ok(Simulator {
             state,
             shutdown_tx: Some(shutdown_tx),
             task: Some(task),
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -464,8 +476,28 @@ impl Simulator {
         self.state.oauth.revoke_refresh_token(token);
     }
 
+    /// Subscribes `url` to `capture:available` events signed with `secret`, as an admin would
+    /// with `POST /v1/subscriptions`; returns the subscription id. Only recordings that become
+    /// available from now on are announced, unless [`WebhookKnobs::replay`] is set.
+    pub fn subscribe_webhook(&self, url: &str, secret: &str) -> Result<String, SimError> {
+        webhooks::subscribe_direct(&self.state, url, secret).map_err(SimError::InvalidConfig)
+    }
+
+    /// What the webhook sender did so far.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.state.webhooks.stats()
+    }
+
+    /// Every finished delivery (after its retries), in completion order.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.state.webhooks.deliveries()
+    }
+
     /// Stops accepting connections and waits (at most a few seconds) for in-flight requests.
     pub async fn shutdown(mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            d.abort();
+        }
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
@@ -483,6 +515,9 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            d.abort();
+        }
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
@@ -502,6 +537,7 @@ fn validate(c: &SimConfig) -> Result<(), String> {
             return Err(format!("{name} must be within 0..=1, got {rate}"));
         }
     }
+    c.webhooks.validate()?;
     if c.page_cap == Some(0) {
         return Err("page_cap must be at least 1".into());
     }
@@ -564,5 +600,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tasks", get(wxcc::tasks))
         .route("/v1/captures/query", post(captures::captures_query))
         .route("/media/{org}/{task}/{file}", get(media::download))
+        .route(
+            "/v1/subscriptions",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            get(webhooks::get_one).delete(webhooks::delete),
+        )
         .with_state(state)
 }

@@ -11,6 +11,7 @@
 pub mod lease;
 pub mod ledger;
 pub mod lineage;
+pub mod listen;
 pub mod metrics;
 pub mod pii;
 mod plan;
@@ -61,6 +62,8 @@ pub enum SyncError {
          one retries"
     )]
     Outage(String),
+    #[error("listen queue: {0}")]
+    Listen(String),
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
@@ -256,6 +259,9 @@ pub struct SyncSummary {
     /// Tasks no longer waited for: no recording within the give-up age.
     pub given_up: u64,
     pub commits: u64,
+    /// When `wxcc listen` serves this org: recordings this run had to download itself, i.e.
+    /// that no webhook had delivered (lost, or not processed yet). Absent without `listen`.
+    pub not_from_webhook: Option<u64>,
     /// Tasks whose captures could not be read, still owed (retried by the next runs).
     pub failed_tasks: Vec<FailedTask>,
     /// Listing ranges that could not be read, still owed.
@@ -357,6 +363,18 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     };
     let mut state = None;
     let result = run_locked(ctx, opts, started_at, &mut summary, &mut state).await;
+    if let Some(org) = summary.org_id.clone()
+        && !opts.dry_run
+        && listen::is_active(&ctx.lake, &org).await
+    {
+        summary.not_from_webhook = Some(summary.stored);
+        if summary.stored > 0 {
+            tracing::info!(
+                recordings = summary.stored,
+                "recordings found by sync that no webhook had delivered"
+            );
+        }
+    }
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -465,8 +483,16 @@ async fn run_locked(
 /// The org the data belongs to: configured, else the token's `…_<orgId>` suffix (a documented
 /// convention of Webex tokens, REFERENCE.md §1.6), else the API's own `meta.orgId`.
 async fn resolve_org(ctx: &SyncContext, opts: &SyncOptions) -> Result<String> {
-    let org = match &opts.org_id {
-        Some(org) => org.clone(),
+    resolve_org_id(ctx, opts.org_id.clone()).await
+}
+
+/// [`resolve_org`] for callers without [`SyncOptions`] (`wxcc listen`).
+pub(crate) async fn resolve_org_id(
+    ctx: &SyncContext,
+    configured: Option<String>,
+) -> Result<String> {
+    let org = match configured {
+        Some(org) => org,
         None => {
             let token = ctx.api.tokens().access_token().await?;
             match crate::auth::org_from_token(token.expose_secret()) {

@@ -12,6 +12,7 @@ mod duckdb;
 mod incremental;
 mod lease;
 mod lineage;
+mod listen;
 mod metrics;
 mod pii;
 mod query;

@@ -5,6 +5,7 @@ mod clock;
 mod knobs;
 mod media;
 mod oauth;
+mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

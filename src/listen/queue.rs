@@ -1,0 +1,394 @@
+//! The durable queue between the webhook receiver and the workers: an append-only journal
+//! (`journal.jsonl`) in a local directory, fsynced before an event is acknowledged.
+//!
+//! Why a journal file and not an embedded database: the queue only ever appends ("accepted
+//! event E", "done with E") and replays the file once at start, which is what a write-ahead log
+//! is; one `write` + `fdatasync` per accepted event is the whole durability cost, and it adds no
+//! dependency. A torn last line (a crash mid-append) was never acknowledged and is skipped on
+//! replay. The journal is compacted at open: events still owed, and the keys seen in the last
+//! [`SEEN_KEEP_MS`], are rewritten to a temporary file that replaces the old one atomically.
+//!
+//! De-duplication: an event is a duplicate if its id, or its (task, recording) key, was seen.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+/// Keys of finished events are remembered this long (simulated by `createdTime` of the event's
+/// acceptance, wall clock) so a late redelivery is still recognised.
+pub const SEEN_KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot use the listen queue at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// One accepted webhook event, as the workers get it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueuedEvent {
+    /// Position in the journal; done lines name it.
+    pub seq: u64,
+    pub event_id: String,
+    /// `task_id/recording_id`, or `task_id/<file path>` when the event names no recording.
+    pub key: String,
+    /// Wall-clock acceptance, epoch ms (lag is measured from here).
+    pub accepted_ms: i64,
+    /// The event's `data` object as received (its `filePath` is a bearer URL: the journal file
+    /// is private to the user running `wxcc listen`).
+    pub data: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Line {
+    Accept(QueuedEvent),
+    Done {
+        seq: u64,
+        /// Wall-clock commit instant, epoch ms (latency measurements read it).
+        #[serde(default)]
+        at_ms: i64,
+    },
+    Seen {
+        event_id: String,
+        key: String,
+        accepted_ms: i64,
+    },
+}
+
+/// Whether an event was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Queued,
+    Duplicate,
+}
+
+/// Queue depth and lag, for `/healthz` and logs.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Accepted events not yet committed.
+    pub depth: usize,
+    /// Age of the oldest of them, ms (0 when empty).
+    pub oldest_ms: i64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub done: u64,
+}
+
+struct Inner {
+    file: File,
+    next_seq: u64,
+    ids: HashSet<String>,
+    keys: HashSet<String>,
+    pending: BTreeMap<u64, QueuedEvent>,
+    claimed: HashSet<u64>,
+    accepted: u64,
+    duplicates: u64,
+    done: u64,
+}
+
+/// The queue; share it behind an `Arc`.
+pub struct Queue {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    notify: Notify,
+    started: Instant,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Queue {
+    /// Opens (creating) the queue in `dir`, replays and compacts its journal.
+    pub fn open(dir: &Path) -> Result<Queue> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("journal.jsonl");
+        let mut pending: BTreeMap<u64, QueuedEvent> = BTreeMap::new();
+        let mut seen: HashMap<String, (String, i64)> = HashMap::new();
+        let mut next_seq = 0;
+        if let Ok(f) = File::open(&path) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                // A torn last line was never acknowledged.
+                let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+                    continue;
+                };
+                match parsed {
+                    Line::Accept(e) => {
+                        next_seq = next_seq.max(e.seq + 1);
+                        seen.insert(e.event_id.clone(), (e.key.clone(), e.accepted_ms));
+                        pending.insert(e.seq, e);
+                    }
+                    Line::Done { seq, .. } => {
+                        pending.remove(&seq);
+                    }
+                    Line::Seen {
+                        event_id,
+                        key,
+                        accepted_ms,
+                    } => {
+                        seen.insert(event_id, (key, accepted_ms));
+                    }
+                }
+            }
+        }
+        let cutoff = now_ms() - SEEN_KEEP_MS;
+        seen.retain(|_, (_, at)| *at >= cutoff);
+        // Compact: seen keys, then the events still owed, into a new file swapped in atomically.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+        {
+            let w = tmp.as_file_mut();
+            let mut out = Vec::new();
+            for (event_id, (key, accepted_ms)) in &seen {
+                let line = Line::Seen {
+                    event_id: event_id.clone(),
+                    key: key.clone(),
+                    accepted_ms: *accepted_ms,
+                };
+                out.extend(serde_json::to_vec(&line).unwrap_or_default());
+                out.push(b'\n');
+            }
+            for e in pending.values() {
+                out.extend(serde_json::to_vec(&Line::Accept(e.clone())).unwrap_or_default());
+                out.push(b'\n');
+            }
+            w.write_all(&out).map_err(io(&path))?;
+            w.sync_all().map_err(io(&path))?;
+        }
+        tmp.persist(&path).map_err(|e| QueueError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let keys = seen.values().map(|(k, _)| k.clone()).collect();
+        let ids = seen.into_keys().collect();
+        if !pending.is_empty() {
+            tracing::info!(
+                events = pending.len(),
+                "listen queue: resuming events accepted before a restart"
+            );
+        }
+        Ok(Queue {
+            path,
+            inner: Mutex::new(Inner {
+                file,
+                next_seq,
+                ids,
+                keys,
+                pending,
+                claimed: HashSet::new(),
+                accepted: 0,
+                duplicates: 0,
+                done: 0,
+            }),
+            notify: Notify::new(),
+            started: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an event durably (written and fsynced) unless its id or key was seen; only
+    /// then may the sender be answered 2xx.
+    pub fn accept(&self, event_id: &str, key: &str, data: Value) -> Result<Accepted> {
+        let mut inner = self.lock();
+        if inner.ids.contains(event_id) || inner.keys.contains(key) {
+            inner.duplicates += 1;
+            return Ok(Accepted::Duplicate);
+        }
+        let event = QueuedEvent {
+            seq: inner.next_seq,
+            event_id: event_id.to_owned(),
+            key: key.to_owned(),
+            accepted_ms: now_ms(),
+            data,
+        };
+        let mut line = serde_json::to_vec(&Line::Accept(event.clone())).unwrap_or_default();
+        line.push(b'\n');
+        inner.file.write_all(&line).map_err(io(&self.path))?;
+        inner.file.sync_data().map_err(io(&self.path))?;
+        inner.next_seq += 1;
+        inner.ids.insert(event_id.to_owned());
+        inner.keys.insert(key.to_owned());
+        inner.pending.insert(event.seq, event);
+        inner.accepted += 1;
+        drop(inner);
+        self.notify.notify_waiters();
+        Ok(Accepted::Queued)
+    }
+
+    /// Up to `n` owed events no worker holds yet, oldest first; they stay owed until
+    /// [`Queue::done`].
+    pub fn claim(&self, n: usize) -> Vec<QueuedEvent> {
+        let mut inner = self.lock();
+        let picked: Vec<QueuedEvent> = inner
+            .pending
+            .values()
+            .filter(|e| !inner.claimed.contains(&e.seq))
+            .take(n)
+            .cloned()
+            .collect();
+        for e in &picked {
+            inner.claimed.insert(e.seq);
+        }
+        picked
+    }
+
+    /// Hands claimed events back (their work could not be committed; tried again later).
+    pub fn release(&self, seqs: &[u64]) {
+        let mut inner = self.lock();
+        for s in seqs {
+            inner.claimed.remove(s);
+        }
+    }
+
+    /// Marks events finished (their rows committed), durably.
+    pub fn done(&self, seqs: &[u64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        let at_ms = now_ms();
+        for &seq in seqs {
+            out.extend(serde_json::to_vec(&Line::Done { seq, at_ms }).unwrap_or_default());
+            out.push(b'\n');
+        }
+        inner.file.write_all(&out).map_err(io(&self.path))?;
+        inner.file.sync_data().map_err(io(&self.path))?;
+        for s in seqs {
+            inner.pending.remove(s);
+            inner.claimed.remove(s);
+        }
+        inner.done += seqs.len() as u64;
+        Ok(())
+    }
+
+    /// Waits until an event is accepted (or `timeout` passes).
+    pub async fn wait(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let inner = self.lock();
+        let oldest = inner.pending.values().map(|e| e.accepted_ms).min();
+        QueueStats {
+            depth: inner.pending.len(),
+            oldest_ms: oldest.map(|at| (now_ms() - at).max(0)).unwrap_or(0),
+            accepted: inner.accepted,
+            duplicates: inner.duplicates,
+            done: inner.done,
+        }
+    }
+
+    /// How long the queue has been open.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn duplicates_by_event_id_or_by_recording_are_not_queued_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = Queue::open(dir.path()).expect("open");
+        assert_eq!(
+            q.accept("e1", "t/r1", json!({})).expect("a"),
+            Accepted::Queued
+        );
+        assert_eq!(
+            q.accept("e1", "t/r2", json!({})).expect("a"),
+            Accepted::Duplicate
+        );
+        assert_eq!(
+            q.accept("e2", "t/r1", json!({})).expect("a"),
+            Accepted::Duplicate
+        );
+        assert_eq!(
+            q.accept("e3", "t/r2", json!({})).expect("a"),
+            Accepted::Queued
+        );
+        let s = q.stats();
+        assert_eq!((s.depth, s.accepted, s.duplicates), (2, 2, 2));
+    }
+
+    #[test]
+    fn accepted_events_survive_a_reopen_until_done_and_keys_stay_known() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = Queue::open(dir.path()).expect("open");
+        q.accept("e1", "t/r1", json!({"taskId": "t"})).expect("a");
+        q.accept("e2", "t/r2", json!({"taskId": "t"})).expect("a");
+        let claimed = q.claim(10);
+        assert_eq!(claimed.len(), 2);
+        assert!(
+            q.claim(10).is_empty(),
+            "claimed events are not handed out twice"
+        );
+        q.done(&[claimed[0].seq]).expect("done");
+        drop(q);
+        // A torn line at the end (a crash mid-append) is ignored.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("journal.jsonl"))
+            .expect("journal");
+        f.write_all(b"{\"op\":\"accept\",\"seq\":9").expect("torn");
+        drop(f);
+        let q = Queue::open(dir.path()).expect("reopen");
+        let left = q.claim(10);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event_id, "e2");
+        assert_eq!(left[0].data["taskId"], "t");
+        assert_eq!(
+            q.accept("e1", "t/r1", json!({})).expect("a"),
+            Accepted::Duplicate
+        );
+        assert_eq!(
+            q.accept("e9", "t/r3", json!({})).expect("a"),
+            Accepted::Queued
+        );
+        assert!(q.claim(10).iter().all(|e| e.seq > left[0].seq));
+    }
+
+    #[test]
+    fn released_events_are_handed_out_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = Queue::open(dir.path()).expect("open");
+        q.accept("e1", "t/r1", json!({})).expect("a");
+        let c = q.claim(1);
+        q.release(&[c[0].seq]);
+        assert_eq!(q.claim(1).len(), 1);
+    }
+}
