@@ -68,6 +68,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo check of the lighter feature sets (the cfg gates stay honest)"
+RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo check --locked --quiet --no-default-features --features aws,gcp,azure
+RUSTFLAGS="${RUSTFLAGS:-} -D warnings" cargo check --locked --quiet --no-default-features
+
 echo "== cargo test"
 # Unit and end-to-end tests (no doc-tests: there are none, and their empty run would be the
 # last line a reader sees). The closing line sums every test binary's result.

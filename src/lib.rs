@@ -12,7 +12,9 @@ pub mod cli;
 pub mod config;
 pub mod lake;
 pub mod net;
+#[cfg(feature = "query")]
 pub mod query;
+#[cfg(feature = "query")]
 pub mod report;
 pub mod sim;
 pub mod sync;

@@ -6,8 +6,16 @@ mod auth;
 mod check;
 pub mod demo;
 mod observe;
+#[cfg(feature = "query")]
 mod query;
+/// Stand-ins for the DataFusion commands in a build without the `query` feature.
+#[cfg(not(feature = "query"))]
+#[path = "without_query.rs"]
+mod query;
+#[cfg(feature = "query")]
 mod report;
+#[cfg(not(feature = "query"))]
+use query as report;
 mod schema;
 mod sim;
 mod state;

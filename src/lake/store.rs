@@ -8,8 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::aws::AmazonS3Builder;
+#[cfg(feature = "azure")]
 use object_store::azure::MicrosoftAzureBuilder;
+#[cfg(feature = "gcp")]
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -72,10 +75,13 @@ impl Lake {
             local_dir_url(location)?
         };
 
-        let config_err = |source| LakeError::StoreConfig {
+        let config_err = |source: object_store::Error| LakeError::StoreConfig {
             location: location.to_string(),
             source,
         };
+        // A build without any cloud backend (cargo features) has no use for these.
+        #[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+        let _ = (options.into_iter().count(), config_err);
         let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) = match url.scheme() {
             "file" => {
                 let dir = url
@@ -88,6 +94,7 @@ impl Lake {
                 (Arc::new(LocalFileSystem::new()), None)
             }
             "memory" => (Arc::new(InMemory::new()), None),
+            #[cfg(feature = "aws")]
             "s3" | "s3a" => {
                 let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
                 for (k, v) in options {
@@ -95,6 +102,7 @@ impl Lake {
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
             }
+            #[cfg(feature = "gcp")]
             "gs" => {
                 let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
@@ -102,12 +110,22 @@ impl Lake {
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
             }
+            #[cfg(feature = "azure")]
             "az" | "azure" | "adl" | "abfs" | "abfss" => {
                 let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
                     b = b.with_config(parse_key(&k, "Azure")?, v);
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
+            }
+            // A cloud scheme whose backend was left out of this build (cargo features).
+            #[cfg(not(feature = "aws"))]
+            "s3" | "s3a" => return Err(unsupported(&missing_backend("aws"))),
+            #[cfg(not(feature = "gcp"))]
+            "gs" => return Err(unsupported(&missing_backend("gcp"))),
+            #[cfg(not(feature = "azure"))]
+            "az" | "azure" | "adl" | "abfs" | "abfss" => {
+                return Err(unsupported(&missing_backend("azure")));
             }
             // https:// forms of S3/Azure put the bucket in the path, which would not match the
             // way DataFusion keys stores by scheme and host; ask for the canonical form instead.
@@ -241,12 +259,22 @@ impl Lake {
 }
 
 /// One concrete cloud store, used both as the object store and as its URL signer.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn signing<S: ObjectStore + Signer>(
     store: Arc<S>,
 ) -> (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) {
     (
         Arc::clone(&store) as Arc<dyn ObjectStore>,
         Some(store as Arc<dyn Signer>),
+    )
+}
+
+/// Why a cloud URL cannot be opened by a build without its backend.
+#[cfg(not(all(feature = "aws", feature = "gcp", feature = "azure")))]
+fn missing_backend(feature: &str) -> String {
+    format!(
+        "this wxcc was built without the `{feature}` feature: rebuild with \
+         `cargo install --path . --features {feature}`"
     )
 }
 
@@ -264,6 +292,7 @@ fn local_dir_url(location: &str) -> Result<Url> {
     })
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn parse_key<K: AsRef<str>, T: std::str::FromStr>(key: &K, backend: &'static str) -> Result<T> {
     key.as_ref()
         .to_ascii_lowercase()
