@@ -17,6 +17,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
@@ -32,7 +33,7 @@ pub struct Lake {
     url: Url,
     store: Arc<dyn ObjectStore>,
     /// The same store as a URL signer, for backends that can pre-sign (S3, GCS, Azure).
-    signer: Option<Arc<dyn Signer>>,
+    signer: Option<Arc<DynSigner>>,
     root: Path,
     /// Rows per partition file (see [`crate::lake::partition`]).
     max_file_rows: usize,
@@ -82,7 +83,7 @@ impl Lake {
         // A build without any cloud backend (cargo features) has no use for these.
         #[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
         let _ = (options.into_iter().count(), config_err);
-        let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) = match url.scheme() {
+        let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<DynSigner>>) = match url.scheme() {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -255,6 +256,26 @@ impl Lake {
         let mut u = self.url.clone();
         u.set_path(&format!("/{path}"));
         u.to_string()
+    }
+}
+
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+type DynSigner = dyn Signer;
+
+/// A build without cloud backends has no store that can pre-sign (nor object_store's signer).
+#[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+#[derive(Debug)]
+enum DynSigner {}
+
+#[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+impl DynSigner {
+    async fn signed_url(
+        &self,
+        _method: reqwest::Method,
+        _path: &Path,
+        _expires_in: Duration,
+    ) -> object_store::Result<Url> {
+        match *self {}
     }
 }
 
