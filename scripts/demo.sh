@@ -2,7 +2,10 @@
 # The README's first command: builds wxcc (dev profile, hot crates optimised; see Cargo.toml)
 # into the same target directory as scripts/test.sh, then runs `wxcc demo` against the built-in
 # simulator, writing to ./wxcc-demo. Extra arguments go to `wxcc demo`.
+# Built without the `query` feature (DataFusion), the largest part of a cold build; the shared
+# dependencies are compiled with the same features as the full build (see Cargo.toml), so
+# scripts/test.sh afterwards only adds DataFusion and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
-exec cargo run --locked --quiet -- demo "$@"
+exec cargo run --locked --quiet --no-default-features --features aws,gcp,azure -- demo "$@"

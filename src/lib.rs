@@ -13,7 +13,9 @@ pub mod config;
 pub mod lake;
 pub mod listen;
 pub mod net;
+#[cfg(feature = "query")]
 pub mod query;
+#[cfg(feature = "query")]
 pub mod report;
 pub mod sim;
 pub mod sync;

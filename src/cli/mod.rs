@@ -7,8 +7,16 @@ mod check;
 pub mod demo;
 mod listen;
 mod observe;
+#[cfg(feature = "query")]
 mod query;
+/// Stand-ins for the DataFusion commands in a build without the `query` feature.
+#[cfg(not(feature = "query"))]
+#[path = "without_query.rs"]
+mod query;
+#[cfg(feature = "query")]
 mod report;
+#[cfg(not(feature = "query"))]
+use query as report;
 mod schema;
 mod sim;
 mod state;

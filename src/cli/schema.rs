@@ -49,9 +49,17 @@ pub async fn run_duckdb_init(
     config_path: Option<std::path::PathBuf>,
     args: DuckdbInitArgs,
 ) -> Result<()> {
-    let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
-    let sql = crate::query::duckdb::init_sql(&lake).await?;
-    write_out(args.output.as_deref(), &sql)
+    #[cfg(feature = "query")]
+    {
+        let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
+        let sql = crate::query::duckdb::init_sql(&lake).await?;
+        write_out(args.output.as_deref(), &sql)
+    }
+    #[cfg(not(feature = "query"))]
+    {
+        let _ = (config_path, args);
+        Err(super::query::missing("duckdb-init").into())
+    }
 }
 
 /// Writes `text` to `path` whole (temp file + rename) or to standard output.

@@ -8,12 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::aws::AmazonS3Builder;
+#[cfg(feature = "azure")]
 use object_store::azure::MicrosoftAzureBuilder;
+#[cfg(feature = "gcp")]
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
@@ -29,7 +33,7 @@ pub struct Lake {
     url: Url,
     store: Arc<dyn ObjectStore>,
     /// The same store as a URL signer, for backends that can pre-sign (S3, GCS, Azure).
-    signer: Option<Arc<dyn Signer>>,
+    signer: Option<Arc<DynSigner>>,
     root: Path,
     /// Rows per partition file (see [`crate::lake::partition`]).
     max_file_rows: usize,
@@ -72,11 +76,14 @@ impl Lake {
             local_dir_url(location)?
         };
 
-        let config_err = |source| LakeError::StoreConfig {
+        let config_err = |source: object_store::Error| LakeError::StoreConfig {
             location: location.to_string(),
             source,
         };
-        let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) = match url.scheme() {
+        // A build without any cloud backend (cargo features) has no use for these.
+        #[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+        let _ = (options.into_iter().count(), config_err);
+        let (store, signer): (Arc<dyn ObjectStore>, Option<Arc<DynSigner>>) = match url.scheme() {
             "file" => {
                 let dir = url
                     .to_file_path()
@@ -88,6 +95,7 @@ impl Lake {
                 (Arc::new(LocalFileSystem::new()), None)
             }
             "memory" => (Arc::new(InMemory::new()), None),
+            #[cfg(feature = "aws")]
             "s3" | "s3a" => {
                 let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
                 for (k, v) in options {
@@ -95,6 +103,7 @@ impl Lake {
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
             }
+            #[cfg(feature = "gcp")]
             "gs" => {
                 let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
@@ -102,12 +111,22 @@ impl Lake {
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
             }
+            #[cfg(feature = "azure")]
             "az" | "azure" | "adl" | "abfs" | "abfss" => {
                 let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
                 for (k, v) in options {
                     b = b.with_config(parse_key(&k, "Azure")?, v);
                 }
                 signing(Arc::new(b.build().map_err(config_err)?))
+            }
+            // A cloud scheme whose backend was left out of this build (cargo features).
+            #[cfg(not(feature = "aws"))]
+            "s3" | "s3a" => return Err(unsupported(&missing_backend("aws"))),
+            #[cfg(not(feature = "gcp"))]
+            "gs" => return Err(unsupported(&missing_backend("gcp"))),
+            #[cfg(not(feature = "azure"))]
+            "az" | "azure" | "adl" | "abfs" | "abfss" => {
+                return Err(unsupported(&missing_backend("azure")));
             }
             // https:// forms of S3/Azure put the bucket in the path, which would not match the
             // way DataFusion keys stores by scheme and host; ask for the canonical form instead.
@@ -240,13 +259,43 @@ impl Lake {
     }
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+type DynSigner = dyn Signer;
+
+/// A build without cloud backends has no store that can pre-sign (nor object_store's signer).
+#[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+#[derive(Debug)]
+enum DynSigner {}
+
+#[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+impl DynSigner {
+    async fn signed_url(
+        &self,
+        _method: reqwest::Method,
+        _path: &Path,
+        _expires_in: Duration,
+    ) -> object_store::Result<Url> {
+        match *self {}
+    }
+}
+
 /// One concrete cloud store, used both as the object store and as its URL signer.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn signing<S: ObjectStore + Signer>(
     store: Arc<S>,
 ) -> (Arc<dyn ObjectStore>, Option<Arc<dyn Signer>>) {
     (
         Arc::clone(&store) as Arc<dyn ObjectStore>,
         Some(store as Arc<dyn Signer>),
+    )
+}
+
+/// Why a cloud URL cannot be opened by a build without its backend.
+#[cfg(not(all(feature = "aws", feature = "gcp", feature = "azure")))]
+fn missing_backend(feature: &str) -> String {
+    format!(
+        "this wxcc was built without the `{feature}` feature: rebuild with \
+         `cargo install --path . --features {feature}`"
     )
 }
 
@@ -264,6 +313,7 @@ fn local_dir_url(location: &str) -> Result<Url> {
     })
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 fn parse_key<K: AsRef<str>, T: std::str::FromStr>(key: &K, backend: &'static str) -> Result<T> {
     key.as_ref()
         .to_ascii_lowercase()
