@@ -44,6 +44,27 @@ async fn the_kubernetes_cronjob_validates_against_the_kubernetes_schemas() {
     ] {
         assert!(yaml.contains(needle), "{needle} missing");
     }
+    // `wxcc listen`: one replica (its queue volume is ReadWriteOnce) behind a TLS Ingress.
+    let listen = deploy("kubernetes/listen.yaml");
+    run_ok(
+        tokio::process::Command::new(&validate)
+            .arg("--strict")
+            .arg(&listen),
+    )
+    .await;
+    let yaml = std::fs::read_to_string(&listen).unwrap();
+    for needle in [
+        "kind: Deployment",
+        "type: Recreate",
+        "replicas: 1",
+        "claimName: wxcc-listen-queue",
+        "key: WXCC_WEBHOOK_SECRET",
+        "path: /healthz",
+        "kind: Ingress",
+        "secretName: wxcc-listen-tls",
+    ] {
+        assert!(yaml.contains(needle), "{needle} missing");
+    }
 }
 
 #[tokio::test]
@@ -54,7 +75,11 @@ async fn the_systemd_units_pass_systemd_analyze_verify() {
     // verify checks that ExecStart exists: point the copies at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let mut units = Vec::new();
-    for name in ["wxcc-sync.service", "wxcc-sync.timer"] {
+    for name in [
+        "wxcc-sync.service",
+        "wxcc-sync.timer",
+        "wxcc-listen.service",
+    ] {
         let body = std::fs::read_to_string(deploy(&format!("systemd/{name}")))
             .unwrap()
             .replace("/usr/local/bin/wxcc", env!("CARGO_BIN_EXE_wxcc"));
@@ -71,7 +96,10 @@ async fn the_systemd_units_pass_systemd_analyze_verify() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // verify exits 0 on most mistakes and only warns ("Failed to parse ..., ignoring").
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("wxcc-sync")).collect();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("wxcc-sync") || l.contains("wxcc-listen"))
+        .collect();
     assert!(ours.is_empty(), "{stderr}");
 }
 
