@@ -110,16 +110,14 @@ pub async fn manifest_from_lake(
         .read_partition_files(Table::Manifest, org, date)
         .await?
     {
-        rows.extend(
-            manifest_rows(&batch)
-                .into_iter()
-                .filter(|r| kept(only, &r.task_id)),
-        );
+        rows.extend(manifest_rows(&batch, only));
     }
     Ok(rows)
 }
 
-fn manifest_rows(batch: &arrow::array::RecordBatch) -> Vec<ManifestRow> {
+/// The rows of `batch` for the tasks in `only`, built only for those (a part of a busy day
+/// keeps a few thousand of the day's rows).
+fn manifest_rows(batch: &arrow::array::RecordBatch, only: Only<'_>) -> Vec<ManifestRow> {
     let text = |name: &str| {
         batch
             .column_by_name(name)
@@ -145,6 +143,7 @@ fn manifest_rows(batch: &arrow::array::RecordBatch) -> Vec<ManifestRow> {
     let opt =
         |a: &arrow::array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
     (0..batch.num_rows())
+        .filter(|&i| kept(only, task.value(i)))
         .map(|i| ManifestRow {
             task_id: task.value(i).to_owned(),
             recording_id: rec.value(i).to_owned(),
