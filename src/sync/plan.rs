@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::lease::{Fence, LeaseGuard};
@@ -11,9 +12,9 @@ use super::ledger::{Gap, Ledger};
 use super::rows;
 use super::state::OrgState;
 use super::window::{self, DayWork, RunState};
-use super::{Result, SyncContext, SyncOptions, SyncSummary};
-use crate::api::Reject;
+use super::{Result, SyncContext, SyncError, SyncOptions, SyncSummary};
 use crate::api::model::Task;
+use crate::api::{Reject, TaskListing};
 
 /// The run's notion of now (`WXCC_NOW` or the clock), and the latest instant the watermark may
 /// claim (the run's start).
@@ -64,46 +65,82 @@ pub(super) async fn run_windows(
         asked: &mut asked,
         fence: &fence,
     };
-    for (from_ms, to_ms) in gaps {
-        tracing::info!(
+    // Ranges earlier runs could not read first, then this run's windows; only a window moves
+    // the watermark.
+    let segments: Vec<Segment> = gaps
+        .into_iter()
+        .map(|(from_ms, to_ms)| Segment {
             from_ms,
             to_ms,
-            "listing a range an earlier run could not read"
-        );
-        run.list_and_sync(from_ms, to_ms).await?;
-        if ctx.stop.is_cancelled() {
-            run.summary.stopped = true;
-            return Ok(());
+            window: None,
+        })
+        .chain(windows.iter().map(|&(start, end)| Segment {
+            from_ms: start.timestamp_millis(),
+            to_ms: end.timestamp_millis(),
+            window: Some((start, end)),
+        }))
+        .collect();
+    ctx.progress.set_length(windows.len() as u64);
+    // Listing runs one part ahead of the work on the part before it (at most two parts in
+    // memory): the next part's task pages are in hand when this part's downloads end.
+    let (parts_tx, mut parts) = mpsc::channel::<Result<Listed>>(1);
+    let lister = list_ahead(ctx, opts, &segments, parts_tx);
+    let worker = async {
+        let mut started = None;
+        while let Some(part) = parts.recv().await {
+            let part = part?;
+            let segment = &segments[part.segment];
+            if started != Some(part.segment) {
+                started = Some(part.segment);
+                match segment.window {
+                    Some((start, _)) => {
+                        ctx.progress
+                            .set_message(format!("{} …", start.date_naive()));
+                        lease.ensure_held()?;
+                    }
+                    None => tracing::info!(
+                        from_ms = segment.from_ms,
+                        to_ms = segment.to_ms,
+                        "listing a range an earlier run could not read"
+                    ),
+                }
+            }
+            let span = tracing::info_span!("window", date = %part.date());
+            let until = part.until;
+            run.sync_part(part).instrument(span).await?;
+            if ctx.stop.is_cancelled() {
+                // Stopped mid-window: what settled is committed; the watermark stays before it.
+                run.summary.stopped = true;
+                tracing::warn!("stopping: committed what was complete; the next run continues");
+                return Ok(());
+            }
+            let Some((start, end)) = segment.window.filter(|_| until >= segment.to_ms) else {
+                continue;
+            };
+            let summary = &mut *run.summary;
+            summary.windows += 1;
+            ctx.progress.inc(1);
+            ctx.progress.set_message(format!(
+                "{} tasks, {} recordings stored, {:.1} MB",
+                summary.tasks,
+                summary.stored + summary.skipped_present,
+                summary.bytes as f64 / 1e6
+            ));
+            // The window's gaps are in the ledger (saved by its commits) before the mark moves.
+            state.advance(&fence, start, end, clock.started_at).await?;
+        }
+        Ok::<(), SyncError>(())
+    };
+    {
+        let (mut lister, mut worker) = (std::pin::pin!(lister), std::pin::pin!(worker));
+        // The worker ends the run: when it stops or fails, listing further is pointless.
+        tokio::select! {
+            done = &mut worker => done?,
+            () = &mut lister => worker.await?,
         }
     }
-    ctx.progress.set_length(windows.len() as u64);
-    for (start, end) in windows {
-        ctx.progress
-            .set_message(format!("{} …", start.date_naive()));
-        let span = tracing::info_span!("window", date = %start.date_naive());
-        lease.ensure_held()?;
-        run.list_and_sync(start.timestamp_millis(), end.timestamp_millis())
-            .instrument(span)
-            .await?;
-        if ctx.stop.is_cancelled() {
-            // Stopped mid-window: what settled is committed; the watermark stays before it.
-            run.summary.stopped = true;
-            tracing::warn!("stopping: committed what was complete; the next run continues");
-            return Ok(());
-        }
-        let summary = &mut *run.summary;
-        summary.windows += 1;
-        ctx.progress.inc(1);
-        ctx.progress.set_message(format!(
-            "{} tasks, {} recordings stored, {:.1} MB",
-            summary.tasks,
-            summary.stored + summary.skipped_present,
-            summary.bytes as f64 / 1e6
-        ));
-        // The window's gaps are in the ledger (saved by its commits) before the mark moves.
-        state
-            .advance(&fence, *start, *end, clock.started_at)
-            .await?;
+    if run.summary.stopped {
+        return Ok(());
     }
     run.drain_due().await?;
     if ctx.stop.is_cancelled() {
@@ -129,29 +166,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Lists `[from_ms, to_ms)` (within one UTC day) a part of about `tasks_per_part` tasks
-    /// at a time (10,000 by default: a 100,000-call day is done in ten parts), records what could not be read as gaps, and does
-    /// each part's work before listing the next, so memory follows the part, not the day.
-    async fn list_and_sync(&mut self, from_ms: i64, to_ms: i64) -> Result<()> {
-        let mut from = from_ms;
-        while from < to_ms {
-            let until = self.list_and_sync_part(from, to_ms).await?;
-            if self.ctx.stop.is_cancelled() {
-                break;
-            }
-            from = until;
-        }
-        Ok(())
-    }
-
-    /// One part of [`Run::list_and_sync`]; returns where the part ended.
-    async fn list_and_sync_part(&mut self, from_ms: i64, to_ms: i64) -> Result<i64> {
-        let listing = self
-            .ctx
-            .api
-            .list_tasks_upto(from_ms, to_ms, self.opts.policy.tasks_per_part)
-            .await?;
-        let until = listing.until.max(from_ms + 1).min(to_ms);
+    /// One listed part's work: its gaps recorded, its tasks planned and synced, the ledger saved.
+    async fn sync_part(&mut self, part: Listed) -> Result<()> {
+        let Listed {
+            from_ms,
+            until,
+            listing,
+            ..
+        } = part;
         self.summary.task_pages += u64::from(listing.pages);
         self.summary.tasks += listing.tasks.len() as u64;
         let found: Vec<Gap> = listing
@@ -178,9 +200,7 @@ impl Run<'_> {
         // New gaps are owed at once; old ones in this range are cleared only once the range's
         // tasks are committed.
         self.ledger.add_gaps(&found);
-        let date = DateTime::from_timestamp_millis(from_ms)
-            .unwrap_or_default()
-            .date_naive();
+        let date = day_of(from_ms);
         let work = plan_day(
             self.ctx,
             self.org,
@@ -206,7 +226,7 @@ impl Run<'_> {
             self.fence.check()?;
             self.ledger.save().await?;
         }
-        Ok(until)
+        Ok(())
     }
 
     /// Asks again about tasks of `date` that this run did not list (ledger, settle check).
@@ -236,6 +256,76 @@ impl Run<'_> {
             &mut run,
         )
         .await
+    }
+}
+
+/// A range to list: a window of this run (which moves the watermark once done), or a range an
+/// earlier run could not read.
+struct Segment {
+    from_ms: i64,
+    to_ms: i64,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// One part of a segment's listing: `[from_ms, until)`, about `tasks_per_part` tasks.
+struct Listed {
+    segment: usize,
+    from_ms: i64,
+    until: i64,
+    listing: TaskListing,
+}
+
+impl Listed {
+    fn date(&self) -> NaiveDate {
+        day_of(self.from_ms)
+    }
+}
+
+fn day_of(ms: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// Lists every segment a part at a time (10,000 tasks by default: a 100,000-call day is done in
+/// ten parts, so memory follows the part, not the day) and hands each part on. A slot in the
+/// channel is reserved before a part is listed, so listing is never more than one part ahead.
+async fn list_ahead(
+    ctx: &SyncContext,
+    opts: &SyncOptions,
+    segments: &[Segment],
+    tx: mpsc::Sender<Result<Listed>>,
+) {
+    for (segment, s) in segments.iter().enumerate() {
+        let mut from_ms = s.from_ms;
+        while from_ms < s.to_ms {
+            let Ok(slot) = tx.reserve().await else {
+                return; // the worker ended
+            };
+            if ctx.stop.is_cancelled() {
+                return;
+            }
+            let listed = ctx
+                .api
+                .list_tasks_upto(from_ms, s.to_ms, opts.policy.tasks_per_part)
+                .await;
+            let listing = match listed {
+                Ok(listing) => listing,
+                Err(e) => {
+                    slot.send(Err(e.into()));
+                    return;
+                }
+            };
+            // A part always ends past its start, so listing moves on.
+            let until = listing.until.max(from_ms + 1).min(s.to_ms);
+            slot.send(Ok(Listed {
+                segment,
+                from_ms,
+                until,
+                listing,
+            }));
+            from_ms = until;
+        }
     }
 }
 
