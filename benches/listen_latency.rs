@@ -106,27 +106,36 @@ async fn run(rate: u32, events: u32) -> anyhow::Result<()> {
         .map(|d| (format!("{}/{}", d.task_id, d.recording_id), d.sent_ms))
         .collect();
     let journal = std::fs::read_to_string(dir.path().join("queue/journal.jsonl"))?;
-    let mut key_of: HashMap<u64, String> = HashMap::new();
+    let mut key_of: HashMap<u64, (String, i64)> = HashMap::new();
     let mut latencies = Vec::new();
+    // Where it went: sent -> queued (fsynced, answered 2xx), queued -> committed.
+    let mut queued = Vec::new();
     for line in journal.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         match v["op"].as_str() {
             Some("accept") => {
                 key_of.insert(
                     v["seq"].as_u64().unwrap_or_default(),
-                    v["key"].as_str().unwrap_or_default().to_owned(),
+                    (
+                        v["key"].as_str().unwrap_or_default().to_owned(),
+                        v["accepted_ms"].as_i64().unwrap_or_default(),
+                    ),
                 );
             }
             Some("done") => {
                 let seq = v["seq"].as_u64().unwrap_or_default();
-                if let Some(at) = key_of.get(&seq).and_then(|k| sent.get(k)) {
+                if let Some((key, accepted)) = key_of.get(&seq)
+                    && let Some(at) = sent.get(key)
+                {
                     latencies.push(v["at_ms"].as_i64().unwrap_or_default() - at);
+                    queued.push(accepted - at);
                 }
             }
             _ => {}
         }
     }
     latencies.sort_unstable();
+    queued.sort_unstable();
 
     // Polling the same recordings with sync, for the request count.
     let poll_dir = tempfile::tempdir()?;
@@ -155,11 +164,13 @@ async fn run(rate: u32, events: u32) -> anyhow::Result<()> {
     .await?;
     let w = workers.snapshot();
     println!(
-        "rate {rate:>3}/s  recordings {total:>4} committed {:>4}  latency sent->committed p50 {:>5} ms  p95 {:>5} ms  max {:>5} ms  | listen API requests {listen_api} (captures queries {}) vs sync captures queries {} + task pages {}",
+        "rate {rate:>3}/s  recordings {total:>4} committed {:>4}  latency sent->committed p50 {:>5} ms  p95 {:>5} ms  max {:>5} ms (sent->queued p95 {:>4} ms, {} commits) | listen API requests {listen_api} (captures queries {}) vs sync captures queries {} + task pages {}",
         latencies.len(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.95),
         latencies.last().copied().unwrap_or(0),
+        percentile(&queued, 0.95),
+        w.commits,
         w.captures_queries,
         summary.captures_queries,
         summary.task_pages,
@@ -170,6 +181,13 @@ async fn run(rate: u32, events: u32) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=wxcc=info` shows each commit's timings on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let events: u32 = std::env::args()
         .skip_while(|a| a != "--events")
         .nth(1)
