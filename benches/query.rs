@@ -11,8 +11,8 @@
 //! runs through `WXCC_TEST_PYTHON` (a python with `duckdb`) when it is set, with the same SQL over
 //! `read_parquet(..., hive_partitioning = true)`. Knobs: `WXCC_BENCH_ROWS`, `WXCC_BENCH_DAYS`,
 //! `WXCC_BENCH_DIR` (keep the lake there and reuse it on the next run), `WXCC_BENCH_SET`
-//! (`key=value;...` DataFusion settings to try), `WXCC_BENCH_REGISTER` (`dict`, `sorted`,
-//! `noview`: register `tasks` and `manifest` another way, to try), `WXCC_BENCH_RUNS` (timed runs
+//! (`key=value;...` DataFusion settings to try), `WXCC_BENCH_REGISTER` (`utf8part`, `dict`,
+//! `sorted`, `noview`: register `tasks` and `manifest` another way, to try), `WXCC_BENCH_RUNS` (timed runs
 //! per query, default 5), `WXCC_BENCH_EXPLAIN` (print
 //! EXPLAIN ANALYZE).
 //!
@@ -340,8 +340,9 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 /// `WXCC_BENCH_REGISTER` experiments: registers `tasks` and `manifest` again with partition
-/// columns as dictionaries (`dict`), with the files' declared sort order (`sorted`) or strings
-/// read as `Utf8` rather than `Utf8View` (`noview`).
+/// columns as `Utf8` (`utf8part`, the session's registration before partition columns became
+/// views) or as dictionaries (`dict`), with the files' declared sort order (`sorted`) or stored
+/// strings read as `Utf8` rather than `Utf8View` (`noview`).
 fn reregister(session: &QuerySession, lake: &Lake, how: &str) {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -356,6 +357,11 @@ fn reregister(session: &QuerySession, lake: &Lake, how: &str) {
         if how.contains("dict") {
             for (_, t) in &mut partition_cols {
                 *t = DataType::Dictionary(Box::new(DataType::UInt16), Box::new(t.clone()));
+            }
+        }
+        if !how.contains("utf8part") && !how.contains("dict") {
+            for (_, t) in &mut partition_cols {
+                *t = DataType::Utf8View;
             }
         }
         let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))

@@ -133,7 +133,7 @@ fn register(ctx: &SessionContext, lake: &Lake, table: Table) -> Result<()> {
     // Only Parquet files: stray temp files or notes dropped in the folders are ignored.
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(def.partition_columns());
+        .with_table_partition_cols(partition_columns(table));
     let config = ListingTableConfig::new(table_url)
         .with_listing_options(options)
         .with_schema(view_types(&def.file_schema()));
@@ -143,13 +143,11 @@ fn register(ctx: &SessionContext, lake: &Lake, table: Table) -> Result<()> {
     Ok(())
 }
 
-/// The schema SQL sees for `table`: its declared table schema with stored strings as `Utf8View`
-/// (partition columns stay `Utf8`).
+/// The schema SQL sees for `table`: its declared table schema with strings as `Utf8View`.
 pub fn sql_schema(table: Table) -> SchemaRef {
     let def = table.def();
     let stored = view_types(&def.file_schema());
-    let partitions = def
-        .partition_columns()
+    let partitions = partition_columns(table)
         .into_iter()
         .map(|(name, data_type)| Field::new(name, data_type, false));
     let fields: Vec<Field> = stored
@@ -159,6 +157,22 @@ pub fn sql_schema(table: Table) -> SchemaRef {
         .chain(partitions)
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// The partition columns (`org_id`, `date`) as SQL sees them: strings as `Utf8View`, like the
+/// stored ones. A partition value is one string per file; as a view column each row holds a
+/// 16-byte view of that one copy (a `date` fits inside the view), so joins on the partition
+/// columns hash and compare views instead of copying and hashing one string per row.
+pub fn partition_columns(table: Table) -> Vec<(String, DataType)> {
+    table
+        .def()
+        .partition_columns()
+        .into_iter()
+        .map(|(name, data_type)| match data_type {
+            DataType::Utf8 => (name, DataType::Utf8View),
+            other => (name, other),
+        })
+        .collect()
 }
 
 /// The file schema with strings read as `Utf8View`, DataFusion's native string type: Parquet
