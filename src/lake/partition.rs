@@ -242,15 +242,17 @@ impl Lake {
     ) -> Result<Vec<RecordBatch>> {
         let dir = partition_dir(table, org_id, date)?;
         let mut out = Vec::new();
-        for file in self.part_files(&dir).await? {
-            let name = file.path.to_string();
+        for (_, path) in self.part_paths(&dir).await? {
+            let Some(bytes) = self.fetch_part(&path).await? else {
+                continue;
+            };
+            let name = path.to_string();
             let def = table.def();
-            let bytes = file.bytes;
             let stored = blocking(&name.clone(), move || decode(bytes, def, &name)).await?;
             let known = stored.batch.columns()[..stored.known].to_vec();
             let batch = RecordBatch::try_new(def.file_schema(), known).map_err(|source| {
                 LakeError::Merge {
-                    path: file.path.to_string(),
+                    path: path.to_string(),
                     source,
                 }
             })?;
@@ -259,36 +261,97 @@ impl Lake {
         Ok(out)
     }
 
-    /// The data files of a partition folder, fetched, by number.
-    async fn part_files(&self, dir: &str) -> Result<Vec<PartFile>> {
+    /// Reads only `columns` (declared names of `table`) of a partition, one batch per file,
+    /// each file fetched and decoded only after the one before it is done: the sync's look-ups
+    /// of a busy day (a few key and time columns of up to 100,000 rows) then cost a few columns'
+    /// worth of memory, not the whole partition's. Columns are conformed as in
+    /// [`Lake::read_partition_files`].
+    pub async fn read_partition_columns(
+        &self,
+        table: Table,
+        org_id: &str,
+        date: NaiveDate,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        let dir = partition_dir(table, org_id, date)?;
+        let def = table.def();
+        let schema = def.file_schema();
+        let indices = columns
+            .iter()
+            .map(|c| {
+                schema.index_of(c).map_err(|_| LakeError::SchemaMismatch {
+                    table: table.name(),
+                    detail: format!("no column `{c}` is declared"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let projected = Arc::new(
+            schema
+                .project(&indices)
+                .expect("indices come from index_of"),
+        );
+        let mut out = Vec::new();
+        for (_, path) in self.part_paths(&dir).await? {
+            let Some(bytes) = self.fetch_part(&path).await? else {
+                continue;
+            };
+            let name = path.to_string();
+            let projected = Arc::clone(&projected);
+            let batch = blocking(&name.clone(), move || {
+                decode_columns(bytes, def, &projected, &name)
+            })
+            .await?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+
+    /// The data files of a partition folder, by number (not fetched).
+    async fn part_paths(&self, dir: &str) -> Result<Vec<(u32, object_store::path::Path)>> {
         let prefix = self.path(dir);
-        let store_err = |path: &object_store::path::Path| {
-            let path = path.to_string();
-            move |source| LakeError::Store { path, source }
-        };
         let listed = match self.store().list_with_delimiter(Some(&prefix)).await {
             Ok(listed) => listed.objects,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(store_err(&prefix)(e)),
+            Err(source) => {
+                return Err(LakeError::Store {
+                    path: prefix.to_string(),
+                    source,
+                });
+            }
         };
         let mut numbered: Vec<(u32, object_store::path::Path)> = listed
             .into_iter()
             .filter_map(|m| Some((part_number(m.location.filename()?)?, m.location)))
             .collect();
         numbered.sort_by_key(|(n, _)| *n);
-        let mut files = Vec::with_capacity(numbered.len());
-        for (number, path) in numbered {
-            let bytes = match self.store().get(&path).await {
-                Ok(got) => got.bytes().await.map_err(store_err(&path))?,
-                // Listed, then gone: another tool's compaction, say. Nothing to keep.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(store_err(&path)(e)),
-            };
-            files.push(PartFile {
-                number,
-                path,
-                bytes,
-            });
+        Ok(numbered)
+    }
+
+    /// One listed data file's bytes; `None` when it was removed since it was listed (another
+    /// tool's compaction, say: nothing to keep).
+    async fn fetch_part(&self, path: &object_store::path::Path) -> Result<Option<Bytes>> {
+        let store_err = |source| LakeError::Store {
+            path: path.to_string(),
+            source,
+        };
+        match self.store().get(path).await {
+            Ok(got) => got.bytes().await.map(Some).map_err(store_err),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// The data files of a partition folder, fetched, by number.
+    async fn part_files(&self, dir: &str) -> Result<Vec<PartFile>> {
+        let mut files = Vec::new();
+        for (number, path) in self.part_paths(dir).await? {
+            if let Some(bytes) = self.fetch_part(&path).await? {
+                files.push(PartFile {
+                    number,
+                    path,
+                    bytes,
+                });
+            }
         }
         Ok(files)
     }
@@ -553,6 +616,47 @@ fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
     conform(&all, def, version, path)
 }
 
+/// The `projected` columns (declared, in the declared types) of a file, conformed like
+/// [`conform`] does for whole files.
+fn decode_columns(
+    bytes: Bytes,
+    def: &TableDef,
+    projected: &Schema,
+    path: &str,
+) -> Result<RecordBatch> {
+    let parquet_err = |source| LakeError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let merge_err = |source| LakeError::Merge {
+        path: path.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
+    let version = stored_version(builder.metadata().file_metadata(), path)?;
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        projected.fields().iter().map(|f| f.name().as_str()),
+    );
+    let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
+    let stored = arrow::array::RecordBatchReader::schema(&reader);
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(merge_err)?;
+    let all = concat_batches(&stored, &batches).map_err(merge_err)?;
+    let columns = projected
+        .fields()
+        .iter()
+        .map(|f| conform_column(&all, f, def, version, path))
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        Arc::new(projected.clone()),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(all.num_rows())),
+    )
+    .map_err(merge_err)
+}
+
 /// Only the key columns of a file, in the declared types (for finding which file holds a key
 /// without decoding whole files).
 fn decode_keys(bytes: Bytes, def: &TableDef, path: &str) -> Result<Vec<ArrayRef>> {
@@ -617,47 +721,10 @@ fn stored_version(meta: &FileMetaData, path: &str) -> Result<u32> {
 /// where allowed), then the unknown ones.
 fn conform(batch: &RecordBatch, def: &TableDef, version: u32, path: &str) -> Result<Stored> {
     let schema = def.file_schema();
-    let refuse = |column: &str, reason: String| LakeError::IncompatibleFile {
-        path: path.to_string(),
-        column: column.to_string(),
-        reason,
-    };
     let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
     let mut arrays = Vec::with_capacity(batch.num_columns().max(fields.len()));
     for f in schema.fields() {
-        let array = match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
-            Some(c) if version > def.version => {
-                return Err(refuse(
-                    f.name(),
-                    format!(
-                        "is {} in schema version {version}, newer than this binary's version {} \
-                         which declares {}; upgrade wxcc to use this lake",
-                        c.data_type(),
-                        def.version,
-                        f.data_type()
-                    ),
-                ));
-            }
-            Some(c) => strict_cast(c, f.data_type()).map_err(|reason| refuse(f.name(), reason))?,
-            None if f.is_nullable() => new_null_array(f.data_type(), batch.num_rows()),
-            None => {
-                return Err(refuse(
-                    f.name(),
-                    "is missing but declared non-null".to_string(),
-                ));
-            }
-        };
-        if !f.is_nullable() && array.null_count() > 0 {
-            return Err(refuse(
-                f.name(),
-                format!(
-                    "holds {} null value(s) but is declared non-null",
-                    array.null_count()
-                ),
-            ));
-        }
-        arrays.push(array);
+        arrays.push(conform_column(batch, f, def, version, path)?);
     }
     for (f, c) in batch.schema_ref().fields().iter().zip(batch.columns()) {
         if schema.index_of(f.name()).is_err() {
@@ -677,6 +744,43 @@ fn conform(batch: &RecordBatch, def: &TableDef, version: u32, path: &str) -> Res
         known: schema.fields().len(),
         version,
     })
+}
+
+/// One declared column of a stored batch: as stored, converted, or null-filled where allowed.
+fn conform_column(
+    batch: &RecordBatch,
+    f: &FieldRef,
+    def: &TableDef,
+    version: u32,
+    path: &str,
+) -> Result<ArrayRef> {
+    let refuse = |reason: String| LakeError::IncompatibleFile {
+        path: path.to_string(),
+        column: f.name().to_string(),
+        reason,
+    };
+    let array = match batch.column_by_name(f.name()) {
+        Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
+        Some(c) if version > def.version => {
+            return Err(refuse(format!(
+                "is {} in schema version {version}, newer than this binary's version {} \
+                 which declares {}; upgrade wxcc to use this lake",
+                c.data_type(),
+                def.version,
+                f.data_type()
+            )));
+        }
+        Some(c) => strict_cast(c, f.data_type()).map_err(refuse)?,
+        None if f.is_nullable() => new_null_array(f.data_type(), batch.num_rows()),
+        None => return Err(refuse("is missing but declared non-null".to_string())),
+    };
+    if !f.is_nullable() && array.null_count() > 0 {
+        return Err(refuse(format!(
+            "holds {} null value(s) but is declared non-null",
+            array.null_count()
+        )));
+    }
+    Ok(array)
 }
 
 /// Converts a stored column to its declared type without changing any value: a value that does

@@ -900,3 +900,72 @@ async fn sql_reads_every_file_of_a_busy_day_once() {
     let text = format_batches(&batches, OutputFormat::Csv).expect("csv");
     assert_eq!(text.lines().nth(1), Some("10,10,1"), "{text}");
 }
+
+#[tokio::test]
+async fn reading_columns_returns_only_them_for_every_file_of_a_busy_day() {
+    let lake = Lake::open("memory://").expect("open").with_max_file_rows(2);
+    let rows: Vec<TaskRow> = (0..5)
+        .map(|i| task(&format!("t{i}"), i, "completed"))
+        .collect();
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    let batches = lake
+        .read_partition_columns(Table::Tasks, ORG, day(), &["task_id", "created_time"])
+        .await
+        .expect("read");
+    assert_eq!(batches.len(), 3, "one batch per file");
+    let mut ids = Vec::new();
+    for b in &batches {
+        assert_eq!(names(b), vec!["task_id", "created_time"]);
+        let declared = Table::Tasks.def().file_schema();
+        assert_eq!(
+            b.schema().field(1).data_type(),
+            declared
+                .field_with_name("created_time")
+                .expect("declared")
+                .data_type()
+        );
+        ids.extend(
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.expect("id").to_string()),
+        );
+    }
+    assert_eq!(ids, vec!["t0", "t1", "t2", "t3", "t4"]);
+    assert!(
+        lake.read_partition_columns(Table::Captures, ORG, day(), &["task_id"])
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn reading_a_column_an_old_file_lacks_gives_nulls_and_an_undeclared_one_is_refused() {
+    let lake = Lake::open("memory://").expect("open");
+    let def = Table::Tasks.def();
+    let current = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "completed")]).expect("batch");
+    let old = with_column(&current, "reason_code", None);
+    put_file(
+        &lake,
+        Table::Tasks,
+        &old,
+        &def.version.saturating_sub(1).to_string(),
+    )
+    .await;
+    let batches = lake
+        .read_partition_columns(Table::Tasks, ORG, day(), &["reason_code"])
+        .await
+        .expect("read");
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].num_rows(), 2);
+    assert_eq!(batches[0].column(0).null_count(), 2);
+
+    let err = lake
+        .read_partition_columns(Table::Tasks, ORG, day(), &["no_such_column"])
+        .await
+        .expect_err("undeclared");
+    assert!(err.to_string().contains("no_such_column"), "{err}");
+}

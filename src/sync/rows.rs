@@ -313,8 +313,9 @@ pub async fn analysed_in_lake(
     only: Only<'_>,
 ) -> Result<std::collections::HashSet<(String, String)>> {
     let mut keys = std::collections::HashSet::new();
+    let columns = ["task_id", "recording_id", "analyser_version"];
     for batch in lake
-        .read_partition_files(Table::AudioFacts, org, date)
+        .read_partition_columns(Table::AudioFacts, org, date, &columns)
         .await?
     {
         let (Some(task), Some(rec)) = (
@@ -375,7 +376,17 @@ pub async fn tasks_from_lake(
     date: NaiveDate,
 ) -> Result<std::collections::HashMap<String, KnownTask>> {
     let mut known = std::collections::HashMap::new();
-    for batch in lake.read_partition_files(Table::Tasks, org, date).await? {
+    let columns = [
+        "task_id",
+        "channel_type",
+        "capture_requested",
+        "created_time",
+        "last_updated_time",
+    ];
+    for batch in lake
+        .read_partition_columns(Table::Tasks, org, date, &columns)
+        .await?
+    {
         let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
             string_column(&batch, "task_id"),
             string_column(&batch, "channel_type"),
@@ -412,8 +423,9 @@ pub async fn capture_stops_from_lake(
     only: Only<'_>,
 ) -> Result<std::collections::HashMap<(String, String), Option<i64>>> {
     let mut stops = std::collections::HashMap::new();
+    let columns = ["task_id", "recording_id", "stop_time"];
     for batch in lake
-        .read_partition_files(Table::Captures, org, date)
+        .read_partition_columns(Table::Captures, org, date, &columns)
         .await?
     {
         let (Some(task), Some(rec), Some(stop)) = (
