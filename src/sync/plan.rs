@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::lease::{Fence, LeaseGuard};
@@ -38,7 +39,6 @@ pub(super) async fn run_windows(
 ) -> Result<()> {
     let now = clock.now;
     let fence = lease.fence();
-    let mut asked: HashSet<String> = HashSet::new();
     // Listing ranges earlier runs could not read, outside this run's range, are listed again
     // first (those inside it are listed again with their window).
     let (lo, hi) = (
@@ -55,14 +55,20 @@ pub(super) async fn run_windows(
             before.into_iter().chain(after)
         })
         .collect();
-    let mut run = Run {
+    let run = Run {
         ctx,
         opts,
         org,
-        ledger,
         now,
-        summary,
-        asked: &mut asked,
+        state: window::Shared::new(RunState {
+            ledger,
+            fence: &fence,
+            summary,
+            policy: &opts.policy,
+            now,
+        }),
+        asked: Default::default(),
+        downloads: window::Downloads::new(opts.download_concurrency),
         fence: &fence,
     };
     // Ranges earlier runs could not read first, then this run's windows; only a window moves
@@ -81,74 +87,125 @@ pub(super) async fn run_windows(
         }))
         .collect();
     ctx.progress.set_length(windows.len() as u64);
-    // Listing runs one part ahead of the work on the part before it (at most two parts in
-    // memory): the next part's task pages are in hand when this part's downloads end.
-    let (parts_tx, mut parts) = mpsc::channel::<Result<Listed>>(1);
+    // Listing runs one part ahead of the work (at most two parts listed and not finished).
+    let (parts_tx, parts) = mpsc::channel::<Result<Listed>>(1);
     let lister = list_ahead(ctx, opts, &segments, parts_tx);
     let worker = async {
+        // Two parts are worked on at once: the next starts its captures queries as soon as the
+        // one before it has asked all of its own, so the earlier part's tail of downloads
+        // overlaps the next part's queries instead of idling the pipeline. Parts finish in
+        // order, so the watermark never moves past a part that is not complete.
+        let mut before: Option<oneshot::Receiver<()>> = None;
         let mut started = None;
-        while let Some(part) = parts.recv().await {
-            let part = part?;
-            let segment = &segments[part.segment];
-            if started != Some(part.segment) {
-                started = Some(part.segment);
-                match segment.window {
-                    Some((start, _)) => {
-                        ctx.progress
-                            .set_message(format!("{} …", start.date_naive()));
-                        lease.ensure_held()?;
+        let parts = futures::stream::unfold(parts, |mut rx| async move {
+            rx.recv().await.map(|part| (part, rx))
+        });
+        let done = parts
+            .map(|part| {
+                let (queried, next) = oneshot::channel();
+                let wait = before.replace(next);
+                let first_of_segment = match &part {
+                    Ok(p) if started != Some(p.segment) => {
+                        started = Some(p.segment);
+                        true
                     }
-                    None => tracing::info!(
-                        from_ms = segment.from_ms,
-                        to_ms = segment.to_ms,
-                        "listing a range an earlier run could not read"
-                    ),
+                    _ => false,
+                };
+                let (run, segments) = (&run, &segments);
+                async move {
+                    if let Some(wait) = wait {
+                        // An error means the part before failed: its error comes out first.
+                        let _ = wait.await;
+                    }
+                    let part = part?;
+                    if ctx.stop.is_cancelled() {
+                        return Ok(None);
+                    }
+                    let segment = &segments[part.segment];
+                    if first_of_segment {
+                        match segment.window {
+                            Some((start, _)) => {
+                                ctx.progress
+                                    .set_message(format!("{} …", start.date_naive()));
+                                lease.ensure_held()?;
+                            }
+                            None => tracing::info!(
+                                from_ms = segment.from_ms,
+                                to_ms = segment.to_ms,
+                                "listing a range an earlier run could not read"
+                            ),
+                        }
+                    }
+                    let span = tracing::info_span!("window", date = %part.date());
+                    let (index, until) = (part.segment, part.until);
+                    run.sync_part(part, queried).instrument(span).await?;
+                    if segment.window.is_some()
+                        && until >= segment.to_ms
+                        && !ctx.stop.is_cancelled()
+                    {
+                        let mut st = run.state.lock().await;
+                        let summary = &mut *st.summary;
+                        summary.windows += 1;
+                        ctx.progress.inc(1);
+                        ctx.progress.set_message(format!(
+                            "{} tasks, {} recordings stored, {:.1} MB",
+                            summary.tasks,
+                            summary.stored + summary.skipped_present,
+                            summary.bytes as f64 / 1e6
+                        ));
+                    }
+                    Ok::<_, SyncError>(Some((index, until)))
                 }
-            }
-            let span = tracing::info_span!("window", date = %part.date());
-            let until = part.until;
-            run.sync_part(part).instrument(span).await?;
+            })
+            .buffered(2);
+        // Nothing in this loop may wait for the run's state: a part in flight can hold it while
+        // it commits, and it is only polled from `done.next()`.
+        let mut done = std::pin::pin!(done);
+        let mut stopped = false;
+        while let Some(part) = done.next().await {
+            let part = part?;
             if ctx.stop.is_cancelled() {
-                // Stopped mid-window: what settled is committed; the watermark stays before it.
-                run.summary.stopped = true;
-                tracing::warn!("stopping: committed what was complete; the next run continues");
-                return Ok(());
+                // Stopped mid-window: the parts in flight commit what settled; the watermark
+                // stays before them.
+                if !stopped {
+                    stopped = true;
+                    tracing::warn!(
+                        "stopping: committing what was complete; the next run continues"
+                    );
+                }
+                continue;
             }
+            let Some((index, until)) = part else {
+                continue;
+            };
+            let segment = &segments[index];
             let Some((start, end)) = segment.window.filter(|_| until >= segment.to_ms) else {
                 continue;
             };
-            let summary = &mut *run.summary;
-            summary.windows += 1;
-            ctx.progress.inc(1);
-            ctx.progress.set_message(format!(
-                "{} tasks, {} recordings stored, {:.1} MB",
-                summary.tasks,
-                summary.stored + summary.skipped_present,
-                summary.bytes as f64 / 1e6
-            ));
             // The window's gaps are in the ledger (saved by its commits) before the mark moves.
             state.advance(&fence, start, end, clock.started_at).await?;
         }
-        Ok::<(), SyncError>(())
+        Ok::<bool, SyncError>(stopped)
     };
     {
         let (mut lister, mut worker) = (std::pin::pin!(lister), std::pin::pin!(worker));
         // The worker ends the run: when it stops or fails, listing further is pointless.
-        tokio::select! {
+        let stopped = tokio::select! {
             done = &mut worker => done?,
             () = &mut lister => worker.await?,
+        };
+        if stopped {
+            run.state.lock().await.summary.stopped = true;
+            return Ok(());
         }
-    }
-    if run.summary.stopped {
-        return Ok(());
     }
     run.drain_due().await?;
     if ctx.stop.is_cancelled() {
-        run.summary.stopped = true;
+        run.state.lock().await.summary.stopped = true;
         return Ok(());
     }
     run.settle().await?;
-    run.summary.stopped = ctx.stop.is_cancelled();
+    run.state.lock().await.summary.stopped = ctx.stop.is_cancelled();
     Ok(())
 }
 
@@ -157,25 +214,26 @@ struct Run<'a> {
     ctx: &'a SyncContext,
     opts: &'a SyncOptions,
     org: &'a str,
-    ledger: &'a mut Ledger,
     now: DateTime<Utc>,
-    summary: &'a mut SyncSummary,
-    asked: &'a mut HashSet<String>,
+    /// The ledger and the summary, shared by the parts in flight.
+    state: window::Shared<'a>,
+    /// Tasks asked about this run: the ledger's due entries and the settle check skip them.
+    asked: std::sync::Mutex<HashSet<String>>,
+    downloads: window::Downloads,
     /// Every commit checks it: a run that lost its lease writes nothing more.
     fence: &'a Fence,
 }
 
 impl Run<'_> {
     /// One listed part's work: its gaps recorded, its tasks planned and synced, the ledger saved.
-    async fn sync_part(&mut self, part: Listed) -> Result<()> {
+    /// `queried` is told once its captures queries are all asked.
+    async fn sync_part(&self, part: Listed, queried: oneshot::Sender<()>) -> Result<()> {
         let Listed {
             from_ms,
             until,
             listing,
             ..
         } = part;
-        self.summary.task_pages += u64::from(listing.pages);
-        self.summary.tasks += listing.tasks.len() as u64;
         let found: Vec<Gap> = listing
             .gaps
             .iter()
@@ -197,9 +255,14 @@ impl Run<'_> {
                 }
             })
             .collect();
-        // New gaps are owed at once; old ones in this range are cleared only once the range's
-        // tasks are committed.
-        self.ledger.add_gaps(&found);
+        {
+            let mut st = self.state.lock().await;
+            st.summary.task_pages += u64::from(listing.pages);
+            st.summary.tasks += listing.tasks.len() as u64;
+            // New gaps are owed at once; old ones in this range are cleared only once the
+            // range's tasks are committed.
+            st.ledger.add_gaps(&found);
+        }
         let date = day_of(from_ms);
         let work = plan_day(
             self.ctx,
@@ -207,55 +270,61 @@ impl Run<'_> {
             date,
             listing.tasks,
             listing.rejects,
-            self.ledger,
+            &self.state,
             self.opts,
             self.now,
         )
         .await?;
-        self.asked
-            .extend(work.query.iter().map(|(id, _)| id.clone()));
         tracing::info!(
             listed = work.parsed.len(),
             to_ask = work.query.len(),
             until,
             "window listed"
         );
-        self.run_day(work).await?;
+        self.run_day(work, Some(queried)).await?;
         if !self.ctx.stop.is_cancelled() {
-            self.ledger.set_gaps(from_ms, until, found, self.now);
+            let mut st = self.state.lock().await;
+            st.ledger.set_gaps(from_ms, until, found, self.now);
             self.fence.check()?;
-            self.ledger.save().await?;
+            st.ledger.save().await?;
         }
         Ok(())
     }
 
     /// Asks again about tasks of `date` that this run did not list (ledger, settle check).
-    async fn ask_again(&mut self, date: NaiveDate, query: Vec<(String, i64)>) -> Result<()> {
-        self.asked.extend(query.iter().map(|(id, _)| id.clone()));
-        self.run_day(DayWork {
-            date,
-            query,
-            ..Default::default()
-        })
+    async fn ask_again(&self, date: NaiveDate, query: Vec<(String, i64)>) -> Result<()> {
+        self.run_day(
+            DayWork {
+                date,
+                query,
+                ..Default::default()
+            },
+            None,
+        )
         .await
     }
 
-    async fn run_day(&mut self, work: DayWork) -> Result<()> {
-        let mut run = RunState {
-            ledger: self.ledger,
-            summary: self.summary,
-            policy: &self.opts.policy,
-            now: self.now,
-            fence: self.fence,
-        };
+    async fn run_day(&self, work: DayWork, queried: Option<oneshot::Sender<()>>) -> Result<()> {
+        self.asked
+            .lock()
+            .expect("not poisoned: no panic while held")
+            .extend(work.query.iter().map(|(id, _)| id.clone()));
         window::sync_day(
             self.ctx,
             self.org,
             work,
-            self.opts.download_concurrency,
-            &mut run,
+            &self.downloads,
+            &self.state,
+            queried,
         )
         .await
+    }
+
+    fn was_asked(&self, id: &str) -> bool {
+        self.asked
+            .lock()
+            .expect("not poisoned: no panic while held")
+            .contains(id)
     }
 }
 
@@ -339,13 +408,15 @@ async fn plan_day(
     date: NaiveDate,
     tasks: Vec<Task>,
     rejects: Vec<Reject>,
-    ledger: &mut Ledger,
+    state: &window::Shared<'_>,
     opts: &SyncOptions,
     now: DateTime<Utc>,
 ) -> Result<DayWork> {
     let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
     let listed: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
     let unprocessed = unprocessed_tasks(ctx, org, date, &listed).await?;
+    let mut state = state.lock().await;
+    let ledger = &mut *state.ledger;
     let mut work = DayWork {
         date,
         rejects,
@@ -421,15 +492,16 @@ async fn unprocessed_tasks(
 impl Run<'_> {
     /// Ledger entries due now that no window of this run asked about (their day is outside the
     /// range, or the listing no longer returned them).
-    async fn drain_due(&mut self) -> Result<()> {
+    async fn drain_due(&self) -> Result<()> {
         let (ctx, now) = (self.ctx, self.now);
-        for (date, due) in self.ledger.due(now) {
+        let due = self.state.lock().await.ledger.due(now);
+        for (date, due) in due {
             if ctx.stop.is_cancelled() {
                 return Ok(());
             }
             let query: Vec<(String, i64)> = due
                 .into_iter()
-                .filter(|(id, _)| !self.asked.contains(id))
+                .filter(|(id, _)| !self.was_asked(id))
                 .map(|(id, e)| (id, e.created_ms))
                 .collect();
             if query.is_empty() {
@@ -444,13 +516,15 @@ impl Run<'_> {
     /// The settle check: voice tasks created in `[settled_until, now - settle_after)` that this run
     /// did not ask about are asked once more, so a recording that appeared hours after the others,
     /// without any change to its task, is found. The first run only sets the mark.
-    async fn settle(&mut self) -> Result<()> {
+    async fn settle(&self) -> Result<()> {
         let (ctx, org, now) = (self.ctx, self.org, self.now);
         let target = now - self.opts.policy.settle_after;
-        let Some(mark) = self.ledger.settled_until() else {
-            self.ledger.set_settled_until(target);
+        let mark = self.state.lock().await.ledger.settled_until();
+        let Some(mark) = mark else {
+            let mut st = self.state.lock().await;
+            st.ledger.set_settled_until(target);
             self.fence.check()?;
-            self.ledger.save().await?;
+            st.ledger.save().await?;
             return Ok(());
         };
         if mark >= target {
@@ -463,15 +537,13 @@ impl Run<'_> {
             let mut query: Vec<(String, i64)> = known
                 .into_iter()
                 .filter(|(id, k)| {
-                    k.may_have_recording
-                        && (lo..hi).contains(&k.created_ms)
-                        && !self.asked.contains(id)
+                    k.may_have_recording && (lo..hi).contains(&k.created_ms) && !self.was_asked(id)
                 })
                 .map(|(id, k)| (id, k.created_ms))
                 .collect();
             query.sort();
             if !query.is_empty() {
-                self.summary.settled += query.len() as u64;
+                self.state.lock().await.summary.settled += query.len() as u64;
                 tracing::info!(%date, tasks = query.len(), "settle check");
                 self.ask_again(date, query).await?;
             }
@@ -480,9 +552,10 @@ impl Run<'_> {
         if ctx.stop.is_cancelled() {
             return Ok(()); // the mark stays: the next run settles these days again
         }
-        self.ledger.set_settled_until(target);
+        let mut st = self.state.lock().await;
+        st.ledger.set_settled_until(target);
         self.fence.check()?;
-        self.ledger.save().await?;
+        st.ledger.save().await?;
         Ok(())
     }
 }

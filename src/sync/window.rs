@@ -108,12 +108,37 @@ impl Batch {
     }
 }
 
+/// The run's state, shared by the parts in flight (one finishing its downloads while the next
+/// queries captures): each committer holds it while it handles an event or commits, which also
+/// keeps two commits from upserting one partition at once.
+pub(super) type Shared<'a> = tokio::sync::Mutex<RunState<'a>>;
+
+/// Download slots shared by the parts in flight, so two parts never download more at once than
+/// `download_concurrency` allows.
+pub(super) struct Downloads {
+    limit: usize,
+    slots: tokio::sync::Semaphore,
+}
+
+impl Downloads {
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
+        Downloads {
+            limit,
+            slots: tokio::sync::Semaphore::new(limit),
+        }
+    }
+}
+
+/// One part's work. `downloads` bounds the transfers of every part in flight; `queried`
+/// is told when this part has asked all its captures queries (the next part may start its own).
 pub(super) async fn sync_day(
     ctx: &SyncContext,
     org: &str,
     work: DayWork,
-    concurrency: usize,
-    run: &mut RunState<'_>,
+    downloads: &Downloads,
+    run: &Shared<'_>,
+    queried: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<()> {
     let date = work.date;
     // What earlier runs stored, for this work's tasks only (not the whole day's).
@@ -148,7 +173,7 @@ pub(super) async fn sync_day(
             batch.tasks.push(task);
         }
     }
-    run.summary.captures_asked += work.query.len() as u64;
+    run.lock().await.summary.captures_asked += work.query.len() as u64;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let ids: Vec<String> = work.query.into_iter().map(|(id, _)| id).collect();
@@ -193,12 +218,23 @@ pub(super) async fn sync_day(
             Ok::<(), SyncError>(())
         }
     };
+    let query_stage = async {
+        let done = query_stage.await;
+        if let Some(queried) = queried {
+            let _ = queried.send(());
+        }
+        done
+    };
     let download_stage = async {
         let tx = tx; // dropped with the last stage, which ends the committer's loop
         let done = ahead_rx
             .take_until(halt.cancelled())
-            .map(|p| store_recording(ctx, org, p, url_life, &known))
-            .buffer_unordered(concurrency)
+            .map(|p| async {
+                // Never closed; without a permit the transfer would still be bounded here.
+                let _slot = downloads.slots.acquire().await.ok();
+                store_recording(ctx, org, p, url_life, &known).await
+            })
+            .buffer_unordered(downloads.limit)
             .try_for_each(|stored| {
                 let _ = tx.send(Event::Stored(Box::new(stored)));
                 futures::future::ready(Ok(()))
@@ -217,6 +253,8 @@ pub(super) async fn sync_day(
         let mut download_failed: HashSet<String> = HashSet::new();
         let mut last_commit = Instant::now();
         while let Some(event) = rx.recv().await {
+            let mut run = run.lock().await;
+            let run = &mut *run;
             match event {
                 Event::Captures(q) => {
                     run.summary.captures_queries += q.requests;
@@ -316,6 +354,8 @@ pub(super) async fn sync_day(
         }
         // Whatever was not answered (the pipeline stopped early) keeps its ledger state and
         // gets no task row, so the next run asks again.
+        let mut run = run.lock().await;
+        let run = &mut *run;
         for key in waiting.keys().cloned().collect::<Vec<_>>() {
             settle_capture_row(&mut waiting, &mut batch, &stops, key, false);
         }
