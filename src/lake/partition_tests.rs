@@ -463,19 +463,20 @@ async fn newer_file_keeps_its_unknown_column_for_untouched_and_updated_rows() {
     assert_eq!(view.schema(), def.file_schema());
 }
 
+/// Tasks "a" (queued) and "b" (completed) in a file of the schema version before this one,
+/// which had no `reason_code` column.
+async fn put_old_tasks_without_reason_code(lake: &Lake) {
+    let current = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "completed")]).expect("batch");
+    let old = with_column(&current, "reason_code", None);
+    let version = Table::Tasks.def().version.saturating_sub(1).to_string();
+    put_file(lake, Table::Tasks, &old, &version).await;
+}
+
 #[tokio::test]
 async fn old_file_missing_a_nullable_column_gets_nulls_and_keeps_every_row() {
     let lake = Lake::open("memory://").expect("open");
     let def = Table::Tasks.def();
-    let current = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "completed")]).expect("batch");
-    let old = with_column(&current, "reason_code", None);
-    put_file(
-        &lake,
-        Table::Tasks,
-        &old,
-        &def.version.saturating_sub(1).to_string(),
-    )
-    .await;
+    put_old_tasks_without_reason_code(&lake).await;
 
     let new_row = TaskRow {
         reason_code: Some("no-answer".into()),
@@ -945,16 +946,7 @@ async fn reading_columns_returns_only_them_for_every_file_of_a_busy_day() {
 #[tokio::test]
 async fn reading_a_column_an_old_file_lacks_gives_nulls_and_an_undeclared_one_is_refused() {
     let lake = Lake::open("memory://").expect("open");
-    let def = Table::Tasks.def();
-    let current = tasks_batch(&[task("a", 1, "queued"), task("b", 2, "completed")]).expect("batch");
-    let old = with_column(&current, "reason_code", None);
-    put_file(
-        &lake,
-        Table::Tasks,
-        &old,
-        &def.version.saturating_sub(1).to_string(),
-    )
-    .await;
+    put_old_tasks_without_reason_code(&lake).await;
     let batches = lake
         .read_partition_columns(Table::Tasks, ORG, day(), &["reason_code"])
         .await
