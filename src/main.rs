@@ -44,13 +44,23 @@ fn init_logging(cli: &Cli) {
 /// 10,000-call day grew to 198 MiB resident while its live heap peaked near 21 MiB (heaptrack).
 /// Two arenas keep that to 129 MiB (`benches/sync_memory.rs`) for no measurable loss of
 /// speed, where jemalloc reached 148 MiB and mimalloc more, each adding a C build.
+///
+/// A fixed mmap threshold stops glibc from raising it (up to 32 MiB) after the first large
+/// buffer is freed: buffers above it are mapped and unmapped on their own instead of being
+/// carved from an arena they then fragment; the trim threshold gives freed tops back sooner.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_THRESHOLD);
     }
 }
+
+/// glibc's own starting value (128 KiB), kept fixed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}

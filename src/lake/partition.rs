@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use arrow::compute::{
-    CastOptions, SortColumn, can_cast_types, cast_with_options, concat_batches, lexsort_to_indices,
-    take, take_record_batch,
+    CastOptions, SortColumn, can_cast_types, cast_with_options, concat_batches, interleave,
+    lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{DataType, FieldRef, Schema};
 use arrow::error::ArrowError;
@@ -30,7 +30,7 @@ use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -474,77 +474,115 @@ fn plan_upsert(
 }
 
 /// Union, de-duplicate (incoming wins) and sort; see [`Lake::upsert_partition`].
+///
+/// Rows are gathered once, straight from `incoming` and the stored batch into the sorted
+/// result (`interleave`): only the sort columns are copied on the way, so a rewrite holds the
+/// stored file, the incoming rows and the result, not three copies of their union.
 fn merge(
     def: &TableDef,
     incoming: &RecordBatch,
     existing: Option<&Stored>,
 ) -> std::result::Result<RecordBatch, ArrowError> {
-    let schema = incoming.schema();
+    const IN: usize = 0;
+    const STORED: usize = 1;
     let stored_known = existing
         .map(|s| s.batch.project(&(0..s.known).collect::<Vec<_>>()))
         .transpose()?;
-    let combined = concat_batches(&schema, std::iter::once(incoming).chain(&stored_known))?;
-    let key_columns = columns(&combined, &def.key)?;
+    let sources: Vec<&RecordBatch> = std::iter::once(incoming).chain(&stored_known).collect();
+    let key_columns = columns(incoming, &def.key)?;
     let fields = key_columns
         .iter()
         .map(|c| SortField::new(c.data_type().clone()))
         .collect();
-    let keys = RowConverter::new(fields)?.convert_columns(&key_columns)?;
+    let converter = RowConverter::new(fields)?;
+    let keys = sources
+        .iter()
+        .map(|b| converter.convert_columns(&columns(b, &def.key)?))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
 
-    let index = |i: usize| {
-        u32::try_from(i).map_err(|_| ArrowError::ComputeError("partition too large".into()))
-    };
+    // Later incoming rows win over earlier ones, incoming rows over stored ones.
     let n_in = incoming.num_rows();
-    let mut seen = HashSet::with_capacity(combined.num_rows());
-    let keep: Vec<u32> = (0..n_in)
+    let mut seen = HashSet::with_capacity(sources.iter().map(|b| b.num_rows()).sum());
+    let mut keep: Vec<(usize, usize)> = (0..n_in)
         .rev()
-        .chain(n_in..combined.num_rows())
-        .filter(|&i| seen.insert(keys.row(i)))
-        .map(index)
-        .collect::<std::result::Result<_, _>>()?;
-    let mut unique = take_record_batch(&combined, &UInt32Array::from(keep.clone()))?;
+        .filter(|&i| seen.insert(keys[IN].row(i)))
+        .map(|i| (IN, i))
+        .collect();
+    if let Some(stored) = keys.get(STORED) {
+        keep.extend(
+            (0..stored.num_rows())
+                .filter(|&i| seen.insert(stored.row(i)))
+                .map(|i| (STORED, i)),
+        );
+    }
+    drop(seen);
+
+    let gather = |arrays: &[&dyn Array], at: &[(usize, usize)]| interleave(arrays, at);
+    let sort = def
+        .sort_by
+        .iter()
+        .map(|name| {
+            let arrays = sources
+                .iter()
+                .map(|b| column(b, name))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            Ok(SortColumn {
+                values: gather(&refs, &keep)?,
+                options: None,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, ArrowError>>()?;
+    let order = lexsort_to_indices(&sort, None)?;
+    drop(sort);
+    let sorted: Vec<(usize, usize)> = order.values().iter().map(|&i| keep[i as usize]).collect();
+    drop(keep);
+
+    let mut arrays = (0..incoming.num_columns())
+        .map(|c| {
+            let refs: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+            gather(&refs, &sorted)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
 
     // Unknown stored columns follow their row by key: kept for stored rows and for the rows
     // that replace them, null for new keys.
-    if let Some(stored) = existing.filter(|s| s.batch.num_columns() > s.known) {
-        let mut by_key = HashMap::with_capacity(stored.batch.num_rows());
-        for i in (n_in..combined.num_rows()).rev() {
-            by_key.insert(keys.row(i), index(i - n_in)?);
-        }
-        let source_rows: UInt32Array = keep
-            .iter()
-            .map(|&i| by_key.get(&keys.row(i as usize)).copied())
-            .collect();
-        let mut arrays = unique.columns().to_vec();
-        for extra in &stored.batch.columns()[stored.known..] {
-            arrays.push(take(extra.as_ref(), &source_rows, None)?);
-        }
-        unique = RecordBatch::try_new(stored.batch.schema(), arrays)?;
-    }
-
-    let sort: Vec<SortColumn> = columns(&unique, &def.sort_by)?
-        .into_iter()
-        .map(|values| SortColumn {
-            values,
-            options: None,
+    let Some(stored) = existing.filter(|s| s.batch.num_columns() > s.known) else {
+        return RecordBatch::try_new(incoming.schema(), arrays);
+    };
+    let stored_keys = &keys[STORED];
+    let by_key: HashMap<_, usize> = (0..stored_keys.num_rows())
+        .rev()
+        .map(|i| (stored_keys.row(i), i))
+        .collect();
+    // Source 0 is a single null; source 1 the stored column.
+    let from: Vec<(usize, usize)> = sorted
+        .iter()
+        .map(|&(src, i)| match src {
+            STORED => (1, i),
+            _ => by_key.get(&keys[IN].row(i)).map_or((0, 0), |&j| (1, j)),
         })
         .collect();
-    take_record_batch(&unique, &lexsort_to_indices(&sort, None)?)
+    for extra in &stored.batch.columns()[stored.known..] {
+        let null = new_null_array(extra.data_type(), 1);
+        arrays.push(gather(&[null.as_ref(), extra.as_ref()], &from)?);
+    }
+    RecordBatch::try_new(stored.batch.schema(), arrays)
+}
+
+/// A column of `batch` by name.
+fn column(batch: &RecordBatch, name: &str) -> std::result::Result<ArrayRef, ArrowError> {
+    batch
+        .column_by_name(name)
+        .cloned()
+        .ok_or_else(|| ArrowError::SchemaError(format!("no column `{name}`")))
 }
 
 fn columns(
     batch: &RecordBatch,
     names: &[String],
 ) -> std::result::Result<Vec<ArrayRef>, ArrowError> {
-    names
-        .iter()
-        .map(|n| {
-            batch
-                .column_by_name(n)
-                .cloned()
-                .ok_or_else(|| ArrowError::SchemaError(format!("no column `{n}`")))
-        })
-        .collect()
+    names.iter().map(|n| column(batch, n)).collect()
 }
 
 /// Writer settings shared by every file: ZSTD, page-level statistics (which also writes the
@@ -603,17 +641,34 @@ fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
     let version = stored_version(builder.metadata().file_metadata(), path)?;
-    let stored = Arc::clone(builder.schema());
-    let reader = builder.build().map_err(parquet_err)?;
+    let reader = whole_file(builder).build().map_err(parquet_err)?;
+    let all = read_all(reader, path)?;
+    conform(&all, def, version, path)
+}
+
+/// Reads a file in one batch (its rows are merged or looked up together anyway), so decoding
+/// does not hold the file twice: once in reader-sized batches and once concatenated.
+fn whole_file(
+    builder: ParquetRecordBatchReaderBuilder<Bytes>,
+) -> ParquetRecordBatchReaderBuilder<Bytes> {
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    builder.with_batch_size(rows.max(1))
+}
+
+/// Every batch of `reader` as one.
+fn read_all(reader: ParquetRecordBatchReader, path: &str) -> Result<RecordBatch> {
     let merge_err = |source| LakeError::Merge {
         path: path.to_string(),
         source,
     };
-    let batches = reader
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let mut batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(merge_err)?;
-    let all = concat_batches(&stored, &batches).map_err(merge_err)?;
-    conform(&all, def, version, path)
+    if batches.len() == 1 {
+        return Ok(batches.remove(0));
+    }
+    concat_batches(&schema, &batches).map_err(merge_err)
 }
 
 /// The `projected` columns (declared, in the declared types) of a file, conformed like
@@ -638,12 +693,10 @@ fn decode_columns(
         builder.parquet_schema(),
         projected.fields().iter().map(|f| f.name().as_str()),
     );
-    let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
-    let stored = arrow::array::RecordBatchReader::schema(&reader);
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(merge_err)?;
-    let all = concat_batches(&stored, &batches).map_err(merge_err)?;
+    let reader = whole_file(builder.with_projection(mask))
+        .build()
+        .map_err(parquet_err)?;
+    let all = read_all(reader, path)?;
     let columns = projected
         .fields()
         .iter()

@@ -412,8 +412,9 @@ async fn plan_day(
     opts: &SyncOptions,
     now: DateTime<Utc>,
 ) -> Result<DayWork> {
-    let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
     let listed: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    // Only this part's tasks: a part's memory must not grow with the day's volume.
+    let known = rows::tasks_from_lake(&ctx.lake, org, date, Some(&listed)).await?;
     let unprocessed = unprocessed_tasks(ctx, org, date, &listed).await?;
     let mut state = state.lock().await;
     let ledger = &mut *state.ledger;
@@ -533,7 +534,7 @@ impl Run<'_> {
         let (lo, hi) = (mark.timestamp_millis(), target.timestamp_millis());
         let mut date = mark.date_naive();
         while date <= target.date_naive() {
-            let known = rows::tasks_from_lake(&ctx.lake, org, date).await?;
+            let known = rows::tasks_from_lake(&ctx.lake, org, date, None).await?;
             let mut query: Vec<(String, i64)> = known
                 .into_iter()
                 .filter(|(id, k)| {

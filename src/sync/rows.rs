@@ -369,11 +369,12 @@ fn int64_column(batch: &arrow::array::RecordBatch, name: &str) -> Option<Vec<Opt
     )
 }
 
-/// The tasks already in a partition, by id.
+/// The tasks already in a partition, by id (those in `only`, when given).
 pub async fn tasks_from_lake(
     lake: &Lake,
     org: &str,
     date: NaiveDate,
+    only: Only<'_>,
 ) -> Result<std::collections::HashMap<String, KnownTask>> {
     let mut known = std::collections::HashMap::new();
     let columns = [
@@ -398,18 +399,23 @@ pub async fn tasks_from_lake(
         ) else {
             continue;
         };
-        known.extend((0..batch.num_rows()).map(|i| {
-            let voice = !channel.is_null(i) && channel.value(i).eq_ignore_ascii_case("telephony");
-            let not_requested = !capture.is_null(i) && !capture.value(i);
-            (
-                id.value(i).to_owned(),
-                KnownTask {
-                    created_ms: created[i].unwrap_or_default(),
-                    last_updated_ms: updated[i],
-                    may_have_recording: voice && !not_requested,
-                },
-            )
-        }));
+        known.extend(
+            (0..batch.num_rows())
+                .filter(|&i| kept(only, id.value(i)))
+                .map(|i| {
+                    let voice =
+                        !channel.is_null(i) && channel.value(i).eq_ignore_ascii_case("telephony");
+                    let not_requested = !capture.is_null(i) && !capture.value(i);
+                    (
+                        id.value(i).to_owned(),
+                        KnownTask {
+                            created_ms: created[i].unwrap_or_default(),
+                            last_updated_ms: updated[i],
+                            may_have_recording: voice && !not_requested,
+                        },
+                    )
+                }),
+        );
     }
     Ok(known)
 }
