@@ -49,6 +49,14 @@ pub const PART_FILE: &str = "part-0.parquet";
 /// time per commit stay flat instead of growing with the day (issue #11).
 pub const MAX_FILE_ROWS: usize = 25_000;
 
+/// Target size of a data page, and the most a column's dictionary may grow before the column
+/// falls back to plain encoding. The writer holds a page and a dictionary per column until a row
+/// group is done, so with parquet's 1 MiB defaults a rewrite of a wide table buffered tens of
+/// MiB (heaptrack: 14 MiB of a 100,000-call sync's 71 MiB peak heap, most of it dictionaries
+/// of id-like columns that never pay off). Columns with few distinct values (channels, queues,
+/// statuses) still fit their dictionary; smaller pages also let page indexes prune finer.
+pub const PAGE_BYTES: usize = 128 * 1024;
+
 /// Footer key holding the `version` of the `schemas/<table>.toml` a file was written with.
 pub const SCHEMA_VERSION_KEY: &str = "wxcc.schema_version";
 
@@ -100,10 +108,11 @@ fn part_number(name: &str) -> Option<u32> {
 
 /// A stored partition file as this binary sees it.
 struct Stored {
-    /// The declared file columns (conformed, in declaration order) followed by the columns this
-    /// binary does not know, as stored but nullable.
-    batch: RecordBatch,
-    /// How many leading columns of `batch` are declared ones.
+    /// The file in reader-sized batches (never concatenated: a merge gathers from them
+    /// directly), each with the declared file columns (conformed, in declaration order)
+    /// followed by the columns this binary does not know, as stored but nullable.
+    batches: Vec<RecordBatch>,
+    /// How many leading columns of each batch are declared ones.
     known: usize,
     /// The file's schema version (0 when the footer has none).
     version: u32,
@@ -187,6 +196,8 @@ impl Lake {
                         source,
                     }
                 })?;
+                // Only the merged rows are needed while they are encoded.
+                drop((stored, write.rows));
                 let bytes = encode(def, version, &merged)
                     .map_err(|source| LakeError::Parquet { path: file, source })?;
                 Ok((merged.num_rows(), bytes))
@@ -249,14 +260,16 @@ impl Lake {
             let name = path.to_string();
             let def = table.def();
             let stored = blocking(&name.clone(), move || decode(bytes, def, &name)).await?;
-            let known = stored.batch.columns()[..stored.known].to_vec();
-            let batch = RecordBatch::try_new(def.file_schema(), known).map_err(|source| {
-                LakeError::Merge {
-                    path: path.to_string(),
-                    source,
-                }
-            })?;
-            out.push(batch);
+            for batch in stored.batches {
+                let known = batch.columns()[..stored.known].to_vec();
+                let batch = RecordBatch::try_new(def.file_schema(), known).map_err(|source| {
+                    LakeError::Merge {
+                        path: path.to_string(),
+                        source,
+                    }
+                })?;
+                out.push(batch);
+            }
         }
         Ok(out)
     }
@@ -297,11 +310,11 @@ impl Lake {
             };
             let name = path.to_string();
             let projected = Arc::clone(&projected);
-            let batch = blocking(&name.clone(), move || {
+            let batches = blocking(&name.clone(), move || {
                 decode_columns(bytes, def, &projected, &name)
             })
             .await?;
-            out.push(batch);
+            out.extend(batches);
         }
         Ok(out)
     }
@@ -483,11 +496,14 @@ fn merge(
     incoming: &RecordBatch,
     existing: Option<&Stored>,
 ) -> std::result::Result<RecordBatch, ArrowError> {
+    // Source 0 is `incoming`, sources 1.. the stored batches (their declared columns).
     const IN: usize = 0;
-    const STORED: usize = 1;
+    let known: Vec<usize> = (0..existing.map_or(0, |s| s.known)).collect();
     let stored_known = existing
-        .map(|s| s.batch.project(&(0..s.known).collect::<Vec<_>>()))
-        .transpose()?;
+        .map_or(&[][..], |s| s.batches.as_slice())
+        .iter()
+        .map(|b| b.project(&known))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let sources: Vec<&RecordBatch> = std::iter::once(incoming).chain(&stored_known).collect();
     let key_columns = columns(incoming, &def.key)?;
     let fields = key_columns
@@ -508,11 +524,11 @@ fn merge(
         .filter(|&i| seen.insert(keys[IN].row(i)))
         .map(|i| (IN, i))
         .collect();
-    if let Some(stored) = keys.get(STORED) {
+    for (src, rows) in keys.iter().enumerate().skip(1) {
         keep.extend(
-            (0..stored.num_rows())
-                .filter(|&i| seen.insert(stored.row(i)))
-                .map(|i| (STORED, i)),
+            (0..rows.num_rows())
+                .filter(|&i| seen.insert(rows.row(i)))
+                .map(|i| (src, i)),
         );
     }
     drop(seen);
@@ -547,27 +563,33 @@ fn merge(
 
     // Unknown stored columns follow their row by key: kept for stored rows and for the rows
     // that replace them, null for new keys.
-    let Some(stored) = existing.filter(|s| s.batch.num_columns() > s.known) else {
+    let Some(stored) =
+        existing.filter(|s| s.batches.first().is_some_and(|b| b.num_columns() > s.known))
+    else {
         return RecordBatch::try_new(incoming.schema(), arrays);
     };
-    let stored_keys = &keys[STORED];
-    let by_key: HashMap<_, usize> = (0..stored_keys.num_rows())
-        .rev()
-        .map(|i| (stored_keys.row(i), i))
-        .collect();
-    // Source 0 is a single null; source 1 the stored column.
+    let mut by_key = HashMap::new();
+    for (src, rows) in keys.iter().enumerate().skip(1).rev() {
+        for i in (0..rows.num_rows()).rev() {
+            by_key.insert(rows.row(i), (src, i));
+        }
+    }
+    // Source 0 is a single null, sources 1.. the stored batches' column.
     let from: Vec<(usize, usize)> = sorted
         .iter()
         .map(|&(src, i)| match src {
-            STORED => (1, i),
-            _ => by_key.get(&keys[IN].row(i)).map_or((0, 0), |&j| (1, j)),
+            IN => by_key.get(&keys[IN].row(i)).copied().unwrap_or((0, 0)),
+            _ => (src, i),
         })
         .collect();
-    for extra in &stored.batch.columns()[stored.known..] {
-        let null = new_null_array(extra.data_type(), 1);
-        arrays.push(gather(&[null.as_ref(), extra.as_ref()], &from)?);
+    for c in stored.known..stored.batches[0].num_columns() {
+        let null = new_null_array(stored.batches[0].column(c).data_type(), 1);
+        let refs: Vec<&dyn Array> = std::iter::once(null.as_ref())
+            .chain(stored.batches.iter().map(|b| b.column(c).as_ref()))
+            .collect();
+        arrays.push(gather(&refs, &from)?);
     }
-    RecordBatch::try_new(stored.batch.schema(), arrays)
+    RecordBatch::try_new(stored.batches[0].schema(), arrays)
 }
 
 /// A column of `batch` by name.
@@ -613,6 +635,8 @@ fn properties(def: &TableDef, version: u32) -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
+        .set_data_page_size_limit(PAGE_BYTES)
+        .set_dictionary_page_size_limit(PAGE_BYTES)
         .set_sorting_columns(Some(sorting))
         .set_key_value_metadata(Some(vec![
             KeyValue::new("wxcc.table".to_string(), def.name.clone()),
@@ -641,34 +665,26 @@ fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
     let version = stored_version(builder.metadata().file_metadata(), path)?;
-    let reader = whole_file(builder).build().map_err(parquet_err)?;
-    let all = read_all(reader, path)?;
-    conform(&all, def, version, path)
+    let reader = builder.build().map_err(parquet_err)?;
+    let batches = read_batches(reader, path)?
+        .iter()
+        .map(|b| conform(b, def, version, path))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stored {
+        batches,
+        known: def.file_schema().fields().len(),
+        version,
+    })
 }
 
-/// Reads a file in one batch (its rows are merged or looked up together anyway), so decoding
-/// does not hold the file twice: once in reader-sized batches and once concatenated.
-fn whole_file(
-    builder: ParquetRecordBatchReaderBuilder<Bytes>,
-) -> ParquetRecordBatchReaderBuilder<Bytes> {
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    builder.with_batch_size(rows.max(1))
-}
-
-/// Every batch of `reader` as one.
-fn read_all(reader: ParquetRecordBatchReader, path: &str) -> Result<RecordBatch> {
-    let merge_err = |source| LakeError::Merge {
-        path: path.to_string(),
-        source,
-    };
-    let schema = arrow::array::RecordBatchReader::schema(&reader);
-    let mut batches = reader
+/// Every batch of `reader`, as read: concatenating them would hold the file twice.
+fn read_batches(reader: ParquetRecordBatchReader, path: &str) -> Result<Vec<RecordBatch>> {
+    reader
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(merge_err)?;
-    if batches.len() == 1 {
-        return Ok(batches.remove(0));
-    }
-    concat_batches(&schema, &batches).map_err(merge_err)
+        .map_err(|source| LakeError::Merge {
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// The `projected` columns (declared, in the declared types) of a file, conformed like
@@ -678,12 +694,8 @@ fn decode_columns(
     def: &TableDef,
     projected: &Schema,
     path: &str,
-) -> Result<RecordBatch> {
+) -> Result<Vec<RecordBatch>> {
     let parquet_err = |source| LakeError::Parquet {
-        path: path.to_string(),
-        source,
-    };
-    let merge_err = |source| LakeError::Merge {
         path: path.to_string(),
         source,
     };
@@ -693,21 +705,26 @@ fn decode_columns(
         builder.parquet_schema(),
         projected.fields().iter().map(|f| f.name().as_str()),
     );
-    let reader = whole_file(builder.with_projection(mask))
-        .build()
-        .map_err(parquet_err)?;
-    let all = read_all(reader, path)?;
-    let columns = projected
-        .fields()
+    let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
+    read_batches(reader, path)?
         .iter()
-        .map(|f| conform_column(&all, f, def, version, path))
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new_with_options(
-        Arc::new(projected.clone()),
-        columns,
-        &arrow::array::RecordBatchOptions::new().with_row_count(Some(all.num_rows())),
-    )
-    .map_err(merge_err)
+        .map(|batch| {
+            let columns = projected
+                .fields()
+                .iter()
+                .map(|f| conform_column(batch, f, def, version, path))
+                .collect::<Result<Vec<_>>>()?;
+            RecordBatch::try_new_with_options(
+                Arc::new(projected.clone()),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|source| LakeError::Merge {
+                path: path.to_string(),
+                source,
+            })
+        })
+        .collect()
 }
 
 /// Only the key columns of a file, in the declared types (for finding which file holds a key
@@ -770,9 +787,9 @@ fn stored_version(meta: &FileMetaData, path: &str) -> Result<u32> {
     }
 }
 
-/// Lays a stored batch out as [`Stored`]: declared columns by name (converted or null-filled
-/// where allowed), then the unknown ones.
-fn conform(batch: &RecordBatch, def: &TableDef, version: u32, path: &str) -> Result<Stored> {
+/// Lays a stored batch out as [`Stored`] holds it: declared columns by name (converted or
+/// null-filled where allowed), then the unknown ones.
+fn conform(batch: &RecordBatch, def: &TableDef, version: u32, path: &str) -> Result<RecordBatch> {
     let schema = def.file_schema();
     let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
     let mut arrays = Vec::with_capacity(batch.num_columns().max(fields.len()));
@@ -786,16 +803,9 @@ fn conform(batch: &RecordBatch, def: &TableDef, version: u32, path: &str) -> Res
             arrays.push(Arc::clone(c));
         }
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|source| {
-        LakeError::Merge {
-            path: path.to_string(),
-            source,
-        }
-    })?;
-    Ok(Stored {
-        batch,
-        known: schema.fields().len(),
-        version,
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|source| LakeError::Merge {
+        path: path.to_string(),
+        source,
     })
 }
 

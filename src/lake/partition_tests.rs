@@ -463,6 +463,61 @@ async fn newer_file_keeps_its_unknown_column_for_untouched_and_updated_rows() {
     assert_eq!(view.schema(), def.file_schema());
 }
 
+/// A stored file is read in several batches and merged from them without concatenating:
+/// every row, and its unknown column, must still land in its place.
+#[tokio::test]
+async fn a_file_read_in_several_batches_merges_every_row_and_unknown_value() {
+    let lake = Lake::open("memory://").expect("open");
+    let def = Table::Tasks.def();
+    let n = 3_000; // the reader yields batches of 1,024 rows
+    let rows: Vec<TaskRow> = (0..n)
+        .map(|i| task(&format!("t{i:05}"), i64::from(i), "queued"))
+        .collect();
+    let stored = tasks_batch(&rows).expect("batch");
+    let score: ArrayRef = Arc::new(Float64Array::from(
+        (0..n).map(f64::from).collect::<Vec<_>>(),
+    ));
+    let newer = with_column(
+        &stored,
+        "score",
+        Some((Field::new("score", DataType::Float64, false), score)),
+    );
+    put_file(&lake, Table::Tasks, &newer, &(def.version + 1).to_string()).await;
+
+    // Replace one row of each batch, add one new key.
+    let update = tasks_batch(&[
+        task("t00010", 10, "completed"),
+        task("t01500", 1_500, "completed"),
+        task("t02999", 2_999, "completed"),
+        task("t99999", 99_999, "queued"),
+    ])
+    .expect("batch");
+    let total = lake
+        .upsert_partition(Table::Tasks, ORG, day(), update)
+        .await
+        .expect("upsert");
+    assert_eq!(total, 3_001);
+
+    let (file, _) = raw_file(&lake, Table::Tasks).await;
+    let got = ids_and_status(&file);
+    assert_eq!(got.len(), 3_001);
+    let completed: Vec<&str> = got
+        .iter()
+        .filter(|(_, s)| s == "completed")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(completed, ["t00010", "t01500", "t02999"]);
+    let score = file
+        .column_by_name("score")
+        .expect("kept")
+        .as_primitive::<Float64Type>();
+    for (i, (id, _)) in got.iter().enumerate() {
+        let want = id[1..].parse::<f64>().ok().filter(|&v| v < f64::from(n));
+        let have = score.is_valid(i).then(|| score.value(i));
+        assert_eq!(have, want, "{id}");
+    }
+}
+
 /// Tasks "a" (queued) and "b" (completed) in a file of the schema version before this one,
 /// which had no `reason_code` column.
 async fn put_old_tasks_without_reason_code(lake: &Lake) {
