@@ -488,9 +488,9 @@ fn plan_upsert(
 
 /// Union, de-duplicate (incoming wins) and sort; see [`Lake::upsert_partition`].
 ///
-/// Rows are gathered once, straight from `incoming` and the stored batch into the sorted
-/// result (`interleave`): only the sort columns are copied on the way, so a rewrite holds the
-/// stored file, the incoming rows and the result, not three copies of their union.
+/// Rows are gathered once, straight from `incoming` and the stored file's batches into the
+/// sorted result (`interleave`): only the sort columns are copied on the way, so a rewrite
+/// holds the stored file, the incoming rows and the result, not three copies of their union.
 fn merge(
     def: &TableDef,
     incoming: &RecordBatch,
@@ -533,7 +533,6 @@ fn merge(
     }
     drop(seen);
 
-    let gather = |arrays: &[&dyn Array], at: &[(usize, usize)]| interleave(arrays, at);
     let sort = def
         .sort_by
         .iter()
@@ -544,7 +543,7 @@ fn merge(
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
             Ok(SortColumn {
-                values: gather(&refs, &keep)?,
+                values: interleave(&refs, &keep)?,
                 options: None,
             })
         })
@@ -557,7 +556,7 @@ fn merge(
     let mut arrays = (0..incoming.num_columns())
         .map(|c| {
             let refs: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-            gather(&refs, &sorted)
+            interleave(&refs, &sorted)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
 
@@ -587,7 +586,7 @@ fn merge(
         let refs: Vec<&dyn Array> = std::iter::once(null.as_ref())
             .chain(stored.batches.iter().map(|b| b.column(c).as_ref()))
             .collect();
-        arrays.push(gather(&refs, &from)?);
+        arrays.push(interleave(&refs, &from)?);
     }
     RecordBatch::try_new(stored.batches[0].schema(), arrays)
 }
