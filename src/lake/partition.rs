@@ -238,8 +238,8 @@ impl Lake {
             })
     }
 
-    /// Reads a partition one batch per file (no copy of the whole day), each with the table's
-    /// current file schema; empty when the partition has no file yet.
+    /// Reads a partition file by file in the reader's batches (no copy of the whole day), each
+    /// with the table's current file schema; empty when the partition has no file yet.
     ///
     /// Files written by another schema version are conformed as described in the module docs:
     /// missing nullable columns read as null, columns this binary does not know are left out of
@@ -274,7 +274,7 @@ impl Lake {
         Ok(out)
     }
 
-    /// Reads only `columns` (declared names of `table`) of a partition, one batch per file,
+    /// Reads only `columns` (declared names of `table`) of a partition in the reader's batches,
     /// each file fetched and decoded only after the one before it is done: the sync's look-ups
     /// of a busy day (a few key and time columns of up to 100,000 rows) then cost a few columns'
     /// worth of memory, not the whole partition's. Columns are conformed as in

@@ -970,7 +970,7 @@ async fn reading_columns_returns_only_them_for_every_file_of_a_busy_day() {
         .read_partition_columns(Table::Tasks, ORG, day(), &["task_id", "created_time"])
         .await
         .expect("read");
-    assert_eq!(batches.len(), 3, "one batch per file");
+    assert_eq!(batches.len(), 3, "three small files, one reader batch each");
     let mut ids = Vec::new();
     for b in &batches {
         assert_eq!(names(b), vec!["task_id", "created_time"]);
