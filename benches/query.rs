@@ -432,6 +432,16 @@ async fn report_part(root: &std::path::Path, days: usize, calls: usize) {
     for query in report_queries() {
         let given = params_for(query, &request);
         let bound = query.bind(&given).expect("params");
+        if std::env::var_os("WXCC_BENCH_EXPLAIN").is_some() {
+            let explain = format!("EXPLAIN ANALYZE {}", query.sql);
+            let plan = session
+                .sql_with_params(&explain, bound.clone())
+                .await
+                .expect("explain");
+            let text =
+                wxcc::query::format_batches(&plan, wxcc::query::OutputFormat::Csv).expect("plan");
+            eprintln!("== {}\n{text}", query.name);
+        }
         ours.push(time_datafusion(&session, query.sql, Some(&bound)).await);
         duck_queries.push((query.sql.to_owned(), duck_params(query, &given, as_of)));
     }

@@ -2,41 +2,38 @@
 --
 -- requested counts tasks with capture_requested = true; listed counts capture rows (recordings
 -- WxCC listed for the day's tasks); stored and failed count manifest rows by status. listed can
--- exceed requested (a call can have several recordings: main, consult, segments).
+-- exceed requested (a call can have several recordings: main, consult, segments). Each table is
+-- read once: the three per-day counts are stacked and summed, so a day with rows in any of them
+-- appears, with 0 where a table has none.
 -- param: since DATE default 1970-01-01 -- first UTC day to include
 -- param: until DATE default 9999-12-31 -- first UTC day not to include
 -- param: org TEXT default null -- only this organization; every org when not given
-WITH req AS (
-    SELECT date, SUM(CASE WHEN capture_requested THEN 1 ELSE 0 END) AS n
+WITH per_day AS (
+    SELECT date,
+        SUM(CASE WHEN capture_requested THEN 1 ELSE 0 END) AS requested,
+        0 AS listed, 0 AS stored, 0 AS failed
     FROM tasks
     WHERE date >= $since AND date < $until AND ($org IS NULL OR org_id = $org)
     GROUP BY date
-),
-lst AS (
-    SELECT date, COUNT(*) AS n
+    UNION ALL
+    SELECT date, 0, COUNT(*), 0, 0
     FROM captures
     WHERE date >= $since AND date < $until AND ($org IS NULL OR org_id = $org)
     GROUP BY date
-),
-man AS (
-    SELECT date,
-        SUM(CASE WHEN status = 'stored' THEN 1 ELSE 0 END) AS stored,
-        SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed
+    UNION ALL
+    SELECT date, 0, 0,
+        SUM(CASE WHEN status = 'stored' THEN 1 ELSE 0 END),
+        SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END)
     FROM manifest
     WHERE date >= $since AND date < $until AND ($org IS NULL OR org_id = $org)
     GROUP BY date
-),
-days AS (
-    SELECT date FROM req UNION SELECT date FROM lst UNION SELECT date FROM man
 )
 SELECT
-    d.date,
-    COALESCE(req.n, 0) AS requested,
-    COALESCE(lst.n, 0) AS listed,
-    COALESCE(man.stored, 0) AS stored,
-    COALESCE(man.failed, 0) AS failed
-FROM days AS d
-LEFT JOIN req ON req.date = d.date
-LEFT JOIN lst ON lst.date = d.date
-LEFT JOIN man ON man.date = d.date
-ORDER BY d.date;
+    date,
+    SUM(requested) AS requested,
+    SUM(listed) AS listed,
+    SUM(stored) AS stored,
+    SUM(failed) AS failed
+FROM per_day
+GROUP BY date
+ORDER BY date;

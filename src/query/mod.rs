@@ -12,7 +12,7 @@ pub mod duckdb;
 mod error;
 pub mod export;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod format;
 pub mod output;
 pub mod params;

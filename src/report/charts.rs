@@ -329,4 +329,47 @@ mod tests {
             ]
         );
     }
+
+    #[tokio::test]
+    async fn coverage_counts_every_day_any_table_has_and_reads_each_table_once() {
+        use crate::lake::{Lake, Table, captures_batch};
+        use crate::query::QuerySession;
+        use crate::query::fixtures::{ORG, at, capture, day, lines, populate};
+        let lake = Lake::open("memory://").expect("open");
+        populate(&lake).await;
+        // A day with a listed recording but no task or manifest row yet.
+        let late = captures_batch(&[capture("t9", "r7", "main", at(7, 8))]).expect("batch");
+        lake.upsert_partition(Table::Captures, ORG, day(7), late)
+            .await
+            .expect("upsert");
+        let session = QuerySession::open(&lake).await.expect("open");
+        let q = report_queries()
+            .iter()
+            .find(|q| q.name == "report_coverage_per_day")
+            .expect("query");
+        let params = || q.bind(&[]).expect("defaults bind");
+        let rows = session
+            .sql_with_params(q.sql, params())
+            .await
+            .expect("runs");
+        assert_eq!(
+            lines(&rows),
+            [
+                "date,requested,listed,stored,failed",
+                "2024-03-05,3,2,2,0",
+                "2024-03-06,1,1,0,1",
+                "2024-03-07,0,1,0,0",
+            ]
+        );
+        let explain = format!("EXPLAIN {}", q.sql);
+        let plan = session
+            .sql_with_params(&explain, params())
+            .await
+            .expect("explain");
+        let plan = lines(&plan).join("\n");
+        for table in ["tasks", "captures", "manifest"] {
+            let scans = plan.matches(&format!("TableScan: {table} ")).count();
+            assert_eq!(scans, 1, "{table} read {scans} times:\n{plan}");
+        }
+    }
 }
