@@ -118,11 +118,17 @@ struct Stored {
     version: u32,
 }
 
-/// One data file of a partition, fetched once per upsert.
-struct PartFile {
+/// One stored file of a partition as an upsert found it: its rows, the incoming rows whose keys
+/// it holds, and its bytes while it may be rewritten.
+struct Located {
     number: u32,
-    path: object_store::path::Path,
-    bytes: Bytes,
+    rows: usize,
+    /// Indices into [`Incoming::rows`].
+    owned: Vec<u32>,
+    /// Kept for the files an upsert rewrites (one holding incoming keys, or the last file, where
+    /// new keys go while it has room); the others are dropped as soon as their keys are read,
+    /// so an upsert holds about one file, not the whole partition.
+    bytes: Option<Bytes>,
 }
 
 impl Lake {
@@ -168,22 +174,39 @@ impl Lake {
         if batch.num_rows() == 0 {
             return Ok(0);
         }
-        let files = self.part_files(&dir).await?;
         let incoming = batch.num_rows();
         let name = self.path(&dir).to_string();
         let cap = self.max_file_rows();
-        let (plan, files) = blocking(&name, move || {
-            let plan = plan_upsert(def, batch, &files, cap)?;
-            Ok((plan, files))
-        })
-        .await?;
+        let rows = blocking(&name, move || Incoming::new(def, batch)).await?;
+        let rows = std::sync::Arc::new(rows);
+        let mut located: Vec<Located> = Vec::new();
+        for (number, path) in self.part_paths(&dir).await? {
+            let Some(bytes) = self.fetch_part(&path).await? else {
+                continue;
+            };
+            let file = path.to_string();
+            let keys = std::sync::Arc::clone(&rows);
+            let (count, owned) = blocking(&file.clone(), {
+                let bytes = bytes.clone();
+                move || keys.locate(def, bytes, &file)
+            })
+            .await?;
+            if let Some(previous) = located.last_mut().filter(|l| l.owned.is_empty()) {
+                previous.bytes = None;
+            }
+            located.push(Located {
+                number,
+                rows: count,
+                owned,
+                bytes: Some(bytes),
+            });
+        }
+        let plan = blocking(&name, move || plan_upsert(&rows, located, cap)).await?;
         let mut total = plan.untouched_rows;
-        let mut bytes_by_number: HashMap<u32, Bytes> =
-            files.into_iter().map(|f| (f.number, f.bytes)).collect();
         for write in plan.writes {
             let relative = format!("{dir}/part-{}.parquet", write.number);
             let path = self.path(&relative);
-            let existing = bytes_by_number.remove(&write.number);
+            let existing = write.existing;
             let file = path.to_string();
             let (rows, bytes) = blocking(&file.clone(), move || {
                 let stored = existing.map(|b| decode(b, def, &file)).transpose()?;
@@ -353,21 +376,6 @@ impl Lake {
             Err(e) => Err(store_err(e)),
         }
     }
-
-    /// The data files of a partition folder, fetched, by number.
-    async fn part_files(&self, dir: &str) -> Result<Vec<PartFile>> {
-        let mut files = Vec::new();
-        for (number, path) in self.part_paths(dir).await? {
-            if let Some(bytes) = self.fetch_part(&path).await? {
-                files.push(PartFile {
-                    number,
-                    path,
-                    bytes,
-                });
-            }
-        }
-        Ok(files)
-    }
 }
 
 /// Runs CPU work (decoding, merging, encoding) off the async runtime.
@@ -394,96 +402,125 @@ struct FileWrite {
     /// `part-<number>.parquet`; an existing file is merged with `rows`, a new one holds them.
     number: u32,
     rows: RecordBatch,
+    /// The stored file's bytes; `None` for a new file.
+    existing: Option<Bytes>,
 }
 
 /// Sends each incoming row to the file that stores its key, and new keys to the last file while
 /// it has room, then to new files of at most `cap` rows.
-fn plan_upsert(
-    def: &TableDef,
-    batch: RecordBatch,
-    files: &[PartFile],
-    cap: usize,
-) -> Result<UpsertPlan> {
+fn plan_upsert(incoming: &Incoming, located: Vec<Located>, cap: usize) -> Result<UpsertPlan> {
     let cap = cap.max(1);
-    let merge_err = |path: String| move |source| LakeError::Merge { path, source };
-    // Later rows of the batch win over earlier ones.
-    let incoming = merge(def, &batch, None).map_err(merge_err("incoming rows".into()))?;
-    let key_types: Vec<SortField> = def
-        .key
-        .iter()
-        .map(|k| {
-            let f = def.file_schema();
-            let field = f.field_with_name(k).expect("key columns are declared");
-            SortField::new(field.data_type().clone())
-        })
+    let mut found = vec![false; incoming.rows.num_rows()];
+    for i in located.iter().flat_map(|l| &l.owned) {
+        found[*i as usize] = true;
+    }
+    let mut fresh: Vec<u32> = (0..found.len())
+        .filter(|&i| !found[i])
+        .map(|i| u32::try_from(i).expect("an upsert batch has fewer than 2^32 rows"))
         .collect();
-    let converter = RowConverter::new(key_types).map_err(merge_err("keys".into()))?;
-    let incoming_keys = converter
-        .convert_columns(&columns(&incoming, &def.key).map_err(merge_err("keys".into()))?)
-        .map_err(merge_err("keys".into()))?;
-    let wanted: HashMap<&[u8], usize> = (0..incoming.num_rows())
-        .map(|i| (incoming_keys.row(i).data(), i))
-        .collect();
-    // Which stored file holds each incoming key, and how many rows each file has.
-    let mut owner: Vec<Option<usize>> = vec![None; incoming.num_rows()];
-    let mut rows_in = Vec::with_capacity(files.len());
-    for (f, file) in files.iter().enumerate() {
-        let name = file.path.to_string();
-        let keys = decode_keys(file.bytes.clone(), def, &name)?;
-        rows_in.push(keys.first().map_or(0, |k| k.len()));
-        let stored = converter
-            .convert_columns(&keys)
-            .map_err(merge_err(name.clone()))?;
-        for row in stored.iter() {
-            if let Some(&i) = wanted.get(row.data()) {
-                owner[i] = Some(f);
-            }
-        }
-    }
-    let mut per_file: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
-    let mut fresh: Vec<u32> = Vec::new();
-    for (i, o) in owner.iter().enumerate() {
-        let i = u32::try_from(i).map_err(|_| LakeError::Merge {
-            path: "incoming rows".into(),
-            source: ArrowError::ComputeError("batch too large".into()),
-        })?;
-        match o {
-            Some(f) => per_file[*f].push(i),
-            None => fresh.push(i),
-        }
-    }
-    if let (Some(last), false) = (files.len().checked_sub(1), fresh.is_empty()) {
-        let room = cap.saturating_sub(rows_in[last]).min(fresh.len());
-        per_file[last].extend(fresh.drain(..room));
-        per_file[last].sort_unstable();
-    }
+    let first_new = located.last().map_or(0, |l| l.number + 1);
+    let last = located.len().checked_sub(1);
     let take = |indices: Vec<u32>| {
-        take_record_batch(&incoming, &UInt32Array::from(indices))
-            .map_err(merge_err("incoming rows".into()))
+        take_record_batch(&incoming.rows, &UInt32Array::from(indices)).map_err(|source| {
+            LakeError::Merge {
+                path: "incoming rows".into(),
+                source,
+            }
+        })
     };
     let mut writes = Vec::new();
     let mut untouched_rows = 0;
-    for ((file, indices), rows) in files.iter().zip(per_file).zip(&rows_in) {
+    for (f, file) in located.into_iter().enumerate() {
+        let mut indices = file.owned;
+        if Some(f) == last && !fresh.is_empty() {
+            let room = cap.saturating_sub(file.rows).min(fresh.len());
+            indices.extend(fresh.drain(..room));
+            indices.sort_unstable();
+        }
         if indices.is_empty() {
-            untouched_rows += rows;
+            untouched_rows += file.rows;
         } else {
             writes.push(FileWrite {
                 number: file.number,
                 rows: take(indices)?,
+                existing: file.bytes,
             });
         }
     }
-    let first_new = files.last().map_or(0, |f| f.number + 1);
     for (number, chunk) in (first_new..).zip(fresh.chunks(cap)) {
         writes.push(FileWrite {
             number,
             rows: take(chunk.to_vec())?,
+            existing: None,
         });
     }
     Ok(UpsertPlan {
         writes,
         untouched_rows,
     })
+}
+
+/// An upsert's incoming rows (later rows winning) and their keys, to find which stored file
+/// holds each.
+struct Incoming {
+    rows: RecordBatch,
+    converter: RowConverter,
+    /// Key bytes (row format) → index into `rows`.
+    wanted: HashMap<Vec<u8>, u32>,
+}
+
+impl Incoming {
+    fn new(def: &TableDef, batch: RecordBatch) -> Result<Incoming> {
+        let merge_err = |source| LakeError::Merge {
+            path: "incoming rows".into(),
+            source,
+        };
+        let rows = merge(def, &batch, None).map_err(merge_err)?;
+        let key_types: Vec<SortField> = def
+            .key
+            .iter()
+            .map(|k| {
+                let f = def.file_schema();
+                let field = f.field_with_name(k).expect("key columns are declared");
+                SortField::new(field.data_type().clone())
+            })
+            .collect();
+        let converter = RowConverter::new(key_types).map_err(merge_err)?;
+        let keys = converter
+            .convert_columns(&columns(&rows, &def.key).map_err(merge_err)?)
+            .map_err(merge_err)?;
+        let wanted = (0..rows.num_rows())
+            .map(|i| {
+                let index = u32::try_from(i)
+                    .map_err(|_| merge_err(ArrowError::ComputeError("batch too large".into())))?;
+                Ok((keys.row(i).data().to_vec(), index))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Incoming {
+            rows,
+            converter,
+            wanted,
+        })
+    }
+
+    /// The number of rows of a stored file and which incoming rows it holds the keys of.
+    fn locate(&self, def: &TableDef, bytes: Bytes, path: &str) -> Result<(usize, Vec<u32>)> {
+        let keys = decode_keys(bytes, def, path)?;
+        let count = keys.first().map_or(0, |k| k.len());
+        let stored = self
+            .converter
+            .convert_columns(&keys)
+            .map_err(|source| LakeError::Merge {
+                path: path.to_string(),
+                source,
+            })?;
+        let mut owned: Vec<u32> = stored
+            .iter()
+            .filter_map(|row| self.wanted.get(row.data()).copied())
+            .collect();
+        owned.sort_unstable();
+        Ok((count, owned))
+    }
 }
 
 /// Union, de-duplicate (incoming wins) and sort; see [`Lake::upsert_partition`].
