@@ -735,7 +735,7 @@ impl Config {
             give_up_days: file_sync.give_up_days.unwrap_or(7).max(1),
             commit_every_recordings: file_sync.commit_every_recordings.unwrap_or(500).max(1),
             commit_every_secs: file_sync.commit_every_secs.unwrap_or(60).max(1),
-            tasks_per_part: file_sync.tasks_per_part.unwrap_or(10_000).max(1),
+            tasks_per_part: file_sync.tasks_per_part.unwrap_or(1_000).max(1),
             rows_per_file: storage.rows_per_file,
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
@@ -779,7 +779,7 @@ pub struct StorageConfig {
     /// `[storage] file_mode = "0660"` any mode without world access.
     pub file_mode: u32,
     /// Rows per Parquet file within a day's partition (`[storage] rows_per_file`, default
-    /// 25,000): a busy day is spread over several files so that a commit rewrites at most one.
+    /// 5,000): a busy day is spread over several files so that a commit rewrites at most one.
     pub rows_per_file: usize,
 }
 

@@ -1016,3 +1016,50 @@ async fn reading_a_column_an_old_file_lacks_gives_nulls_and_an_undeclared_one_is
         .expect_err("undeclared");
     assert!(err.to_string().contains("no_such_column"), "{err}");
 }
+
+#[tokio::test]
+async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(tmp.path().to_str().expect("utf8"))
+        .expect("open")
+        .with_max_file_rows(2);
+    let rows: Vec<TaskRow> = (0..5)
+        .map(|i| task(&format!("t{i}"), i, "completed"))
+        .collect();
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    let dir = tmp
+        .path()
+        .join(format!("tasks/org_id={ORG}/date={}", day()));
+    // Files removed while the first is being handed over are never read: nothing is fetched
+    // ahead, so a caller holds one file's batches at a time.
+    let mut seen = Vec::new();
+    let visit = |batch: RecordBatch| {
+        for n in [1, 2] {
+            let _ = std::fs::remove_file(dir.join(format!("part-{n}.parquet")));
+        }
+        seen.push(batch.num_rows());
+    };
+    lake.visit_partition_files(Table::Tasks, ORG, day(), visit)
+        .await
+        .expect("visit");
+    assert_eq!(seen, [2]);
+
+    // The same for projected reads (the removed files are written again first).
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    assert!(dir.join("part-2.parquet").exists());
+    let mut projected = Vec::new();
+    let visit = |batch: RecordBatch| {
+        for n in [1, 2] {
+            let _ = std::fs::remove_file(dir.join(format!("part-{n}.parquet")));
+        }
+        projected.push(batch.num_rows());
+    };
+    lake.visit_partition_columns(Table::Tasks, ORG, day(), &["task_id"], visit)
+        .await
+        .expect("visit");
+    assert_eq!(projected, [2]);
+}

@@ -131,7 +131,7 @@ impl Default for SyncPolicy {
             give_up_after: ChronoDuration::days(7),
             commit_every: 500,
             commit_interval: std::time::Duration::from_secs(60),
-            tasks_per_part: 10_000,
+            tasks_per_part: 1_000,
             now: None,
         }
     }

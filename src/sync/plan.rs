@@ -356,8 +356,8 @@ fn day_of(ms: i64) -> NaiveDate {
         .date_naive()
 }
 
-/// Lists every segment a part at a time (10,000 tasks by default: a 100,000-call day is done in
-/// ten parts, so memory follows the part, not the day) and hands each part on. A slot in the
+/// Lists every segment a part at a time (1,000 tasks by default: a 100,000-call day is done in
+/// a hundred parts, so memory follows the part, not the day) and hands each part on. A slot in the
 /// channel is reserved before a part is listed, so listing is never more than one part ahead.
 async fn list_ahead(
     ctx: &SyncContext,

@@ -106,12 +106,10 @@ pub async fn manifest_from_lake(
     only: Only<'_>,
 ) -> Result<Vec<ManifestRow>> {
     let mut rows = Vec::new();
-    for batch in lake
-        .read_partition_files(Table::Manifest, org, date)
-        .await?
-    {
+    lake.visit_partition_files(Table::Manifest, org, date, |batch| {
         rows.extend(manifest_rows(&batch, only));
-    }
+    })
+    .await?;
     Ok(rows)
 }
 
@@ -283,10 +281,7 @@ pub async fn derivatives_from_lake(
     only: Only<'_>,
 ) -> Result<std::collections::HashMap<(String, String, String), DerivativeRow>> {
     let mut rows = std::collections::HashMap::new();
-    for batch in lake
-        .read_partition_files(Table::Derivatives, org, date)
-        .await?
-    {
+    lake.visit_partition_files(Table::Derivatives, org, date, |batch| {
         // Files made by another analyser version are left out, so they are made again.
         rows.extend(
             derivatives::derivative_rows(&batch)
@@ -300,7 +295,8 @@ pub async fn derivatives_from_lake(
                     )
                 }),
         );
-    }
+    })
+    .await?;
     Ok(rows)
 }
 
@@ -314,15 +310,12 @@ pub async fn analysed_in_lake(
 ) -> Result<std::collections::HashSet<(String, String)>> {
     let mut keys = std::collections::HashSet::new();
     let columns = ["task_id", "recording_id", "analyser_version"];
-    for batch in lake
-        .read_partition_columns(Table::AudioFacts, org, date, &columns)
-        .await?
-    {
+    lake.visit_partition_columns(Table::AudioFacts, org, date, &columns, |batch| {
         let (Some(task), Some(rec)) = (
             string_column(&batch, "task_id"),
             string_column(&batch, "recording_id"),
         ) else {
-            continue;
+            return;
         };
         let version = batch
             .column_by_name("analyser_version")
@@ -334,7 +327,8 @@ pub async fn analysed_in_lake(
                 .filter(|&i| current(i) && kept(only, task.value(i)))
                 .map(|i| (task.value(i).to_owned(), rec.value(i).to_owned())),
         );
-    }
+    })
+    .await?;
     Ok(keys)
 }
 
@@ -384,10 +378,7 @@ pub async fn tasks_from_lake(
         "created_time",
         "last_updated_time",
     ];
-    for batch in lake
-        .read_partition_columns(Table::Tasks, org, date, &columns)
-        .await?
-    {
+    lake.visit_partition_columns(Table::Tasks, org, date, &columns, |batch| {
         let (Some(id), Some(channel), Some(capture), Some(created), Some(updated)) = (
             string_column(&batch, "task_id"),
             string_column(&batch, "channel_type"),
@@ -397,7 +388,7 @@ pub async fn tasks_from_lake(
             int64_column(&batch, "created_time"),
             int64_column(&batch, "last_updated_time"),
         ) else {
-            continue;
+            return;
         };
         known.extend(
             (0..batch.num_rows())
@@ -416,7 +407,8 @@ pub async fn tasks_from_lake(
                     )
                 }),
         );
-    }
+    })
+    .await?;
     Ok(known)
 }
 
@@ -430,23 +422,21 @@ pub async fn capture_stops_from_lake(
 ) -> Result<std::collections::HashMap<(String, String), Option<i64>>> {
     let mut stops = std::collections::HashMap::new();
     let columns = ["task_id", "recording_id", "stop_time"];
-    for batch in lake
-        .read_partition_columns(Table::Captures, org, date, &columns)
-        .await?
-    {
+    lake.visit_partition_columns(Table::Captures, org, date, &columns, |batch| {
         let (Some(task), Some(rec), Some(stop)) = (
             string_column(&batch, "task_id"),
             string_column(&batch, "recording_id"),
             int64_column(&batch, "stop_time"),
         ) else {
-            continue;
+            return;
         };
         stops.extend(
             (0..batch.num_rows())
                 .filter(|&i| kept(only, task.value(i)))
                 .map(|i| ((task.value(i).to_owned(), rec.value(i).to_owned()), stop[i])),
         );
-    }
+    })
+    .await?;
     Ok(stops)
 }
 
