@@ -30,7 +30,9 @@ use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -277,29 +279,38 @@ impl Lake {
         date: NaiveDate,
     ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
-        self.visit_partition_files(table, org_id, date, |batch| out.push(batch))
+        self.visit_partition_files(table, org_id, date, None, |batch| out.push(batch))
             .await?;
         Ok(out)
     }
 
     /// Like [`Lake::read_partition_files`], handing each batch to `each` as its file is read: a
     /// caller that keeps a few rows of a busy day holds one file's batches at a time, not the
-    /// day's.
+    /// day's. With `tasks`, only the rows of those `task_id`s are decoded and handed over (the
+    /// other columns are read for those rows only), so a part of a busy day looking up its own
+    /// rows does not decode the whole day.
     pub async fn visit_partition_files(
         &self,
         table: Table,
         org_id: &str,
         date: NaiveDate,
+        tasks: Option<&HashSet<String>>,
         mut each: impl FnMut(RecordBatch) + Send,
     ) -> Result<()> {
         let dir = partition_dir(table, org_id, date)?;
+        let tasks = tasks.map(|t| Arc::new(t.clone()));
         for (_, path) in self.part_paths(&dir).await? {
             let Some(bytes) = self.fetch_part(&path).await? else {
                 continue;
             };
             let name = path.to_string();
             let def = table.def();
-            let stored = blocking(&name.clone(), move || decode(bytes, def, &name)).await?;
+            let tasks = tasks.clone();
+            let stored = blocking(&name.clone(), move || match tasks {
+                Some(tasks) => decode_rows_of(bytes, def, &tasks, &name),
+                None => decode(bytes, def, &name),
+            })
+            .await?;
             for batch in stored.batches {
                 let known = batch.columns()[..stored.known].to_vec();
                 let batch = RecordBatch::try_new(def.file_schema(), known).map_err(|source| {
@@ -741,6 +752,66 @@ fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
     Ok(Stored {
         batches,
         known: def.file_schema().fields().len(),
+        version,
+    })
+}
+
+/// Like [`decode`], only the rows whose `task_id` is in `tasks`: the `task_id` column is read
+/// first and the others only for the rows it selects.
+fn decode_rows_of(
+    bytes: Bytes,
+    def: &TableDef,
+    tasks: &HashSet<String>,
+    path: &str,
+) -> Result<Stored> {
+    use arrow::array::AsArray;
+    let parquet_err = |source| LakeError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(parquet_err)?;
+    let version = stored_version(builder.metadata().file_metadata(), path)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["task_id"]);
+    let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
+    let mut filters = Vec::new();
+    for batch in read_batches(reader, path)? {
+        let Some(ids) = batch.column_by_name("task_id") else {
+            // No `task_id` stored (not a table of this lake): keep every row.
+            return decode(bytes, def, path);
+        };
+        let ids =
+            arrow::compute::cast(ids, &DataType::Utf8).map_err(|source| LakeError::Merge {
+                path: path.to_string(),
+                source,
+            })?;
+        let ids = ids.as_string::<i32>();
+        filters.push(
+            ids.iter()
+                .map(|id| Some(id.is_some_and(|id| tasks.contains(id))))
+                .collect::<arrow::array::BooleanArray>(),
+        );
+    }
+    let known = def.file_schema().fields().len();
+    if !filters.iter().any(|f| f.true_count() > 0) {
+        return Ok(Stored {
+            batches: Vec::new(),
+            known,
+            version,
+        });
+    }
+    let selection = RowSelection::from_filters(&filters);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet_err)?
+        .with_row_selection(selection)
+        .build()
+        .map_err(parquet_err)?;
+    let batches = read_batches(reader, path)?
+        .iter()
+        .map(|b| conform(b, def, version, path))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stored {
+        batches,
+        known,
         version,
     })
 }

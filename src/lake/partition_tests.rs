@@ -1041,7 +1041,7 @@ async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
         }
         seen.push(batch.num_rows());
     };
-    lake.visit_partition_files(Table::Tasks, ORG, day(), visit)
+    lake.visit_partition_files(Table::Tasks, ORG, day(), None, visit)
         .await
         .expect("visit");
     assert_eq!(seen, [2]);
@@ -1062,4 +1062,39 @@ async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
         .await
         .expect("visit");
     assert_eq!(projected, [2]);
+}
+
+#[tokio::test]
+async fn visiting_the_rows_of_some_tasks_reads_only_theirs_from_every_file() {
+    let lake = Lake::open("memory://").expect("open").with_max_file_rows(3);
+    let rows: Vec<TaskRow> = (0..8)
+        .map(|i| task(&format!("t{i}"), i, "completed"))
+        .collect();
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
+    // t0..t2 in part-0, t3..t5 in part-1 (none wanted), t6, t7 in part-2.
+    let wanted: HashSet<String> = ["t1", "t7", "t2", "nowhere"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut got = Vec::new();
+    lake.visit_partition_files(Table::Tasks, ORG, day(), Some(&wanted), |b| {
+        assert_eq!(b.schema(), Table::Tasks.def().file_schema());
+        let ids = b.column(0).as_string::<i32>();
+        let created = b
+            .column_by_name("created_time")
+            .expect("declared")
+            .as_primitive::<TimestampMillisecondType>();
+        for i in 0..b.num_rows() {
+            got.push((ids.value(i).to_string(), created.value(i)));
+        }
+    })
+    .await
+    .expect("visit");
+    got.sort();
+    assert_eq!(
+        got,
+        [("t1".to_string(), 1), ("t2".into(), 2), ("t7".into(), 7)]
+    );
 }

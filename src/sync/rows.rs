@@ -106,7 +106,7 @@ pub async fn manifest_from_lake(
     only: Only<'_>,
 ) -> Result<Vec<ManifestRow>> {
     let mut rows = Vec::new();
-    lake.visit_partition_files(Table::Manifest, org, date, |batch| {
+    lake.visit_partition_files(Table::Manifest, org, date, only, |batch| {
         rows.extend(manifest_rows(&batch, only));
     })
     .await?;
@@ -281,7 +281,7 @@ pub async fn derivatives_from_lake(
     only: Only<'_>,
 ) -> Result<std::collections::HashMap<(String, String, String), DerivativeRow>> {
     let mut rows = std::collections::HashMap::new();
-    lake.visit_partition_files(Table::Derivatives, org, date, |batch| {
+    lake.visit_partition_files(Table::Derivatives, org, date, only, |batch| {
         // Files made by another analyser version are left out, so they are made again.
         rows.extend(
             derivatives::derivative_rows(&batch)
