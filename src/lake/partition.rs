@@ -182,14 +182,14 @@ impl Lake {
         let name = self.path(&dir).to_string();
         let cap = self.max_file_rows();
         let rows = blocking(&name, move || Incoming::new(def, batch)).await?;
-        let rows = std::sync::Arc::new(rows);
+        let rows = Arc::new(rows);
         let mut located: Vec<Located> = Vec::new();
         for (number, path) in self.part_paths(&dir).await? {
             let Some(bytes) = self.fetch_part(&path).await? else {
                 continue;
             };
             let file = path.to_string();
-            let keys = std::sync::Arc::clone(&rows);
+            let keys = Arc::clone(&rows);
             let (count, owned) = blocking(&file.clone(), {
                 let bytes = bytes.clone();
                 move || keys.locate(def, bytes, &file)
@@ -738,12 +738,26 @@ fn encode(
 }
 
 fn decode(bytes: Bytes, def: &TableDef, path: &str) -> Result<Stored> {
+    decode_selected(bytes, def, path, None)
+}
+
+/// [`decode`] of the rows `selection` picks (all when `None`).
+fn decode_selected(
+    bytes: Bytes,
+    def: &TableDef,
+    path: &str,
+    selection: Option<RowSelection>,
+) -> Result<Stored> {
     let parquet_err = |source| LakeError::Parquet {
         path: path.to_string(),
         source,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
     let version = stored_version(builder.metadata().file_metadata(), path)?;
+    let builder = match selection {
+        Some(selection) => builder.with_row_selection(selection),
+        None => builder,
+    };
     let reader = builder.build().map_err(parquet_err)?;
     let batches = read_batches(reader, path)?
         .iter()
@@ -791,29 +805,14 @@ fn decode_rows_of(
                 .collect::<arrow::array::BooleanArray>(),
         );
     }
-    let known = def.file_schema().fields().len();
     if !filters.iter().any(|f| f.true_count() > 0) {
         return Ok(Stored {
             batches: Vec::new(),
-            known,
+            known: def.file_schema().fields().len(),
             version,
         });
     }
-    let selection = RowSelection::from_filters(&filters);
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(parquet_err)?
-        .with_row_selection(selection)
-        .build()
-        .map_err(parquet_err)?;
-    let batches = read_batches(reader, path)?
-        .iter()
-        .map(|b| conform(b, def, version, path))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Stored {
-        batches,
-        known,
-        version,
-    })
+    decode_selected(bytes, def, path, Some(RowSelection::from_filters(&filters)))
 }
 
 /// Every batch of `reader`, as read: concatenating them would hold the file twice.
