@@ -960,12 +960,7 @@ async fn sql_reads_every_file_of_a_busy_day_once() {
 #[tokio::test]
 async fn reading_columns_returns_only_them_for_every_file_of_a_busy_day() {
     let lake = Lake::open("memory://").expect("open").with_max_file_rows(2);
-    let rows: Vec<TaskRow> = (0..5)
-        .map(|i| task(&format!("t{i}"), i, "completed"))
-        .collect();
-    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
-        .await
-        .expect("upsert");
+    upsert_completed_tasks(&lake, 5).await;
     let batches = lake
         .read_partition_columns(Table::Tasks, ORG, day(), &["task_id", "created_time"])
         .await
@@ -1023,12 +1018,7 @@ async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
     let lake = Lake::open(tmp.path().to_str().expect("utf8"))
         .expect("open")
         .with_max_file_rows(2);
-    let rows: Vec<TaskRow> = (0..5)
-        .map(|i| task(&format!("t{i}"), i, "completed"))
-        .collect();
-    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
-        .await
-        .expect("upsert");
+    upsert_completed_tasks(&lake, 5).await;
     let dir = tmp
         .path()
         .join(format!("tasks/org_id={ORG}/date={}", day()));
@@ -1047,9 +1037,7 @@ async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
     assert_eq!(seen, [2]);
 
     // The same for projected reads (the removed files are written again first).
-    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
-        .await
-        .expect("upsert");
+    upsert_completed_tasks(&lake, 5).await;
     assert!(dir.join("part-2.parquet").exists());
     let mut projected = Vec::new();
     let visit = |batch: RecordBatch| {
@@ -1067,12 +1055,7 @@ async fn visiting_a_partition_hands_over_each_file_before_reading_the_next() {
 #[tokio::test]
 async fn visiting_the_rows_of_some_tasks_reads_only_theirs_from_every_file() {
     let lake = Lake::open("memory://").expect("open").with_max_file_rows(3);
-    let rows: Vec<TaskRow> = (0..8)
-        .map(|i| task(&format!("t{i}"), i, "completed"))
-        .collect();
-    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
-        .await
-        .expect("upsert");
+    upsert_completed_tasks(&lake, 8).await;
     // t0..t2 in part-0, t3..t5 in part-1 (none wanted), t6, t7 in part-2.
     let wanted: HashSet<String> = ["t1", "t7", "t2", "nowhere"]
         .into_iter()
@@ -1097,4 +1080,14 @@ async fn visiting_the_rows_of_some_tasks_reads_only_theirs_from_every_file() {
         got,
         [("t1".to_string(), 1), ("t2".into(), 2), ("t7".into(), 7)]
     );
+}
+
+/// Upserts completed tasks `t0`..`t{n-1}`, created at 0..n ms, into [`day`].
+async fn upsert_completed_tasks(lake: &Lake, n: i64) {
+    let rows: Vec<TaskRow> = (0..n)
+        .map(|i| task(&format!("t{i}"), i, "completed"))
+        .collect();
+    lake.upsert_partition(Table::Tasks, ORG, day(), tasks_batch(&rows).expect("batch"))
+        .await
+        .expect("upsert");
 }
