@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, PutPayloadMut, WriteMultipart,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -240,7 +241,7 @@ async fn fetch_once(
     }
     let expected = resp.content_length();
     let cap = expected.unwrap_or(net::MAX_MEDIA_BYTES);
-    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
+    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size);
     let mut taps = Taps::start(transfer.processing);
     let mut body = resp.bytes_stream();
     let stopped = async {
@@ -296,55 +297,100 @@ async fn fetch_once(
     Ok(Fetched { stored, processed })
 }
 
-/// A multipart upload being filled and hashed, holding at most `MAX_PARTS_IN_FLIGHT + 1` parts.
-struct Upload {
-    writer: WriteMultipart,
+/// A recording being stored and hashed. A body that fits in one part goes in one `put` (one
+/// request; on local disk one blocking write, where a multipart upload takes three); a longer one
+/// streams through a multipart upload holding at most `MAX_PARTS_IN_FLIGHT + 1` parts. Either
+/// way the object only appears, whole, at [`Upload::finish`]. (object_store's `BufWriter` does
+/// the same, but reports failures as `io::Error` and cannot fall back for a store that refuses
+/// attributes once the body is handed over.)
+struct Upload<'a> {
+    store: &'a Arc<dyn ObjectStore>,
+    path: &'a Path,
+    ids: RecordingIds<'a>,
+    part_size: usize,
+    sink: Sink,
     hasher: Sha256,
     received: u64,
 }
 
-impl Upload {
-    async fn start(
-        store: &Arc<dyn ObjectStore>,
-        path: &Path,
-        ids: &RecordingIds<'_>,
+enum Sink {
+    /// Under one part so far: nothing sent yet.
+    Held(PutPayloadMut),
+    Parts(WriteMultipart),
+}
+
+impl<'a> Upload<'a> {
+    fn start(
+        store: &'a Arc<dyn ObjectStore>,
+        path: &'a Path,
+        ids: &RecordingIds<'a>,
         part_size: usize,
-    ) -> Result<Upload> {
-        let upload = start_upload(store, path, ids).await?;
-        Ok(Upload {
-            writer: WriteMultipart::new_with_chunk_size(upload, part_size),
+    ) -> Upload<'a> {
+        Upload {
+            store,
+            path,
+            ids: *ids,
+            part_size,
+            sink: Sink::Held(PutPayloadMut::new()),
             hasher: Sha256::new(),
             received: 0,
-        })
+        }
     }
 
     /// Waits for room (so a slow store slows the source instead of growing memory), then adds.
     /// On error the caller aborts the upload.
     async fn put(&mut self, chunk: Bytes) -> Result<()> {
-        self.writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
         self.hasher.update(&chunk);
         self.received += chunk.len() as u64;
-        self.writer.put(chunk);
+        match &mut self.sink {
+            Sink::Held(held) if held.content_length() + chunk.len() <= self.part_size => {
+                held.push(chunk);
+            }
+            Sink::Held(held) => {
+                let held = std::mem::take(held).freeze();
+                let upload = start_upload(self.store, self.path, &self.ids).await?;
+                let mut parts = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+                for bytes in &held {
+                    parts.put(bytes.clone());
+                }
+                parts.put(chunk);
+                self.sink = Sink::Parts(parts);
+            }
+            Sink::Parts(parts) => {
+                parts.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+                parts.put(chunk);
+            }
+        }
         Ok(())
     }
 
     /// Completes the upload: only now does the object become visible, whole.
-    async fn finish(mut self) -> Result<StoredAudio> {
-        // Settle the parts in flight first, so a failure among them can still abort the upload
-        // (`finish` itself does not abort when it fails).
-        if let Err(e) = self.writer.wait_for_capacity(0).await {
-            self.writer.abort().await.ok();
-            return Err(e.into());
-        }
-        self.writer.finish().await?;
-        Ok(StoredAudio {
+    async fn finish(self) -> Result<StoredAudio> {
+        let stored = StoredAudio {
             size: self.received,
             sha256: hex::encode(self.hasher.finalize()),
-        })
+        };
+        match self.sink {
+            Sink::Held(held) => {
+                put_whole(self.store, self.path, &self.ids, held.freeze()).await?;
+            }
+            Sink::Parts(mut parts) => {
+                // Settle the parts in flight first, so a failure among them can still abort the
+                // upload (`finish` itself does not abort when it fails).
+                if let Err(e) = parts.wait_for_capacity(0).await {
+                    parts.abort().await.ok();
+                    return Err(e.into());
+                }
+                parts.finish().await?;
+            }
+        }
+        Ok(stored)
     }
 
     async fn abort(self) {
-        self.writer.abort().await.ok();
+        if let Sink::Parts(parts) = self.sink {
+            parts.abort().await.ok();
+        }
     }
 }
 
@@ -414,33 +460,88 @@ impl Taps {
     }
 }
 
-/// A blocking consumer of a byte stream, fed through a bounded channel.
+/// A blocking consumer of a byte stream, fed through a bounded channel. It starts once
+/// [`TAP_START_BYTES`] have arrived or at the end, whichever is first: most recordings are
+/// shorter than that, and handing each to a thread in one piece costs one thread hand-off
+/// instead of one per chunk.
 struct Tap<T> {
-    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    task: tokio::task::JoinHandle<T>,
+    state: TapState<T>,
+}
+
+type Consumer<T> = Box<dyn FnOnce(TapReader) -> T + Send>;
+
+enum TapState<T> {
+    Waiting {
+        /// Always `Some` until the tap starts.
+        consume: Option<Consumer<T>>,
+        held: Vec<Bytes>,
+        bytes: usize,
+    },
+    Running {
+        tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        task: tokio::task::JoinHandle<T>,
+    },
 }
 
 impl<T: Send + 'static> Tap<T> {
     fn spawn(consume: impl FnOnce(TapReader) -> T + Send + 'static) -> Tap<T> {
+        Tap {
+            state: TapState::Waiting {
+                consume: Some(Box::new(consume)),
+                held: Vec::new(),
+                bytes: 0,
+            },
+        }
+    }
+
+    /// Starts the consumer's thread with what was held; `open`: more bytes will follow.
+    fn start(consume: Consumer<T>, held: Vec<Bytes>, open: bool) -> TapState<T> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(TAP_CHUNKS);
-        let task = tokio::task::spawn_blocking(move || consume(TapReader::new(rx)));
-        Tap { tx: Some(tx), task }
+        let task = tokio::task::spawn_blocking(move || consume(TapReader::new(held, rx)));
+        TapState::Running {
+            tx: open.then_some(tx),
+            task,
+        }
     }
 
     /// A consumer that stopped reading (the input is not a WAV, say) just stops getting bytes.
     async fn feed(&mut self, chunk: &Bytes) {
-        if let Some(tx) = &self.tx
-            && tx.send(chunk.clone()).await.is_err()
+        match &mut self.state {
+            TapState::Waiting { held, bytes, .. } => {
+                held.push(chunk.clone());
+                *bytes += chunk.len();
+                if *bytes >= TAP_START_BYTES {
+                    self.begin(true);
+                }
+            }
+            TapState::Running { tx, .. } => {
+                if let Some(sender) = tx
+                    && sender.send(chunk.clone()).await.is_err()
+                {
+                    *tx = None;
+                }
+            }
+        }
+    }
+
+    /// Moves a waiting tap to its thread.
+    fn begin(&mut self, open: bool) {
+        if let TapState::Waiting { consume, held, .. } = &mut self.state
+            && let Some(consume) = consume.take()
         {
-            self.tx = None;
+            self.state = Self::start(consume, std::mem::take(held), open);
         }
     }
 
     async fn finish(mut self) -> std::io::Result<T> {
-        self.tx = None; // end of input
-        self.task
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        self.begin(false);
+        match self.state {
+            TapState::Running { tx, task } => {
+                drop(tx); // end of input
+                task.await.map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            TapState::Waiting { .. } => unreachable!("begin started the tap"),
+        }
     }
 }
 
@@ -533,7 +634,7 @@ async fn upload_file(
 ) -> Result<StoredAudio> {
     use tokio::io::AsyncReadExt;
     let mut file = tokio::fs::File::from_std(file);
-    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size).await?;
+    let mut upload = Upload::start(transfer.store, path, ids, transfer.part_size);
     loop {
         let mut buf = bytes::BytesMut::with_capacity(transfer.part_size);
         while buf.len() < transfer.part_size {
@@ -562,16 +663,23 @@ async fn upload_file(
 /// to ~400 KiB (hyper's adaptive read buffer) and a consumer slower than the network keeps its
 /// queue full: with 16, eight derivations held ~50 MiB of queued chunks.
 const TAP_CHUNKS: usize = 4;
+/// Bytes held before a consumer gets its own thread (see [`Tap`]): about 30 s of 8 kHz 16-bit
+/// stereo audio, and no more than a local part, which the upload holds anyway (the chunks are
+/// shared, not copied).
+const TAP_START_BYTES: usize = LOCAL_PART_SIZE;
 
-/// `Read` over the chunks of a transfer in progress, for a blocking consumer thread.
+/// `Read` over the chunks of a transfer in progress, for a blocking consumer thread: those held
+/// before it started, then those sent since.
 struct TapReader {
+    held: std::vec::IntoIter<Bytes>,
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     current: Bytes,
 }
 
 impl TapReader {
-    fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> TapReader {
+    fn new(held: Vec<Bytes>, rx: tokio::sync::mpsc::Receiver<Bytes>) -> TapReader {
         TapReader {
+            held: held.into_iter(),
             rx,
             current: Bytes::new(),
         }
@@ -581,6 +689,10 @@ impl TapReader {
 impl std::io::Read for TapReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if let Some(chunk) = self.held.next() {
+                self.current = chunk;
+                continue;
+            }
             match self.rx.blocking_recv() {
                 Some(chunk) => self.current = chunk,
                 None => return Ok(0),
@@ -627,14 +739,10 @@ pub async fn process_stored(
     Ok(taps.finish(transfer, path, ids).await)
 }
 
-/// Starts a multipart upload tagged `audio/wav` with the task and recording ids, where the
-/// backend keeps metadata (S3, GCS, Azure); the local filesystem has no place for it and
-/// refuses attributes, so it gets none.
-async fn start_upload(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    ids: &RecordingIds<'_>,
-) -> Result<Box<dyn object_store::MultipartUpload>> {
+/// Object attributes: tagged `audio/wav` with the task and recording ids, where the backend
+/// keeps metadata (S3, GCS, Azure); the local filesystem has no place for them and refuses
+/// them, so there the object is written without.
+fn recording_attributes(ids: &RecordingIds<'_>) -> Attributes {
     let mut attributes = Attributes::new();
     attributes.insert(Attribute::ContentType, WAV_CONTENT_TYPE.into());
     attributes.insert(
@@ -645,8 +753,17 @@ async fn start_upload(
         Attribute::Metadata(META_RECORDING_ID.into()),
         ids.recording_id.to_owned().into(),
     );
+    attributes
+}
+
+/// Starts a multipart upload with the recording's attributes (see [`recording_attributes`]).
+async fn start_upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    ids: &RecordingIds<'_>,
+) -> Result<Box<dyn object_store::MultipartUpload>> {
     let opts = PutMultipartOptions {
-        attributes,
+        attributes: recording_attributes(ids),
         ..Default::default()
     };
     match store.put_multipart_opts(path, opts).await {
@@ -655,6 +772,29 @@ async fn start_upload(
         }
         other => Ok(other?),
     }
+}
+
+/// Stores a whole body in one `put` with the recording's attributes (see
+/// [`recording_attributes`]).
+async fn put_whole(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    ids: &RecordingIds<'_>,
+    body: PutPayload,
+) -> Result<()> {
+    let opts = PutOptions {
+        attributes: recording_attributes(ids),
+        ..Default::default()
+    };
+    match store.put_opts(path, body.clone(), opts).await {
+        Err(object_store::Error::NotImplemented { .. }) => {
+            store.put_opts(path, body, Default::default()).await?;
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(())
 }
 
 /// Size and hash of an object already in the store, streamed (used to verify before skipping).
@@ -851,6 +991,75 @@ mod tests {
         assert!(matches!(got, Err(AudioError::Changed)), "{got:?}");
         let derived = derived_path(&path, Derivative::Mono16k);
         assert!(store.head(&derived).await.is_err(), "nothing stored");
+    }
+
+    /// Bytes 0..len in chunks of `chunk`.
+    fn chunks(len: usize, chunk: usize) -> (Vec<u8>, Vec<Bytes>) {
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let parts = body.chunks(chunk).map(Bytes::copy_from_slice).collect();
+        (body, parts)
+    }
+
+    #[tokio::test]
+    async fn uploads_of_any_size_appear_whole_only_when_finished() {
+        let store = memory_store();
+        let ids = RecordingIds {
+            task_id: "t",
+            recording_id: "r",
+        };
+        // Part size 1 KiB: empty, under one part (one put), exactly one part, several parts.
+        for len in [0, 700, 1024, 5000] {
+            let path = Path::from(format!("audio/o/t/{len}.wav"));
+            let (body, parts) = chunks(len, 300);
+            let mut upload = Upload::start(&store, &path, &ids, 1024);
+            for chunk in parts {
+                upload.put(chunk).await.unwrap();
+            }
+            assert!(store.head(&path).await.is_err(), "{len}: visible early");
+            let stored = upload.finish().await.unwrap();
+            let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.as_ref(), &body[..], "{len}");
+            assert_eq!(stored.size, len as u64);
+            assert_eq!(stored.sha256, hex::encode(Sha256::digest(&body)));
+            assert_eq!(hash_object(&store, &path).await.unwrap(), stored);
+        }
+        // An aborted upload leaves nothing, whichever way it was going.
+        for len in [700, 5000] {
+            let path = Path::from(format!("audio/o/t/aborted-{len}.wav"));
+            let mut upload = Upload::start(&store, &path, &ids, 1024);
+            for chunk in chunks(len, 300).1 {
+                upload.put(chunk).await.unwrap();
+            }
+            upload.abort().await;
+            assert!(
+                store.head(&path).await.is_err(),
+                "{len}: aborted but stored"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tap_reads_every_byte_in_order_whether_or_not_it_started_early() {
+        // Under the start threshold (handed over whole at the end) and over it (started
+        // mid-stream, then fed chunk by chunk).
+        for len in [0, 10_000, TAP_START_BYTES, 3 * TAP_START_BYTES + 17] {
+            let (body, parts) = chunks(len, 64 * 1024 + 3);
+            let mut tap = Tap::spawn(|mut reader: TapReader| {
+                let mut got = Vec::new();
+                std::io::Read::read_to_end(&mut reader, &mut got).map(|_| got)
+            });
+            for chunk in &parts {
+                tap.feed(chunk).await;
+            }
+            let got = tap.finish().await.unwrap().unwrap();
+            assert!(got == body, "{len}: {} bytes read back", got.len());
+        }
+        // A consumer that stops early does not hold up the stream.
+        let mut tap = Tap::spawn(|_reader: TapReader| ());
+        for chunk in &chunks(4 * TAP_START_BYTES, 64 * 1024).1 {
+            tap.feed(chunk).await;
+        }
+        tap.finish().await.unwrap();
     }
 
     #[test]

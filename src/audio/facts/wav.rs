@@ -311,7 +311,6 @@ impl<R: Read> Blocks<R> {
     /// `reader` must be positioned at the first byte of the data chunk (after `read_header`).
     pub(super) fn new(reader: R, header: Header) -> Self {
         let align = usize::from(header.block_align);
-        let frames = (BLOCK_BYTES / align).max(1);
         let (remaining, partial) = match header.data_len {
             Some(len) => {
                 let partial = u64::from(len) % align as u64;
@@ -319,6 +318,10 @@ impl<R: Read> Blocks<R> {
             }
             None => (u64::MAX, 0),
         };
+        // No larger than the data: most recordings are short, and zeroing a full block's
+        // buffers for each was a visible cost.
+        let in_data = usize::try_from(remaining / align as u64).unwrap_or(usize::MAX);
+        let frames = (BLOCK_BYTES / align).min(in_data).max(1);
         Blocks {
             reader,
             header,
