@@ -129,7 +129,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
          manifest/org_id=…/date=…/part-0.parquet  one row per stored audio object\n  \
          audio_facts/org_id=…/date=…/part-0.parquet  levels, silence, talk time per recording\n  \
          audio/<org_id>/<task_id>/<recording_id>.wav\n\n\
-         What to try next:\n  \
+         What to try next ({wxcc}):\n  \
          wxcc sql --data {out} \"SELECT channel_type, status, count(*) FROM tasks GROUP BY 1, 2 ORDER BY 3 DESC\"\n  \
          wxcc query run recordings_to_transcribe --data {out} --format csv\n  \
          wxcc export --data {out} --query recordings_to_transcribe --format jsonl\n  \
@@ -140,6 +140,7 @@ pub async fn run(args: DemoArgs) -> Result<u8> {
         secs = summary.duration_ms as f64 / 1000.0,
         requests = summary.api.map(|a| a.requests).unwrap_or(0),
         out = args.output,
+        wxcc = where_wxcc_is(),
     );
     Ok(code)
 }
@@ -174,4 +175,23 @@ async fn print_per_queue(_lake: &crate::lake::Lake) -> Result<()> {
          queue here: scripts/test.sh or `cargo install --path .` builds the full wxcc.)"
     );
     Ok(())
+}
+
+/// Where the `wxcc` of the suggestions is: a demo run through `cargo run` is not on `PATH`.
+fn where_wxcc_is() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "`cargo install --locked --path .` puts wxcc on your PATH".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .any(|dir| std::fs::canonicalize(dir.join("wxcc")).is_ok_and(|p| p == exe))
+    });
+    if on_path {
+        "wxcc is on your PATH".to_owned()
+    } else {
+        format!(
+            "wxcc here is {}; `cargo install --locked --path .` puts it on your PATH",
+            exe.display()
+        )
+    }
 }

@@ -285,6 +285,17 @@ async fn the_demo_can_show_derivatives() {
     ];
     let output = wxcc(&args, &Default::default(), dir.path()).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
+    // The suggested commands say which binary `wxcc` is: a demo run by `cargo run` is not on
+    // PATH.
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_wxcc")).unwrap();
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "What to try next (wxcc here is {};",
+            exe.display()
+        )),
+        "{stdout}"
+    );
     let stored = strings(loc, "SELECT count(*) FROM manifest WHERE status = 'stored'").await;
     let derived = strings(
         loc,
