@@ -739,10 +739,16 @@ pub async fn process_stored(
     Ok(taps.finish(transfer, path, ids).await)
 }
 
-/// Object attributes: tagged `audio/wav` with the task and recording ids, where the backend
-/// keeps metadata (S3, GCS, Azure); the local filesystem has no place for them and refuses
-/// them, so there the object is written without.
-fn recording_attributes(ids: &RecordingIds<'_>) -> Attributes {
+/// Runs a store call with the recording's attributes: tagged `audio/wav` with the task and
+/// recording ids, where the backend keeps metadata (S3, GCS, Azure). The local filesystem has no
+/// place for them and refuses them, so there the call is made again without.
+async fn with_attributes<T, F>(
+    ids: &RecordingIds<'_>,
+    call: impl Fn(Attributes) -> F,
+) -> object_store::Result<T>
+where
+    F: std::future::Future<Output = object_store::Result<T>>,
+{
     let mut attributes = Attributes::new();
     attributes.insert(Attribute::ContentType, WAV_CONTENT_TYPE.into());
     attributes.insert(
@@ -753,47 +759,45 @@ fn recording_attributes(ids: &RecordingIds<'_>) -> Attributes {
         Attribute::Metadata(META_RECORDING_ID.into()),
         ids.recording_id.to_owned().into(),
     );
-    attributes
+    match call(attributes).await {
+        Err(object_store::Error::NotImplemented { .. }) => call(Attributes::new()).await,
+        other => other,
+    }
 }
 
-/// Starts a multipart upload with the recording's attributes (see [`recording_attributes`]).
+/// Starts a multipart upload with the recording's attributes (see [`with_attributes`]).
 async fn start_upload(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     ids: &RecordingIds<'_>,
 ) -> Result<Box<dyn object_store::MultipartUpload>> {
-    let opts = PutMultipartOptions {
-        attributes: recording_attributes(ids),
-        ..Default::default()
-    };
-    match store.put_multipart_opts(path, opts).await {
-        Err(object_store::Error::NotImplemented { .. }) => {
-            Ok(store.put_multipart_opts(path, Default::default()).await?)
-        }
-        other => Ok(other?),
-    }
+    let upload = with_attributes(ids, |attributes| {
+        store.put_multipart_opts(
+            path,
+            PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            },
+        )
+    });
+    Ok(upload.await?)
 }
 
-/// Stores a whole body in one `put` with the recording's attributes (see
-/// [`recording_attributes`]).
+/// Stores a whole body in one `put` with the recording's attributes (see [`with_attributes`]).
 async fn put_whole(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     ids: &RecordingIds<'_>,
     body: PutPayload,
 ) -> Result<()> {
-    let opts = PutOptions {
-        attributes: recording_attributes(ids),
-        ..Default::default()
-    };
-    match store.put_opts(path, body.clone(), opts).await {
-        Err(object_store::Error::NotImplemented { .. }) => {
-            store.put_opts(path, body, Default::default()).await?;
-        }
-        other => {
-            other?;
-        }
-    }
+    let put = with_attributes(ids, |attributes| {
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        store.put_opts(path, body.clone(), opts)
+    });
+    put.await?;
     Ok(())
 }
 
