@@ -461,8 +461,8 @@ impl Taps {
 }
 
 /// A blocking consumer of a byte stream, fed through a bounded channel. It starts once
-/// [`TAP_START_BYTES`] have arrived or at the end, whichever is first: most recordings are
-/// shorter than that, and handing each to a thread in one piece costs one thread hand-off
+/// [`TAP_START_BYTES`] have arrived or at the end, whichever is first: a recording shorter than
+/// that (short calls, and the simulator's) is handed to its thread in one piece, one hand-off
 /// instead of one per chunk.
 struct Tap<T> {
     state: TapState<T>,

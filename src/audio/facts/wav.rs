@@ -318,8 +318,8 @@ impl<R: Read> Blocks<R> {
             }
             None => (u64::MAX, 0),
         };
-        // No larger than the data: most recordings are short, and zeroing a full block's
-        // buffers for each was a visible cost.
+        // No larger than the data: zeroing a full block's buffers for each short recording was
+        // a visible cost.
         let in_data = usize::try_from(remaining / align as u64).unwrap_or(usize::MAX);
         let frames = (BLOCK_BYTES / align).min(in_data).max(1);
         Blocks {
