@@ -45,7 +45,7 @@ fn init_logging(cli: &Cli) {
 /// Two arenas keep that to 129 MiB (`benches/sync_memory.rs`) for no measurable loss of
 /// speed, where jemalloc reached 148 MiB and mimalloc more, each adding a C build. Measured
 /// again with both in 2026-12 (README, "Crates we lean on"): mimalloc saves 10–15 % of the
-/// sync's CPU but peaks at 614 MiB on a 100,000-call day.
+/// sync's CPU but peaks at 133 MiB or more on a 100,000-call day, twice its 1,000-call day.
 ///
 /// A fixed mmap threshold stops glibc from raising it (up to 32 MiB) after the first large
 /// buffer is freed: buffers above it are mapped and unmapped on their own instead of being
