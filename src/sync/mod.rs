@@ -62,6 +62,11 @@ pub enum SyncError {
          one retries"
     )]
     Outage(String),
+    #[error(
+        "the lake's store keeps failing recording after recording ({0}); stopping the run, the \
+         next one retries (check the output location and its credentials: `wxcc check`)"
+    )]
+    StoreDown(String),
     #[error("listen queue: {0}")]
     Listen(String),
 }

@@ -37,7 +37,8 @@ const RECORDINGS_AHEAD: usize = 1024;
 /// Ask for a fresh URL when less than this is left of its validity.
 const URL_SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Tasks that fail for good one after another, with no success between, before the run treats
-/// the captures API as down instead of isolating task after task.
+/// the captures API as down instead of isolating task after task; likewise recordings the store
+/// fails (see [`store_health`]).
 const OUTAGE_AFTER: u32 = 5;
 
 /// A recording with the URL it came with and when that URL was issued.
@@ -178,6 +179,7 @@ pub(super) async fn sync_day(
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let ids: Vec<String> = work.query.into_iter().map(|(id, _)| id).collect();
     let failures_in_a_row = std::sync::atomic::AtomicU32::new(0);
+    let store_failures_in_a_row = std::sync::atomic::AtomicU32::new(0);
     // Stops asking for more when the run stops or the committer failed (a lost lease, say).
     let halt = ctx.stop.child_token();
     // Two stages joined by a bounded queue, so captures queries keep going (up to
@@ -236,8 +238,9 @@ pub(super) async fn sync_day(
             })
             .buffer_unordered(downloads.limit)
             .try_for_each(|stored| {
+                let store_down = store_health(&store_failures_in_a_row, &stored);
                 let _ = tx.send(Event::Stored(Box::new(stored)));
-                futures::future::ready(Ok(()))
+                futures::future::ready(store_down)
             })
             .await;
         if done.is_err() {
@@ -374,6 +377,27 @@ pub(super) async fn sync_day(
     committed?;
     downloaded?;
     queried?;
+    Ok(())
+}
+
+/// Counts recordings the store failed, one after another with none stored between: at
+/// [`OUTAGE_AFTER`] the store is refusing us (revoked credentials, a location that cannot be
+/// written) and the run stops, instead of failing recording after recording, each only after
+/// its own retries. Failures of the media host neither count nor break the run.
+fn store_health(in_a_row: &std::sync::atomic::AtomicU32, stored: &Stored) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    match &stored.store_error {
+        Some(e) => {
+            let failures = in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= OUTAGE_AFTER {
+                return Err(SyncError::StoreDown(e.clone()));
+            }
+        }
+        None if matches!(stored.outcome, Outcome::Stored { .. } | Outcome::Present) => {
+            in_a_row.store(0, Ordering::Relaxed);
+        }
+        None => {}
+    }
     Ok(())
 }
 
@@ -560,6 +584,8 @@ struct Stored {
     outcome: Outcome,
     facts: Option<AudioFactsRow>,
     derived: Vec<DerivativeRow>,
+    /// Why the store itself failed this recording (checking for it or writing it), if it did.
+    store_error: Option<String>,
 }
 
 async fn previous_manifest(
@@ -676,6 +702,7 @@ async fn store_recording(
             outcome: Outcome::Stopped,
             facts: None,
             derived: Vec::new(),
+            store_error: None,
         });
     }
     let key = match audio::object_key(org, task_id, &rec.id) {
@@ -687,6 +714,7 @@ async fn store_recording(
                 outcome: Outcome::Failed,
                 facts: None,
                 derived: Vec::new(),
+                store_error: None,
             });
         }
     };
@@ -718,6 +746,7 @@ async fn store_recording(
                     outcome: Outcome::Failed,
                     facts: None,
                     derived: Vec::new(),
+                    store_error: Some(e.to_string()),
                 });
             }
         }
@@ -760,6 +789,7 @@ async fn store_recording(
                     &stored,
                     &processed.derived,
                 ),
+                store_error: None,
             });
         }
         tracing::warn!(%path, "stored object changed since it was recorded; downloading again");
@@ -801,11 +831,16 @@ async fn store_recording(
         uri,
         result.as_ref().map(|(f, _)| &f.stored),
     );
+    let store_error = match &result {
+        Err(e @ AudioError::Store(_)) => Some(e.to_string()),
+        _ => None,
+    };
     Ok(Stored {
         manifest,
         outcome,
         facts,
         derived,
+        store_error,
     })
 }
 
@@ -978,4 +1013,46 @@ async fn fresh_url(ctx: &SyncContext, task_id: &str, recording_id: &str) -> Opti
         .flat_map(|c| c.recording)
         .find(|r| r.id == recording_id)
         .and_then(|r| r.attributes.file_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn settled(outcome: Outcome, store_error: Option<&str>) -> Stored {
+        Stored {
+            manifest: ManifestRow::default(),
+            outcome,
+            facts: None,
+            derived: Vec::new(),
+            store_error: store_error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_store_failures_in_a_row_stop_the_run() {
+        let in_a_row = AtomicU32::new(0);
+        let store_failed = || settled(Outcome::Failed, Some("disk says no"));
+        let check = |stored: Stored| store_health(&in_a_row, &stored);
+        // A failure of the media host neither counts nor resets.
+        for _ in 2..OUTAGE_AFTER {
+            assert!(check(store_failed()).is_ok());
+        }
+        assert!(check(settled(Outcome::Failed, None)).is_ok());
+        assert!(check(store_failed()).is_ok());
+        let stopped = check(store_failed());
+        assert!(
+            matches!(&stopped, Err(SyncError::StoreDown(e)) if e == "disk says no"),
+            "{stopped:?}"
+        );
+        // A recording stored or found present resets the count.
+        for ok in [Outcome::Stored { refreshed: false }, Outcome::Present] {
+            assert!(check(settled(ok, None)).is_ok());
+            for _ in 1..OUTAGE_AFTER {
+                assert!(check(store_failed()).is_ok());
+            }
+        }
+        assert!(check(store_failed()).is_err());
+    }
 }

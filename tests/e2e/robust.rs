@@ -143,3 +143,52 @@ async fn killed_runs_rerun_to_the_same_dataset_without_redownloading() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = start_sim(small_world()).await;
+    let ref_out = dir.path().join("reference");
+    sync(&reference, &ref_out).await;
+    reference.shutdown().await;
+
+    // `audio` is a file: nothing under it can be looked up or written, while the tables can.
+    let sim = start_sim(small_world()).await;
+    let out = dir.path().join("lake");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("audio"), b"not a folder").unwrap();
+    let env = sim_env(&sim);
+    let output = crate::util::sync_small_world(out.to_str().unwrap(), &[], &env, dir.path()).await;
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the lake's store keeps failing recording after recording"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let recordings = sim.world().recordings().len() as u64;
+    // Stopped after a few recordings (at most one download slot each past the limit), not one
+    // failure per recording.
+    let failed = summary["failed"].as_u64().unwrap();
+    assert!(
+        (1..=13).contains(&failed),
+        "{failed} of {recordings}: {summary}"
+    );
+    assert!(recordings > 13, "the world is large enough to tell");
+    assert_eq!(summary["stored"], 0, "{summary}");
+    assert_eq!(
+        sim.stats().downloads,
+        0,
+        "nothing fetched for a store that fails"
+    );
+
+    // Mended, the next run finishes the dataset.
+    std::fs::remove_file(out.join("audio")).unwrap();
+    let (code, next) = sync_code(&sim, &out).await;
+    assert_eq!(code, 0, "{next}");
+    assert_eq!(
+        dumps(out.to_str().unwrap()).await,
+        dumps(ref_out.to_str().unwrap()).await
+    );
+    sim.shutdown().await;
+}
