@@ -182,10 +182,45 @@ async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes
         "nothing fetched for a store that fails"
     );
 
-    // Mended, the next run finishes the dataset.
+    // A store that can say "not there" but refuses every write: each recording's key is taken
+    // by a folder. The run stops after a few downloads, not after all of them.
     std::fs::remove_file(out.join("audio")).unwrap();
+    let originals = crate::util::files(&ref_out.join("audio"));
+    for original in &originals {
+        let taken = out.join(original.strip_prefix(&ref_out).unwrap());
+        std::fs::create_dir_all(taken).unwrap();
+    }
+    let output = crate::util::sync_small_world(out.to_str().unwrap(), &[], &env, dir.path()).await;
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the lake's store keeps failing recording after recording"),
+        "{err}"
+    );
+    let downloads = sim.stats().downloads;
+    assert!(
+        (5..=13).contains(&downloads),
+        "{downloads} downloads of {} recordings",
+        originals.len()
+    );
+
+    // Mended: the next run stores everything else. Recordings whose task row a failed run
+    // committed are owed on the ledger's schedule (exit 4 says so until then); a full refresh
+    // takes them up at once.
+    std::fs::remove_dir_all(out.join("audio")).unwrap();
     let (code, next) = sync_code(&sim, &out).await;
-    assert_eq!(code, 0, "{next}");
+    let owed = next["pending"]["download_failed"].as_u64().unwrap();
+    assert_eq!(code, if owed > 0 { 4 } else { 0 }, "{next}");
+    if owed > 0 {
+        let output = crate::util::sync_small_world(
+            out.to_str().unwrap(),
+            &["--full-refresh"],
+            &env,
+            dir.path(),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
     assert_eq!(
         dumps(out.to_str().unwrap()).await,
         dumps(ref_out.to_str().unwrap()).await
