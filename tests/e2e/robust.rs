@@ -144,6 +144,23 @@ async fn killed_runs_rerun_to_the_same_dataset_without_redownloading() {
     sim.shutdown().await;
 }
 
+/// Syncs the small world into `out` and checks the run stopped on the store (exit 1, saying
+/// why); its summary.
+async fn stopped_by_the_store(
+    out: &std::path::Path,
+    env: &std::collections::HashMap<String, String>,
+) -> serde_json::Value {
+    let output =
+        crate::util::sync_small_world(out.to_str().unwrap(), &[], env, out.parent().unwrap()).await;
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the lake's store keeps failing recording after recording"),
+        "{err}"
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,14 +175,7 @@ async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("audio"), b"not a folder").unwrap();
     let env = sim_env(&sim);
-    let output = crate::util::sync_small_world(out.to_str().unwrap(), &[], &env, dir.path()).await;
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("the lake's store keeps failing recording after recording"),
-        "{err}"
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = stopped_by_the_store(&out, &env).await;
     let recordings = sim.world().recordings().len() as u64;
     // Stopped after a few recordings (at most one download slot each past the limit), not one
     // failure per recording.
@@ -190,13 +200,7 @@ async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes
         let taken = out.join(original.strip_prefix(&ref_out).unwrap());
         std::fs::create_dir_all(taken).unwrap();
     }
-    let output = crate::util::sync_small_world(out.to_str().unwrap(), &[], &env, dir.path()).await;
-    let err = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("the lake's store keeps failing recording after recording"),
-        "{err}"
-    );
+    stopped_by_the_store(&out, &env).await;
     let downloads = sim.stats().downloads;
     assert!(
         (5..=13).contains(&downloads),
