@@ -52,7 +52,7 @@ pub async fn run(config_path: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
                 } else {
                     Class::Failure
                 },
-                format!("{e:#}"),
+                super::describe(&e),
             );
             print(&args, &[(None, vec![line])], code);
             return Ok(code);

@@ -241,7 +241,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// The error that ends a command (or one org's sync), in the configured log format: a plain
 /// `error: …` line, or one JSON log line for schedulers.
 fn report_error(format: LogFormat, org: Option<&str>, err: &anyhow::Error, code: u8) {
-    let message = format!("{err:#}");
+    let message = describe(err);
     match (format, org) {
         (LogFormat::Text, None) => eprintln!("error: {message}"),
         (LogFormat::Text, Some(org)) => eprintln!("error: org {org}: {message}"),
@@ -249,6 +249,21 @@ fn report_error(format: LogFormat, org: Option<&str>, err: &anyhow::Error, code:
             tracing::error!(error = %message, exit_code = code, org, "wxcc failed")
         }
     }
+}
+
+/// The error and its causes on one line. Most errors (ours and object_store's) already name
+/// their cause in their own message, so a cause is added only when it says something new: a
+/// full disk once read "… No space left on device (os error 28)" three times over.
+pub(crate) fn describe(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// Maps an error chain to a documented exit code.
@@ -606,6 +621,31 @@ fn print_summary(summary: &SyncSummary) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let disk = std::io::Error::from_raw_os_error(28);
+        let store = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(disk),
+        };
+        let err = anyhow::Error::new(crate::lake::LakeError::Store {
+            path: "file:///lake/tasks/part-0.parquet".into(),
+            source: store,
+        })
+        .context("syncing org o1");
+        let message = describe(&err);
+        assert_eq!(
+            message.matches("No space left on device").count(),
+            1,
+            "{message}"
+        );
+        assert!(
+            message.starts_with("syncing org o1: object store error on file:///lake/"),
+            "{message}"
+        );
+        assert!(!message.ends_with(": "), "{message}");
+    }
 
     #[test]
     fn several_orgs_report_partial_success_unless_all_agree() {

@@ -39,7 +39,7 @@ impl Lineage {
     pub async fn end(&self, outcome: &Result<RunReport>, lake_root: Option<&Url>) {
         let (summary, error) = match outcome {
             Ok(r) => (Some(&r.summary), r.error.as_ref().map(ToString::to_string)),
-            Err(e) => (None, Some(format!("{e:#}"))),
+            Err(e) => (None, Some(super::describe(e))),
         };
         let fallback = Url::parse("file:///").expect("static URL");
         let event = lineage::end_event(

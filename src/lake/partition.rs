@@ -236,7 +236,7 @@ impl Lake {
                 .put(&path, PutPayload::from(bytes))
                 .await
                 .map_err(|source| LakeError::Store {
-                    path: path.to_string(),
+                    path: self.uri(&path),
                     source,
                 })?;
             tracing::debug!(%table, org_id, %date, file = write.number, incoming, rows, size, "upserted partition file");
@@ -393,7 +393,7 @@ impl Lake {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(source) => {
                 return Err(LakeError::Store {
-                    path: prefix.to_string(),
+                    path: self.uri(&prefix),
                     source,
                 });
             }
@@ -410,7 +410,7 @@ impl Lake {
     /// tool's compaction, say: nothing to keep).
     async fn fetch_part(&self, path: &object_store::path::Path) -> Result<Option<Bytes>> {
         let store_err = |source| LakeError::Store {
-            path: path.to_string(),
+            path: self.uri(path),
             source,
         };
         match self.store().get(path).await {

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::util::{dump, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc};
+use crate::util::{
+    dump, sha256_file, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc,
+};
 use wxcc::sim::Simulator;
 
 /// Runs `wxcc sync` over the small world's two days with `extra` flags; returns the summary.
@@ -25,11 +27,6 @@ async fn sync_logged(sim: &Simulator, out: &Path, extra: &[&str]) -> (serde_json
     let summary =
         serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary is JSON");
     (summary, stderr)
-}
-
-fn sha256_file(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 /// A local `file://` URI as a path.

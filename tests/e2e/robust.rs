@@ -231,3 +231,132 @@ async fn a_store_failing_every_recording_stops_the_run_and_the_next_run_finishes
     );
     sim.shutdown().await;
 }
+
+/// The runs of [`a_full_disk_stops_the_run_loses_nothing_and_the_next_run_finishes`], in one
+/// mount namespace: a small tmpfs as the lake's disk, a sync that fills it, a copy of what it
+/// left, the disk grown, the next runs, a copy of the result. `$1` is the disk's first size.
+const FULL_DISK_SCRIPT: &str = r#"
+set -u
+mount -t tmpfs -o "size=$1" tmpfs disk || exit 90
+sync() { "$WXCC" sync --from 2026-01-05 --to 2026-01-07 --output "$PWD/disk" "$@"; }
+sync >full.json 2>full.err; echo $? >full.rc
+cp -a disk after_full
+mount -o remount,size=256m disk || exit 91
+sync >next.json 2>next.err; echo $? >next.rc
+if [ "$(cat next.rc)" = 4 ]; then sync --full-refresh >refresh.json 2>refresh.err; echo $? >refresh.rc; fi
+cp -a disk mended
+"#;
+
+/// A lake whose disk fills up: the run stops with the disk's own complaint, what it wrote is
+/// whole (no torn object, no stray temporary file, every manifest row matching its object), and
+/// once space is freed the next runs finish to the same dataset as a clean run. The disk is a
+/// tmpfs in a user and mount namespace of its own (`unshare -Urm`), so no privilege is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_run_loses_nothing_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::process::Command::new("unshare")
+        .args(["-Urm", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: this kernel or sandbox allows no `unshare -Urm` to mount a small disk");
+        return;
+    }
+    let reference = start_sim(small_world()).await;
+    let ref_out = dir.path().join("reference");
+    sync(&reference, &ref_out).await;
+    reference.shutdown().await;
+    let audio: u64 = crate::util::files(&ref_out.join("audio"))
+        .iter()
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
+
+    let sim = start_sim(small_world()).await;
+    let mut env = sim_env(&sim);
+    env.insert("WXCC".into(), crate::util::WXCC.into());
+    std::fs::create_dir(dir.path().join("disk")).unwrap();
+    // Frequent commits, so the disk fills up between them, with rows already written.
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[sync]\ncommit_every_recordings = 4\n",
+    )
+    .unwrap();
+    // Room for the tables and about a third of the audio.
+    let size = format!("{}k", (audio / 3) / 1024 + 256);
+    let script = crate::util::command(
+        "unshare",
+        &["-Urm", "bash", "-c", FULL_DISK_SCRIPT, "full-disk", &size],
+        &env,
+        dir.path(),
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(script.status.success(), "{}", text(&script.stderr));
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+
+    // The full disk: exit 1, the disk's complaint in the error, a summary all the same.
+    let err = read("full.err");
+    assert_eq!(read("full.rc").trim(), "1", "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{err}");
+    assert_eq!(last.matches("No space left on device").count(), 1, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&read("full.json")).unwrap();
+    assert!(summary["stored"].as_u64().unwrap() > 0, "{summary}");
+
+    // What it left is whole: every manifest row's object is there with its size and checksum,
+    // and no temporary file or torn object lies beside them.
+    let after = dir.path().join("after_full");
+    let rows = crate::util::strings(
+        after.to_str().unwrap(),
+        "SELECT concat_ws('|', object_uri, CAST(size_bytes AS VARCHAR), sha256) FROM manifest \
+         WHERE status = 'stored'",
+    )
+    .await;
+    // (Under load the disk may fill before the first commit: then no row, and whole objects.)
+    let mut listed = std::collections::BTreeSet::new();
+    for row in &rows {
+        let [uri, size, sha] = row.split('|').collect::<Vec<_>>()[..] else {
+            panic!("{row}")
+        };
+        let (_, key) = uri.split_once("/disk/").unwrap();
+        let file = after.join(key);
+        assert_eq!(file.metadata().unwrap().len().to_string(), size, "{key}");
+        assert_eq!(crate::util::sha256_file(&file), sha, "{key}");
+        listed.insert(file);
+    }
+    for file in crate::util::files(&after.join("audio")) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.contains('#'),
+            "a temporary file was left: {}",
+            file.display()
+        );
+        // An object without its row is allowed (the next run finds it present), if whole.
+        if !listed.contains(&file) {
+            let key = file.strip_prefix(&after).unwrap();
+            let original = ref_out.join(key);
+            assert_eq!(
+                crate::util::sha256_file(&file),
+                crate::util::sha256_file(&original),
+                "torn object {}",
+                key.display()
+            );
+        }
+    }
+
+    // Space freed: the next runs finish, and the dataset is a clean run's.
+    let next = read("next.rc");
+    assert!(
+        ["0", "4"].contains(&next.trim()),
+        "{next}: {}",
+        read("next.err")
+    );
+    if next.trim() == "4" {
+        assert_eq!(read("refresh.rc").trim(), "0", "{}", read("refresh.err"));
+    }
+    assert_eq!(
+        dumps(dir.path().join("mended").to_str().unwrap()).await,
+        dumps(ref_out.to_str().unwrap()).await
+    );
+    sim.shutdown().await;
+}

@@ -5,7 +5,8 @@ use std::path::Path;
 use chrono::Duration;
 
 use crate::util::{
-    TABLES, dump, files, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc,
+    TABLES, dump, files, sha256_file, sim_env, small_world, start_sim, strings, sync_small_world,
+    text, wxcc,
 };
 use wxcc::sim::Simulator;
 
@@ -243,11 +244,6 @@ async fn json_logs_are_one_object_per_line() {
         assert!(v["level"].is_string(), "{line}");
     }
     sim.shutdown().await;
-}
-
-fn sha256_file(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,20 @@ pub fn wxcc_command(
     env: &HashMap<String, String>,
     cwd: &Path,
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxcc"));
+    command(WXCC, args, env, cwd)
+}
+
+/// The binary under test.
+pub const WXCC: &str = env!("CARGO_BIN_EXE_wxcc");
+
+/// `program` (the binary, or a wrapper that runs it) with exactly `env` as its WXCC_* variables.
+pub fn command(
+    program: &str,
+    args: &[&str],
+    env: &HashMap<String, String>,
+    cwd: &Path,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {
         if k.starts_with("WXCC_") {
@@ -65,6 +78,11 @@ pub fn wxcc_command(
     }
     cmd.envs(env).kill_on_drop(true);
     cmd
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 /// `wxcc sync` over the two days of [`small_world`] into `output`, with `extra` flags.
