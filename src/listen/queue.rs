@@ -90,6 +90,10 @@ pub struct QueueStats {
 
 struct Inner {
     file: File,
+    /// The journal's length up to its last whole line.
+    len: u64,
+    /// An append failed and could not be cut back off: the next starts on a line of its own.
+    torn: bool,
     next_seq: u64,
     ids: HashSet<String>,
     keys: HashSet<String>,
@@ -98,6 +102,37 @@ struct Inner {
     accepted: u64,
     duplicates: u64,
     done: u64,
+}
+
+impl Inner {
+    /// Appends whole lines durably, or none: a write cut short (a full disk) is cut back off,
+    /// or else the next line would fuse with its fragment into one line no reopen can read,
+    /// losing an event already answered 2xx.
+    fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        if self.torn && self.file.set_len(self.len).is_ok() {
+            self.torn = false;
+        }
+        let written = if self.torn {
+            // The fragment could not be cut off: end it, so it is a line of its own, skipped.
+            self.file
+                .write_all(b"\n")
+                .and_then(|()| self.file.write_all(lines))
+        } else {
+            self.file.write_all(lines)
+        };
+        match written.and_then(|()| self.file.sync_data()) {
+            Ok(()) => {
+                let added = lines.len() as u64 + u64::from(self.torn);
+                self.len = self.file.metadata().map_or(self.len + added, |m| m.len());
+                self.torn = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.torn = self.file.set_len(self.len).is_err();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The queue; share it behind an `Arc`.
@@ -128,10 +163,11 @@ impl Queue {
         let mut seen: HashMap<String, (String, i64)> = HashMap::new();
         let mut next_seq = 0;
         if let Ok(f) = File::open(&path) {
-            for line in BufReader::new(f).lines() {
+            for line in BufReader::new(f).split(b'\n') {
                 let Ok(line) = line else { break };
-                // A torn last line was never acknowledged.
-                let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+                // A torn line (a crash mid-append, or a full disk) was never acknowledged; it
+                // may even end inside a character.
+                let Ok(parsed) = serde_json::from_slice::<Line>(&line) else {
                     continue;
                 };
                 match parsed {
@@ -187,6 +223,7 @@ impl Queue {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
         let keys = seen.values().map(|(k, _)| k.clone()).collect();
         let ids = seen.into_keys().collect();
         if !pending.is_empty() {
@@ -199,6 +236,8 @@ impl Queue {
             path,
             inner: Mutex::new(Inner {
                 file,
+                len,
+                torn: false,
                 next_seq,
                 ids,
                 keys,
@@ -234,8 +273,7 @@ impl Queue {
         };
         let mut line = serde_json::to_vec(&Line::Accept(event.clone())).unwrap_or_default();
         line.push(b'\n');
-        inner.file.write_all(&line).map_err(io(&self.path))?;
-        inner.file.sync_data().map_err(io(&self.path))?;
+        inner.append(&line).map_err(io(&self.path))?;
         inner.next_seq += 1;
         inner.ids.insert(event_id.to_owned());
         inner.keys.insert(key.to_owned());
@@ -283,8 +321,7 @@ impl Queue {
             out.extend(serde_json::to_vec(&Line::Done { seq, at_ms }).unwrap_or_default());
             out.push(b'\n');
         }
-        inner.file.write_all(&out).map_err(io(&self.path))?;
-        inner.file.sync_data().map_err(io(&self.path))?;
+        inner.append(&out).map_err(io(&self.path))?;
         for s in seqs {
             inner.pending.remove(s);
             inner.claimed.remove(s);
@@ -320,6 +357,89 @@ impl Queue {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeSet;
+
+    /// A disk that fills up mid-append, for real: the test runs itself again in a user and mount
+    /// namespace of its own (`unshare -Urm`, no privilege needed) over a 64 KiB tmpfs.
+    #[test]
+    fn a_full_disk_never_costs_an_acknowledged_event() {
+        const DIR: &str = "WXCC_TEST_FULL_DISK_DIR";
+        const NAME: &str = "listen::queue::tests::a_full_disk_never_costs_an_acknowledged_event";
+        let Ok(dir) = std::env::var(DIR) else {
+            let probe = std::process::Command::new("unshare")
+                .args(["-Urm", "true"])
+                .status();
+            if !probe.is_ok_and(|s| s.success()) {
+                eprintln!("skipped: no `unshare -Urm` here to mount a small disk");
+                return;
+            }
+            let dir = tempfile::tempdir().expect("dir");
+            let script = r#"mount -t tmpfs -o size=64k tmpfs "$WXCC_TEST_FULL_DISK_DIR" && exec "$0" --exact "$1" --nocapture --test-threads 1"#;
+            let ran = std::process::Command::new("unshare")
+                .args(["-Urm", "sh", "-c", script])
+                .arg(std::env::current_exe().expect("this test binary"))
+                .arg(NAME)
+                .env(DIR, dir.path())
+                .output()
+                .expect("unshare runs");
+            let out = String::from_utf8_lossy(&ran.stdout);
+            let err = String::from_utf8_lossy(&ran.stderr);
+            assert!(ran.status.success(), "{out}\n{err}");
+            assert!(
+                out.contains("1 passed"),
+                "the test ran on the small disk: {out}\n{err}"
+            );
+            return;
+        };
+        let dir = Path::new(&dir);
+        let journal = dir.join("journal.jsonl");
+        let q = Queue::open(dir).expect("open");
+        let event = |i: usize| {
+            (
+                format!("e{i}"),
+                format!("t/r{i}"),
+                json!({"pad": "x".repeat(700)}),
+            )
+        };
+        let mut acked = BTreeSet::new();
+        let accept = |i: usize| {
+            let (id, key, data) = event(i);
+            q.accept(&id, &key, data).map(|_| id)
+        };
+        // One line, so the journal's page has room left when the disk is full.
+        acked.insert(accept(0).expect("room"));
+        let mut filler = File::create(dir.join("filler")).expect("filler");
+        while filler.write_all(&[0; 4096]).is_ok() {}
+        let mut refused = None;
+        for i in 1..40 {
+            let before = std::fs::metadata(&journal).expect("journal").len();
+            match accept(i) {
+                Ok(id) => {
+                    acked.insert(id);
+                }
+                Err(e) => {
+                    // The line that did not fit is not left half written.
+                    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), before);
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("the disk filled up");
+        assert!(
+            refused.to_string().contains("No space left on device"),
+            "{refused}"
+        );
+        drop(filler);
+        std::fs::remove_file(dir.join("filler")).expect("room again");
+        for i in 40..43 {
+            acked.insert(accept(i).expect("room again"));
+        }
+        drop(q);
+        let q = Queue::open(dir).expect("reopen");
+        let owed: BTreeSet<String> = q.claim(100).into_iter().map(|e| e.event_id).collect();
+        assert_eq!(owed, acked, "every event answered 2xx is still owed");
+    }
 
     #[test]
     fn duplicates_by_event_id_or_by_recording_are_not_queued_twice() {
