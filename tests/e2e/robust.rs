@@ -294,14 +294,24 @@ async fn a_full_disk_stops_the_run_loses_nothing_and_the_next_run_finishes() {
     assert!(script.status.success(), "{}", text(&script.stderr));
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
 
-    // The full disk: exit 1, the disk's complaint in the error, a summary all the same.
+    // The full disk: exit 1 with the disk's complaint, said once, in the error; a summary all
+    // the same. (Should the recordings that still fit break every run of five failures, and
+    // the last commits fit too, the run ends partial instead: exit 4, the failures named.)
     let err = read("full.err");
-    assert_eq!(read("full.rc").trim(), "1", "{err}");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "{err}");
-    assert_eq!(last.matches("No space left on device").count(), 1, "{err}");
     let summary: serde_json::Value = serde_json::from_str(&read("full.json")).unwrap();
     assert!(summary["stored"].as_u64().unwrap() > 0, "{summary}");
+    match read("full.rc").trim() {
+        "1" => {
+            let last = err.lines().last().unwrap_or_default();
+            assert!(last.starts_with("error: "), "{err}");
+            assert_eq!(last.matches("No space left on device").count(), 1, "{err}");
+        }
+        "4" => {
+            assert!(summary["failed"].as_u64().unwrap() > 0, "{summary}");
+            assert!(err.contains("No space left on device"), "{err}");
+        }
+        code => panic!("exit {code}: {err}"),
+    }
 
     // What it left is whole: every manifest row's object is there with its size and checksum,
     // and no temporary file or torn object lies beside them.
