@@ -87,6 +87,8 @@ pub struct CheckOptions {
     pub refresh_warn: chrono::Duration,
     /// Fail when the scratch directory has less free space than this.
     pub scratch_min_bytes: u64,
+    /// Fail when a local lake's disk has less free space than this.
+    pub lake_min_bytes: u64,
     /// Fail when the local clock and the API's `Date` differ by more than this.
     pub max_skew: Duration,
     /// Scratch directory when the configuration names none (the system's temporary directory).
@@ -140,7 +142,7 @@ pub async fn run(cfg: &Config, opts: &CheckOptions) -> Vec<Check> {
     out.push(probes::clock_check(&http, &cfg.api_base_url, Utc::now, opts.max_skew).await);
     out.push(
         match Lake::open_with_options(&cfg.output, cfg.storage_options.iter().cloned()) {
-            Ok(lake) => store_roundtrip(&lake).await,
+            Ok(lake) => store_roundtrip(&lake, opts.lake_min_bytes).await,
             Err(e) => Check::fail("store", Class::Failure, e.to_string()),
         },
     );

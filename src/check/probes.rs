@@ -13,7 +13,7 @@ use crate::lake::Lake;
 
 /// Put, read back, conditionally create (twice: the second must be refused) and delete under
 /// `_check/` at the output, as a run's Parquet, audio and lease writes would.
-pub async fn store_roundtrip(lake: &Lake) -> Check {
+pub async fn store_roundtrip(lake: &Lake, min_free_bytes: u64) -> Check {
     let id = uuid::Uuid::new_v4();
     let plain = lake.path(&format!("_check/{id}.txt"));
     let create = lake.path(&format!("_check/{id}.lease"));
@@ -27,15 +27,35 @@ pub async fn store_roundtrip(lake: &Lake) -> Check {
     {
         let _ = std::fs::remove_dir(dir); // local disk keeps empty folders; others have none
     }
-    match result {
-        Ok(()) => Check::pass(
+    let works = format!(
+        "put, get, conditional create and delete work at {}",
+        lake.url()
+    );
+    let mib = |b: u64| b / (1024 * 1024);
+    // A local lake's disk can fill up: say how much room is left (cloud stores have no limit
+    // to read).
+    let local = lake.url().to_file_path().ok();
+    match (result, local.map(|dir| free_bytes(&dir))) {
+        (Err(why), _) => Check::fail("store", Class::Failure, format!("{}: {why}", lake.url())),
+        (Ok(()), None) => Check::pass("store", works),
+        (Ok(()), Some(Ok(free))) if free >= min_free_bytes => {
+            Check::pass("store", format!("{works}; {} MiB free", mib(free)))
+        }
+        (Ok(()), Some(Ok(free))) => Check::fail(
             "store",
+            Class::Failure,
             format!(
-                "put, get, conditional create and delete work at {}",
-                lake.url()
+                "{works}, but its disk has {} MiB free, less than the {} MiB wanted \
+                 (`--lake-mib`): free space or move the lake before a run fills it",
+                mib(free),
+                mib(min_free_bytes)
             ),
         ),
-        Err(why) => Check::fail("store", Class::Failure, format!("{}: {why}", lake.url())),
+        (Ok(()), Some(Err(e))) => Check::fail(
+            "store",
+            Class::Failure,
+            format!("{works}, but its free space cannot be read: {e}"),
+        ),
     }
 }
 
@@ -203,10 +223,28 @@ mod tests {
     #[tokio::test]
     async fn store_probe_passes_on_memory_and_cleans_up() {
         let lake = Lake::open("memory://").unwrap();
-        let check = store_roundtrip(&lake).await;
+        let check = store_roundtrip(&lake, 0).await;
         assert_eq!(check.status, super::super::Status::Pass, "{check:?}");
         use futures::TryStreamExt;
         let left: Vec<_> = lake.store().list(None).try_collect().await.unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_local_lake_says_how_much_room_is_left_and_fails_when_too_little() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let roomy = store_roundtrip(&lake, 1).await;
+        assert_eq!(roomy.status, super::super::Status::Pass, "{roomy:?}");
+        assert!(roomy.detail.ends_with(" MiB free"), "{roomy:?}");
+        let cramped = store_roundtrip(&lake, u64::MAX).await;
+        assert_eq!(cramped.status, super::super::Status::Fail, "{cramped:?}");
+        assert!(cramped.detail.contains("less than the"), "{cramped:?}");
+        assert!(cramped.detail.contains("--lake-mib"), "{cramped:?}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "probe objects removed"
+        );
     }
 }

@@ -27,6 +27,9 @@ pub struct CheckArgs {
     /// hundred).
     #[arg(long, env = "WXCC_CHECK_SCRATCH_MIB", default_value_t = 1024)]
     pub scratch_mib: u64,
+    /// Free space a lake on local disk needs, in MiB (a run that fills the disk stops).
+    #[arg(long, env = "WXCC_CHECK_LAKE_MIB", default_value_t = 1024)]
+    pub lake_mib: u64,
     /// Largest tolerated difference between the local clock and the API's, in seconds.
     #[arg(long, default_value_t = 60)]
     pub max_skew_secs: u64,
@@ -61,6 +64,7 @@ pub async fn run(config_path: Option<PathBuf>, args: CheckArgs) -> Result<u8> {
     let opts = CheckOptions {
         refresh_warn: chrono::Duration::days(i64::from(args.warn_days)),
         scratch_min_bytes: args.scratch_mib.saturating_mul(1024 * 1024),
+        lake_min_bytes: args.lake_mib.saturating_mul(1024 * 1024),
         max_skew: Duration::from_secs(args.max_skew_secs),
         default_scratch: std::env::temp_dir(),
     };
