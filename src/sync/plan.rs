@@ -2,7 +2,6 @@
 //! that are new, changed or due; then the ledger's other due entries; then the settle check.
 
 use std::collections::HashSet;
-use std::hash::BuildHasher;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use futures::StreamExt;
@@ -324,29 +323,48 @@ impl Run<'_> {
     }
 }
 
-/// The ids of the tasks a run asked about, kept as 64-bit hashes. As strings, a 100,000-call
-/// day's ids held some 5 MiB of small allocations for the whole run (heaptrack); as hashes they
-/// hold about one. A collision (odds about 3 × 10⁻⁸ for a million ids, keys random per run)
-/// costs one task's settle check, or delays one due ledger entry to the next run.
+/// The ids of the tasks a run asked about, held compactly and exactly. As strings, a
+/// 100,000-call day's ids held some 5 MiB of small allocations for the whole run (heaptrack).
+/// WxCC task ids are UUIDs, kept here as 128-bit numbers (about 2 MiB for that day); any other
+/// id is kept as it is. Exact, not hashed: a false "asked" would skip a settle check and could
+/// leave a late recording behind.
 #[derive(Default)]
 struct Asked {
-    hasher: std::hash::RandomState,
-    ids: std::sync::Mutex<HashSet<u64>>,
+    ids: std::sync::Mutex<AskedIds>,
+}
+
+#[derive(Default)]
+struct AskedIds {
+    uuids: HashSet<u128>,
+    others: HashSet<Box<str>>,
 }
 
 impl Asked {
     fn extend<'i>(&self, ids: impl IntoIterator<Item = &'i str>) {
-        let hashes: Vec<u64> = ids.into_iter().map(|id| self.hasher.hash_one(id)).collect();
-        self.lock().extend(hashes);
+        let mut asked = self.ids.lock().expect("not poisoned: no panic while held");
+        for id in ids {
+            match canonical_uuid(id) {
+                Some(n) => asked.uuids.insert(n),
+                None => asked.others.insert(id.into()),
+            };
+        }
     }
 
     fn contains(&self, id: &str) -> bool {
-        self.lock().contains(&self.hasher.hash_one(id))
+        let asked = self.ids.lock().expect("not poisoned: no panic while held");
+        match canonical_uuid(id) {
+            Some(n) => asked.uuids.contains(&n),
+            None => asked.others.contains(id),
+        }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.ids.lock().expect("not poisoned: no panic while held")
-    }
+/// The id as a number when it is a UUID in its canonical form (lower-case, hyphenated), the
+/// only form that maps one to one: `A…` and `a…` stay two ids.
+fn canonical_uuid(id: &str) -> Option<u128> {
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut buf) == id).then(|| uuid.as_u128())
 }
 
 /// A range to list: a window of this run (which moves the watermark once done), or a range an
@@ -587,13 +605,22 @@ mod tests {
     use super::Asked;
 
     #[test]
-    fn asked_ids_are_told_apart_by_their_hashes() {
+    fn asked_ids_are_kept_exactly_in_any_form() {
         let asked = Asked::default();
-        let ids: Vec<String> = (0..10_000).map(|i| format!("task-{i:05}")).collect();
-        asked.extend(ids.iter().step_by(2).map(String::as_str));
-        for (i, id) in ids.iter().enumerate() {
+        let uuids: Vec<String> = (0..2_000u128)
+            .map(|i| uuid::Uuid::from_u128(i * 0x9e37_79b9_7f4a_7c15).to_string())
+            .collect();
+        asked.extend(uuids.iter().step_by(2).map(String::as_str));
+        for (i, id) in uuids.iter().enumerate() {
             assert_eq!(asked.contains(id), i % 2 == 0, "{id}");
         }
+        // Other shapes of id, and other spellings of a UUID, are ids of their own.
+        asked.extend(["task-1", "CAFEBABE-0000-4000-8000-000000000001"]);
+        assert!(asked.contains("task-1"));
+        assert!(!asked.contains("task-2"));
+        assert!(asked.contains("CAFEBABE-0000-4000-8000-000000000001"));
+        assert!(!asked.contains("cafebabe-0000-4000-8000-000000000001"));
+        assert!(!asked.contains("cafebabe000040008000000000000001"));
         assert!(!asked.contains(""));
     }
 }
