@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use url::Url;
 use wxcc::auth::{StoreKey, StoredTokens, TokenProvider, TokenSet, TokenStore};
@@ -60,19 +60,12 @@ fn import_lines(sim: &Simulator) -> String {
 
 /// The real binary with piped standard streams, WXCC_* and RUST_LOG from `env` only.
 fn spawn(args: &[&str], env: &HashMap<String, String>, cwd: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxcc"));
-    cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WXCC_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(env)
+    crate::util::wxcc_command(args, env, cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.spawn().expect("wxcc binary starts")
+        .spawn()
+        .expect("wxcc binary starts")
 }
 
 struct Finished {
