@@ -9,17 +9,17 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wxcc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# Python tools the end-to-end tests drive: an S3-compatible server (moto) and two other
-# Parquet readers (pyarrow, DuckDB) to prove the tables are readable unchanged elsewhere;
+# Python tools the end-to-end tests drive: an S3-compatible server (moto) and three other
+# Parquet readers (pyarrow, DuckDB, Spark) to prove the tables are readable unchanged elsewhere;
 # Prometheus' own text parser for the metrics file; jsonschema for the OpenLineage events;
 # kubernetes-validate (offline schemas) for deploy/kubernetes.
 # Installed once into a venv outside the clone; reinstalled only when something is missing.
 VENV="${WXCC_TEST_VENV:-$HOME/.cache/wxcc-venv}"
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, prometheus_client, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
-  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, prometheus-client, jsonschema, kubernetes-validate)"
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, duckdb, pyspark, prometheus_client, jsonschema, kubernetes_validate' >/dev/null 2>&1; then
+  echo "== installing test tools into $VENV (moto[server], pyarrow, duckdb, pyspark, prometheus-client, jsonschema, kubernetes-validate)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb prometheus-client jsonschema \
-    kubernetes-validate
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' pyarrow duckdb 'pyspark>=4' prometheus-client \
+    jsonschema kubernetes-validate
 fi
 export WXCC_TEST_PYTHON="$VENV/bin/python"
 
@@ -51,6 +51,16 @@ if [ ! -x "$NODE_DIR/node_modules/.bin/azurite-blob" ] || [ ! -d "$NODE_DIR/node
   npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent azurite@3 @azure/storage-blob@12
 fi
 export WXCC_TEST_NODE_MODULES="$NODE_DIR/node_modules"
+
+# A Java runtime for Spark (pyspark 4 needs Java 17 or later): Debian's, when there is none.
+if ! command -v java >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing a Java runtime (apt-get default-jre-headless)"
+    apt-get install -y default-jre-headless >/dev/null || { apt-get update >/dev/null && apt-get install -y default-jre-headless >/dev/null; }
+  else
+    echo "== java not found and cannot be installed here: the Spark test will skip (fail under CI)"
+  fi
+fi
 
 # Headless Chromium (Debian's package) renders `wxcc report` pages for the report tests.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -1,5 +1,5 @@
 //! `wxcc sql`, `wxcc query` and `wxcc export` on a small lake written with the lake API, and the
-//! same lake read by other engines (pyarrow and DuckDB) through Python.
+//! same lake read by other engines (pyarrow, DuckDB and Spark) through Python.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -506,14 +506,9 @@ print("\n".join(problems) if problems else "ok")
 sys.exit(1 if problems else 0)
 "#;
 
-#[tokio::test]
-async fn lake_reads_unchanged_with_pyarrow_and_duckdb() {
-    let Some(python) = test_python() else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("lake");
-    write_lake(&root).await;
+/// What the other engines should find in the lake [`write_lake`] writes: per table, its rows and
+/// each column's type as `schemas/` declares it.
+fn engine_spec() -> String {
     let spec: Vec<serde_json::Value> = Table::ALL
         .into_iter()
         .map(|t| {
@@ -531,21 +526,102 @@ async fn lake_reads_unchanged_with_pyarrow_and_duckdb() {
             })
         })
         .collect();
-    let spec = serde_json::to_string(&spec).expect("spec");
+    serde_json::to_string(&spec).expect("spec")
+}
+
+/// Runs `script` (one of the checks above) with the test Python over a freshly written lake;
+/// the script prints its problems and exits 1 when there are any.
+async fn other_engine_agrees(script: &str, what: &str) {
+    let Some(python) = test_python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("lake");
+    write_lake(&root).await;
     let out = tokio::process::Command::new(&python)
-        .args([
-            "-c",
-            READ_WITH_OTHER_ENGINES,
-            root.to_str().expect("utf8"),
-            &spec,
-        ])
+        .args(["-c", script, root.to_str().expect("utf8"), &engine_spec()])
+        // Spark writes its scratch (spark-warehouse, derby logs) to the working directory.
+        .current_dir(dir.path())
         .output()
         .await
         .expect("python runs");
     assert!(
         out.status.success(),
-        "other engines disagree with the lake:\n{}{}",
+        "{what} disagrees with the lake:\n{}{}",
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn lake_reads_unchanged_with_pyarrow_and_duckdb() {
+    other_engine_agrees(READ_WITH_OTHER_ENGINES, "pyarrow or DuckDB").await;
+}
+
+/// Spark, as a user who outgrows one machine reads the lake: `spark.read.parquet` on each table's
+/// folder, Hive partitions discovered, no schema given, then the `recordings` join.
+const READ_WITH_SPARK: &str = r#"
+import json, sys
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+root, spec = sys.argv[1], json.loads(sys.argv[2])
+spark = (SparkSession.builder.master("local[1]").appName("wxcc-lake-check")
+         .config("spark.ui.enabled", "false")
+         .config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.sql.session.timeZone", "UTC")
+         .getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+spark_types = {
+    "string": [T.StringType()],
+    "bool": [T.BooleanType()],
+    "int64": [T.LongType()],
+    "float64": [T.DoubleType()],
+    # isAdjustedToUTC = true: an instant, TIMESTAMP (not TIMESTAMP_NTZ)
+    "timestamp_ms": [T.TimestampType()],
+    "list<string>": [T.ArrayType(T.StringType(), True), T.ArrayType(T.StringType(), False)],
+}
+problems = []
+for table in spec:
+    name, rows, columns = table["name"], table["rows"], table["columns"]
+    df = spark.read.parquet(f"{root}/{name}")
+    df.createOrReplaceTempView(name)
+    n = df.count()
+    if n != rows:
+        problems.append(f"spark {name}: {n} rows, expected {rows}")
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    for col, typ in columns.items():
+        # Spark infers a partition value that looks like a date as DATE.
+        allowed = spark_types[typ] + ([T.DateType()] if col == "date" else [])
+        if fields.get(col) not in allowed:
+            problems.append(f"spark {name}.{col}: {fields.get(col)}, expected {typ}")
+    if name == "tasks":
+        first = df.selectExpr("unix_millis(min(created_time))").first()[0]
+        if first != table["first_created_ms"]:
+            problems.append(f"spark tasks.created_time: {first}, expected {table['first_created_ms']}")
+joined = spark.sql(
+    "SELECT count(*) FROM manifest m JOIN tasks t "
+    "ON t.org_id = m.org_id AND t.date = m.date AND t.task_id = m.task_id "
+    "WHERE m.status = 'stored'").first()[0]
+if joined != 6:
+    problems.append(f"spark manifest JOIN tasks: {joined} rows, expected 6")
+spark.stop()
+print("\n".join(problems) if problems else "ok")
+sys.exit(1 if problems else 0)
+"#;
+
+/// Spark needs a Java runtime; scripts/test.sh installs one (and pyspark) where it can.
+#[tokio::test]
+async fn lake_reads_unchanged_with_spark() {
+    let java = std::process::Command::new("java").arg("-version").output();
+    if !java.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Java runtime for Spark: run the suite through scripts/test.sh"
+        );
+        eprintln!("skipping: no Java runtime (scripts/test.sh installs one)");
+        return;
+    }
+    other_engine_agrees(READ_WITH_SPARK, "Spark").await;
 }
