@@ -8,7 +8,7 @@
 //!   until a recording appears or the give-up age passes, whatever the look-back.
 //! - `captures_failed`: its captures query failed for good (after retries and after the batch
 //!   was split down to this task), with the status and reason.
-//! - `download_failed`: a recording of it could not be stored.
+//! - `download_failed`: a recording of it, or a derivative of one, could not be stored.
 //!
 //! Listing ranges that could not be read (`gaps`) are kept too, and listed again by later runs.
 //! `settled_until` is the settle check's mark: every voice task created before it was asked

@@ -72,6 +72,23 @@ pub(super) struct RunState<'a> {
     pub now: DateTime<Utc>,
 }
 
+impl RunState<'_> {
+    fn books(&mut self) -> Books<'_> {
+        Books {
+            ledger: self.ledger,
+            summary: self.summary,
+            now: self.now,
+        }
+    }
+}
+
+/// The part of the run's state the pipeline's events update between commits.
+struct Books<'a> {
+    ledger: &'a mut Ledger,
+    summary: &'a mut SyncSummary,
+    now: DateTime<Utc>,
+}
+
 /// What the query-and-download pipeline reports to the committer.
 enum Event {
     Captures(Queried),
@@ -98,6 +115,10 @@ struct Batch {
     derived: Vec<DerivativeRow>,
     rejects: Vec<Reject>,
     recordings: usize,
+    /// Tasks whose work is complete, freed from the ledger (with their `createdTime`) only by
+    /// the commit that writes their rows: the parts in flight share one ledger, and the other
+    /// part's save must never free a task whose rows are still only in memory.
+    resolved: HashMap<String, i64>,
 }
 
 impl Batch {
@@ -106,6 +127,182 @@ impl Batch {
             && self.captures.is_empty()
             && self.manifest.is_empty()
             && self.rejects.is_empty()
+            && self.resolved.is_empty()
+    }
+
+    /// The task is complete: freed from the ledger with this batch's commit.
+    fn resolve(&mut self, task_id: &str, created_ms: i64) {
+        self.resolved.insert(task_id.to_owned(), created_ms);
+    }
+
+    /// Frees the resolved tasks: only once this batch's rows are upserted.
+    fn free_resolved(&self, ledger: &mut Ledger) {
+        for (task_id, created_ms) in &self.resolved {
+            ledger.resolve(task_id, *created_ms);
+        }
+    }
+
+    /// The task is owed again, at once (an entry saved early only means one more retry); a
+    /// freeing still waiting in this batch is cancelled. `false`: given up (see
+    /// [`Ledger::record`]).
+    fn owe(
+        &mut self,
+        ledger: &mut Ledger,
+        task_id: &str,
+        created_ms: i64,
+        why: Why,
+        failure: Option<(Option<u16>, String)>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        self.resolved.remove(task_id);
+        ledger.record(task_id, created_ms, why, failure, now)
+    }
+}
+
+/// What the committer learns from the pipeline's events, until the part is done.
+struct Tally<'a> {
+    /// The `createdTime` of every task asked about (its partition, its ledger day).
+    created: &'a HashMap<String, i64>,
+    /// `stop_time` of each recording as last stored.
+    stops: &'a HashMap<(String, String), Option<i64>>,
+    pii: &'a super::pii::PiiMode,
+    /// Tasks listed this run whose row waits for their work to be complete.
+    listed: HashMap<String, Task>,
+    /// Recordings of each task not settled yet.
+    outstanding: HashMap<String, usize>,
+    /// A recording's capture row waits for its download: a row written ahead of a transfer
+    /// that then failed or was stopped would hide that the recording grew.
+    waiting: HashMap<(String, String), CaptureRow>,
+    /// Tasks with a recording (or a derivative) that could not be stored.
+    failed: HashSet<String>,
+}
+
+impl Tally<'_> {
+    fn created(&self, task_id: &str) -> i64 {
+        self.created.get(task_id).copied().unwrap_or_default()
+    }
+
+    /// One captures batch answered: failures owed, tasks without recordings settled, the
+    /// recordings' capture rows held until their downloads settle.
+    fn captures(&mut self, run: &mut Books<'_>, batch: &mut Batch, q: Queried) {
+        run.summary.captures_queries += q.requests;
+        batch.rejects.extend(q.rejects);
+        let answered: HashSet<&str> = q.captures.iter().map(|c| c.task_id.as_str()).collect();
+        for failed in &q.failed {
+            let at = self.created(&failed.task_id);
+            batch.owe(
+                run.ledger,
+                &failed.task_id,
+                at,
+                Why::CapturesFailed,
+                Some((failed.status, failed.reason.clone())),
+                run.now,
+            );
+            tracing::warn!(task_id = %failed.task_id, status = ?failed.status, reason = %failed.reason, "captures of a task could not be read; recorded for retry");
+            run.summary.failed_tasks.push(failed.clone());
+            batch.tasks.extend(self.listed.remove(&failed.task_id));
+        }
+        let failed: HashSet<&str> = q.failed.iter().map(|f| f.task_id.as_str()).collect();
+        // Tasks the API left out of its answer have no captures (yet).
+        let silent: Vec<&String> = q
+            .asked
+            .iter()
+            .filter(|id| !answered.contains(id.as_str()) && !failed.contains(id.as_str()))
+            .collect();
+        for id in silent {
+            self.no_recording(run, batch, id);
+        }
+        for c in &q.captures {
+            run.summary.recordings += c.recording.len() as u64;
+            batch.recordings += c.recording.len();
+            let recordings: Vec<_> = c
+                .recording
+                .iter()
+                .map(|r| (c.task_id.as_str(), r))
+                .collect();
+            for row in rows::capture_rows(&recordings, self.pii) {
+                self.waiting
+                    .insert((row.task_id.clone(), row.recording_id.clone()), row);
+            }
+            if c.recording.is_empty() {
+                self.no_recording(run, batch, &c.task_id);
+            } else {
+                *self.outstanding.entry(c.task_id.clone()).or_default() += c.recording.len();
+            }
+        }
+    }
+
+    /// One transfer settled. Once a task's last recording has, the task is owed again if
+    /// anything of it failed (the recording, or a derivative: a freed task is never asked
+    /// about again once its day leaves the look-back), and freed otherwise.
+    fn stored(&mut self, run: &mut Books<'_>, batch: &mut Batch, stored: Stored) {
+        let key = (
+            stored.manifest.task_id.clone(),
+            stored.manifest.recording_id.clone(),
+        );
+        run.summary.count(&stored.manifest, stored.outcome);
+        if matches!(stored.outcome, Outcome::Stopped) {
+            // Aborted by a graceful stop: no row, the task stays owed.
+            self.settle(batch, key, false);
+            return;
+        }
+        let durable = !matches!(stored.outcome, Outcome::Failed);
+        self.settle(batch, key, durable);
+        run.summary.count_derived(&stored.derived);
+        let task_id = stored.manifest.task_id.clone();
+        if !durable
+            || stored
+                .derived
+                .iter()
+                .any(|d| d.status == derived_status::FAILED)
+        {
+            self.failed.insert(task_id.clone());
+        }
+        batch.manifest.push(stored.manifest);
+        batch.facts.extend(stored.facts);
+        batch.derived.extend(stored.derived);
+        let left = self.outstanding.entry(task_id.clone()).or_insert(1);
+        *left -= 1;
+        if *left == 0 {
+            self.outstanding.remove(&task_id);
+            let at = self.created(&task_id);
+            if self.failed.remove(&task_id) {
+                batch.owe(run.ledger, &task_id, at, Why::DownloadFailed, None, run.now);
+            } else {
+                batch.resolve(&task_id, at);
+            }
+            batch.tasks.extend(self.listed.remove(&task_id));
+        }
+    }
+
+    /// Releases a recording's capture row once its transfer settled. Without durable audio, a
+    /// row listed before keeps its old `stop_time` (so the next run still sees the recording
+    /// grew).
+    fn settle(&mut self, batch: &mut Batch, key: (String, String), durable: bool) {
+        if let Some(row) = self.waiting.remove(&key)
+            && (durable || !self.stops.contains_key(&key))
+        {
+            batch.captures.push(row);
+        }
+    }
+
+    /// A task asked about that has no recording: if one may still come, the ledger waits for
+    /// it.
+    fn no_recording(&mut self, run: &mut Books<'_>, batch: &mut Batch, id: &str) {
+        let at = self.created(id);
+        // A task listed this run says whether a recording may still come; one asked about from
+        // the ledger alone keeps waiting (its row in the tasks table is unchanged).
+        let may_come = self.listed.get(id).is_none_or(Task::may_have_recording);
+        if !may_come {
+            batch.resolve(id, at);
+        } else if !batch.owe(run.ledger, id, at, Why::NoRecordingYet, None, run.now) {
+            tracing::warn!(
+                task_id = id,
+                "no recording appeared within the give-up age; no longer asked about"
+            );
+            run.summary.given_up += 1;
+        }
+        batch.tasks.extend(self.listed.remove(id));
     }
 }
 
@@ -249,103 +446,22 @@ pub(super) async fn sync_day(
         done
     };
     let committer = async {
-        let mut outstanding: HashMap<String, usize> = HashMap::new();
-        // A recording's capture row waits for its download: a row written ahead of a transfer
-        // that then failed or was stopped would hide that the recording grew.
-        let mut waiting: HashMap<(String, String), CaptureRow> = HashMap::new();
-        let mut download_failed: HashSet<String> = HashSet::new();
+        let mut tally = Tally {
+            created: &created,
+            stops: &stops,
+            pii: &ctx.pii,
+            listed,
+            outstanding: HashMap::new(),
+            waiting: HashMap::new(),
+            failed: HashSet::new(),
+        };
         let mut last_commit = Instant::now();
         while let Some(event) = rx.recv().await {
             let mut run = run.lock().await;
             let run = &mut *run;
             match event {
-                Event::Captures(q) => {
-                    run.summary.captures_queries += q.requests;
-                    batch.rejects.extend(q.rejects);
-                    let answered: HashSet<&str> =
-                        q.captures.iter().map(|c| c.task_id.as_str()).collect();
-                    for failed in &q.failed {
-                        let at = created.get(&failed.task_id).copied().unwrap_or_default();
-                        run.ledger.record(
-                            &failed.task_id,
-                            at,
-                            Why::CapturesFailed,
-                            Some((failed.status, failed.reason.clone())),
-                            run.now,
-                        );
-                        tracing::warn!(task_id = %failed.task_id, status = ?failed.status, reason = %failed.reason, "captures of a task could not be read; recorded for retry");
-                        run.summary.failed_tasks.push(failed.clone());
-                        batch.tasks.extend(listed.remove(&failed.task_id));
-                    }
-                    let failed: HashSet<&str> =
-                        q.failed.iter().map(|f| f.task_id.as_str()).collect();
-                    // Tasks the API left out of its answer have no captures (yet).
-                    let silent: Vec<&String> = q
-                        .asked
-                        .iter()
-                        .filter(|id| {
-                            !answered.contains(id.as_str()) && !failed.contains(id.as_str())
-                        })
-                        .collect();
-                    for id in silent {
-                        no_recording(run, id, &created, &mut listed, &mut batch);
-                    }
-                    for c in &q.captures {
-                        run.summary.recordings += c.recording.len() as u64;
-                        batch.recordings += c.recording.len();
-                        for row in rows::capture_rows(
-                            &c.recording
-                                .iter()
-                                .map(|r| (c.task_id.as_str(), r))
-                                .collect::<Vec<_>>(),
-                            &ctx.pii,
-                        ) {
-                            waiting.insert((row.task_id.clone(), row.recording_id.clone()), row);
-                        }
-                        if c.recording.is_empty() {
-                            no_recording(run, &c.task_id, &created, &mut listed, &mut batch);
-                        } else {
-                            *outstanding.entry(c.task_id.clone()).or_default() += c.recording.len();
-                        }
-                    }
-                }
-                Event::Stored(stored) if matches!(stored.outcome, Outcome::Stopped) => {
-                    // Aborted by a graceful stop: no row, the task stays owed.
-                    run.summary.count(&stored.manifest, stored.outcome);
-                    let key = (
-                        stored.manifest.task_id.clone(),
-                        stored.manifest.recording_id.clone(),
-                    );
-                    settle_capture_row(&mut waiting, &mut batch, &stops, key, false);
-                }
-                Event::Stored(stored) => {
-                    let stored = *stored;
-                    let task_id = stored.manifest.task_id.clone();
-                    let key = (task_id.clone(), stored.manifest.recording_id.clone());
-                    let durable = !matches!(stored.outcome, Outcome::Failed);
-                    settle_capture_row(&mut waiting, &mut batch, &stops, key, durable);
-                    run.summary.count(&stored.manifest, stored.outcome);
-                    run.summary.count_derived(&stored.derived);
-                    if matches!(stored.outcome, Outcome::Failed) {
-                        download_failed.insert(task_id.clone());
-                    }
-                    batch.manifest.push(stored.manifest);
-                    batch.facts.extend(stored.facts);
-                    batch.derived.extend(stored.derived);
-                    let left = outstanding.entry(task_id.clone()).or_insert(1);
-                    *left -= 1;
-                    if *left == 0 {
-                        outstanding.remove(&task_id);
-                        let at = created.get(&task_id).copied().unwrap_or_default();
-                        if download_failed.remove(&task_id) {
-                            run.ledger
-                                .record(&task_id, at, Why::DownloadFailed, None, run.now);
-                        } else {
-                            run.ledger.resolve(&task_id, at);
-                        }
-                        batch.tasks.extend(listed.remove(&task_id));
-                    }
-                }
+                Event::Captures(q) => tally.captures(&mut run.books(), &mut batch, q),
+                Event::Stored(stored) => tally.stored(&mut run.books(), &mut batch, *stored),
             }
             if batch.recordings >= run.policy.commit_every
                 || (last_commit.elapsed() >= run.policy.commit_interval && !batch.is_empty())
@@ -359,8 +475,8 @@ pub(super) async fn sync_day(
         // gets no task row, so the next run asks again.
         let mut run = run.lock().await;
         let run = &mut *run;
-        for key in waiting.keys().cloned().collect::<Vec<_>>() {
-            settle_capture_row(&mut waiting, &mut batch, &stops, key, false);
+        for key in tally.waiting.keys().cloned().collect::<Vec<_>>() {
+            tally.settle(&mut batch, key, false);
         }
         let done = std::mem::take(&mut batch);
         commit(ctx, org, date, done, &work.parsed, run).await?;
@@ -401,51 +517,6 @@ fn store_health(in_a_row: &std::sync::atomic::AtomicU32, stored: &Stored) -> Res
     Ok(())
 }
 
-/// Releases a recording's capture row once its transfer settled. Without durable audio, a row
-/// listed before keeps its old `stop_time` (so the next run still sees the recording grew).
-fn settle_capture_row(
-    waiting: &mut HashMap<(String, String), CaptureRow>,
-    batch: &mut Batch,
-    stops: &HashMap<(String, String), Option<i64>>,
-    key: (String, String),
-    durable: bool,
-) {
-    if let Some(row) = waiting.remove(&key)
-        && (durable || !stops.contains_key(&key))
-    {
-        batch.captures.push(row);
-    }
-}
-
-/// A task asked about that has no recording: if one may still come, the ledger waits for it.
-fn no_recording(
-    run: &mut RunState<'_>,
-    id: &str,
-    created: &HashMap<String, i64>,
-    listed: &mut HashMap<String, Task>,
-    batch: &mut Batch,
-) {
-    let at = created.get(id).copied().unwrap_or_default();
-    // A task listed this run says whether a recording may still come; one asked about from the
-    // ledger alone keeps waiting (its row in the tasks table is unchanged).
-    let may_come = listed.get(id).is_none_or(Task::may_have_recording);
-    if may_come {
-        if !run
-            .ledger
-            .record(id, at, Why::NoRecordingYet, None, run.now)
-        {
-            tracing::warn!(
-                task_id = id,
-                "no recording appeared within the give-up age; no longer asked about"
-            );
-            run.summary.given_up += 1;
-        }
-    } else {
-        run.ledger.resolve(id, at);
-    }
-    batch.tasks.extend(listed.remove(id));
-}
-
 /// Writes one batch of settled rows: audio-derived tables, captures, the ledger, then tasks.
 async fn commit(
     ctx: &SyncContext,
@@ -477,6 +548,9 @@ async fn commit(
     }
     write_rejects(ctx, org, date, &batch.rejects, parsed).await?;
     run.summary.rejects += batch.rejects.len() as u64;
+    // Their rows are written now (the tasks' own rows come last: a task without its row is
+    // listed as new and asked about again).
+    batch.free_resolved(run.ledger);
     run.fence.check()?;
     run.ledger.save().await?;
     if !batch.tasks.is_empty() {
@@ -1018,6 +1092,7 @@ async fn fresh_url(ctx: &SyncContext, task_id: &str, recording_id: &str) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::Lake;
     use std::sync::atomic::AtomicU32;
 
     fn settled(outcome: Outcome, store_error: Option<&str>) -> Stored {
@@ -1028,6 +1103,142 @@ mod tests {
             derived: Vec::new(),
             store_error: store_error.map(str::to_owned),
         }
+    }
+
+    const CREATED: i64 = 1_767_600_000_000; // 2026-01-05T08:00:00Z
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-06T09:00:00Z".parse().expect("time")
+    }
+
+    /// A transfer of `task`'s only recording that settled with `outcome`, with derivatives in
+    /// the given states.
+    fn transfer(task: &str, outcome: Outcome, derived: &[&str]) -> Stored {
+        Stored {
+            manifest: ManifestRow {
+                task_id: task.into(),
+                recording_id: format!("{task}-rec"),
+                status: STATUS_STORED.into(),
+                ..ManifestRow::default()
+            },
+            derived: derived
+                .iter()
+                .map(|status| DerivativeRow {
+                    task_id: task.into(),
+                    recording_id: format!("{task}-rec"),
+                    kind: "mono16k".into(),
+                    status: (*status).into(),
+                    ..DerivativeRow::default()
+                })
+                .collect(),
+            ..settled(outcome, None)
+        }
+    }
+
+    /// Settles one transfer per task (each task's only recording) through a fresh tally, and
+    /// returns the batch waiting for its commit.
+    fn settle_all(ledger: &mut Ledger, transfers: Vec<Stored>) -> Batch {
+        let created: HashMap<String, i64> = transfers
+            .iter()
+            .map(|t| (t.manifest.task_id.clone(), CREATED))
+            .collect();
+        let stops = HashMap::new();
+        let mut tally = Tally {
+            created: &created,
+            stops: &stops,
+            pii: &super::super::pii::PiiMode::Keep,
+            listed: HashMap::new(),
+            outstanding: created.keys().map(|id| (id.clone(), 1)).collect(),
+            waiting: HashMap::new(),
+            failed: HashSet::new(),
+        };
+        let mut summary = SyncSummary::default();
+        let mut batch = Batch::default();
+        for t in transfers {
+            let mut books = Books {
+                ledger: &mut *ledger,
+                summary: &mut summary,
+                now: now(),
+            };
+            tally.stored(&mut books, &mut batch, t);
+        }
+        batch
+    }
+
+    async fn owed_after_reload(lake: &Lake, task: &str) -> Option<Why> {
+        let ledger = Ledger::load(lake, "org-1", chrono::Duration::days(7))
+            .await
+            .expect("load");
+        ledger.get(task, CREATED).map(|e| e.why)
+    }
+
+    /// Two parts share the ledger, and either may save it at any time: a task whose last
+    /// recording was stored stays owed in every save until the commit that writes its rows.
+    /// Freed at once, a save by the other part followed by a crash before this part's commit
+    /// left its recording in no table and in no ledger: never asked about again.
+    #[tokio::test]
+    async fn a_task_leaves_the_ledger_only_with_the_commit_of_its_rows() {
+        let lake = Lake::open("memory://").expect("lake");
+        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
+            .await
+            .expect("load");
+        ledger.record("t1", CREATED, Why::DownloadFailed, None, now());
+        ledger.save().await.expect("save");
+
+        let batch = settle_all(
+            &mut ledger,
+            vec![transfer("t1", Outcome::Stored { refreshed: false }, &[])],
+        );
+        // The other part saves now; this part's commit has not run.
+        ledger.save().await.expect("save");
+        assert_eq!(
+            owed_after_reload(&lake, "t1").await,
+            Some(Why::DownloadFailed)
+        );
+
+        batch.free_resolved(&mut ledger);
+        ledger.save().await.expect("save");
+        assert_eq!(owed_after_reload(&lake, "t1").await, None);
+    }
+
+    /// A recording stored but a derivative of it failed: the task stays owed (the summary
+    /// counts it, the run exits partial, a later run derives it from the stored copy), also
+    /// once its day has left the look-back.
+    #[tokio::test]
+    async fn a_failed_derivative_keeps_its_task_owed() {
+        let lake = Lake::open("memory://").expect("lake");
+        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
+            .await
+            .expect("load");
+        let failed = derived_status::FAILED;
+        let batch = settle_all(
+            &mut ledger,
+            vec![
+                transfer(
+                    "t1",
+                    Outcome::Stored { refreshed: false },
+                    &[derived_status::OK, failed],
+                ),
+                transfer("t2", Outcome::Present, &[failed]),
+                transfer(
+                    "t3",
+                    Outcome::Stored { refreshed: false },
+                    &[derived_status::OK],
+                ),
+                transfer("t4", Outcome::Failed, &[]),
+            ],
+        );
+        batch.free_resolved(&mut ledger);
+        ledger.save().await.expect("save");
+        for (task, owed) in [
+            ("t1", Some(Why::DownloadFailed)),
+            ("t2", Some(Why::DownloadFailed)),
+            ("t3", None),
+            ("t4", Some(Why::DownloadFailed)),
+        ] {
+            assert_eq!(owed_after_reload(&lake, task).await, owed, "{task}");
+        }
+        assert_eq!(ledger.counts().download_failed, 3);
     }
 
     #[test]

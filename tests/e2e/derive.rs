@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::util::{
     dump, sha256_file, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc,
+    wxcc_command,
 };
 use wxcc::sim::Simulator;
 
@@ -301,4 +302,64 @@ async fn the_demo_can_show_derivatives() {
     .await;
     assert_ne!(stored[0], "0");
     assert_eq!(derived, stored);
+}
+
+/// A derivative that could not be made (here: the scratch space is gone) stays owed: a later
+/// run that does not list its day (past the look-back, or a backfill of another range) still
+/// makes it, and every run exits 4 until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_derivative_is_made_by_a_later_run_that_does_not_list_its_day() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let loc = out.to_str().unwrap();
+    let run = |from: &'static str, to: &'static str, tmpdir: std::path::PathBuf| {
+        let (sim, out) = (&sim, &out);
+        async move {
+            let args = [
+                "sync",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--output",
+                out.to_str().unwrap(),
+                "--derive",
+                "mono16k",
+            ];
+            let output = wxcc_command(&args, &sim_env(sim), out.parent().unwrap())
+                .env("TMPDIR", tmpdir)
+                .output()
+                .await
+                .unwrap();
+            let stdout = text(&output.stdout);
+            let summary: serde_json::Value =
+                serde_json::from_str(stdout.lines().last().expect("summary")).expect("JSON");
+            (output.status.code(), summary, text(&output.stderr))
+        }
+    };
+    let gone = dir.path().join("no-such-scratch");
+    let (code, first, log) = run("2026-01-05", "2026-01-06", gone).await;
+    assert_eq!(code, Some(4), "{first}\n{log}");
+    let failed = first["derive_failed"].as_u64().unwrap();
+    assert!(failed > 0, "{first}");
+    // Owed per task (a task may have several recordings).
+    let owed = first["pending"]["download_failed"].as_u64().unwrap();
+    assert!((1..=failed).contains(&owed), "{first}");
+
+    // The next day only: the first day is not listed again.
+    let (code, second, log) = run("2026-01-06", "2026-01-07", dir.path().to_owned()).await;
+    assert_eq!(code, Some(0), "{second}\n{log}");
+    assert_eq!(second["pending"]["download_failed"], 0, "{second}");
+    let left = strings(
+        loc,
+        "SELECT m.recording_id FROM manifest m LEFT JOIN derivatives d \
+           ON d.date = m.date AND d.task_id = m.task_id AND d.recording_id = m.recording_id \
+         WHERE d.status IS DISTINCT FROM 'ok'",
+    )
+    .await;
+    assert!(left.is_empty(), "derivatives still missing: {left:?}");
+    let made = strings(loc, "SELECT recording_id FROM derivatives").await;
+    assert_eq!(made.len(), sim.world().recordings().len());
+    sim.shutdown().await;
 }
