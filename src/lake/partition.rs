@@ -14,7 +14,8 @@
 //! missing from a file read as null (nullable columns only); a stored column of another type is
 //! converted only when no value changes (strict cast, checked by casting back), and not at all
 //! when the file comes from a newer schema version. Anything else is refused with an error
-//! naming the file and the column, before anything is written.
+//! naming the file and the column, before that file is written (files of the partition put
+//! before it stay rewritten: no row is lost, as after a crash between two puts).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -136,6 +137,38 @@ struct Located {
 }
 
 impl Lake {
+    /// Removes what a killed put left in a local partition. object_store writes a local file
+    /// as `part-N.parquet#K` and renames it into place; a process killed in between leaves that
+    /// file, which wxcc's own listing skips but pyarrow and Spark read as one more data file
+    /// (a torn one fails their reads; a whole one duplicates rows). Writers of a partition hold
+    /// the org's lease, so any such file found here is a leftover.
+    fn sweep_staged_parts(&self, dir: &str) {
+        let Some(local) = self.local_file(&self.path(dir)) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&local) else {
+            return; // no partition yet
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("part-") && name.contains(".parquet#") {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!(
+                        file = %entry.path().display(),
+                        "removed the staging file of a write that was killed"
+                    ),
+                    Err(e) => tracing::warn!(
+                        file = %entry.path().display(),
+                        error = %e,
+                        "cannot remove the staging file of a write that was killed; other \
+                         engines may read it"
+                    ),
+                }
+            }
+        }
+    }
+
     /// Upserts `batch` (with the table's file schema) into one partition and returns the number
     /// of rows the partition holds afterwards.
     ///
@@ -179,6 +212,7 @@ impl Lake {
             return Ok(0);
         }
         let incoming = batch.num_rows();
+        self.sweep_staged_parts(&dir);
         let name = self.path(&dir).to_string();
         let cap = self.max_file_rows();
         let rows = blocking(&name, move || Incoming::new(def, batch)).await?;

@@ -1091,3 +1091,33 @@ async fn upsert_completed_tasks(lake: &Lake, n: i64) {
         .await
         .expect("upsert");
 }
+
+/// A put killed between object_store's staging write and its rename leaves
+/// `part-N.parquet#K` in the partition: the next upsert removes it, since pyarrow and Spark
+/// would read it as a data file.
+#[tokio::test]
+async fn the_next_upsert_removes_what_a_killed_put_left_in_a_local_partition() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(tmp.path().to_str().expect("utf8")).expect("lake");
+    let batch = tasks_batch(&[task("t1", 1_709_600_000_000, "completed")]).expect("batch");
+    lake.upsert_partition(Table::Tasks, ORG, day(), batch.clone())
+        .await
+        .expect("upsert");
+    let dir = tmp
+        .path()
+        .join(partition_dir(Table::Tasks, ORG, day()).expect("dir"));
+    let staged = [dir.join("part-0.parquet#3"), dir.join("part-1.parquet#12")];
+    for f in &staged {
+        std::fs::write(f, b"PAR1 torn").expect("leftover");
+    }
+    let other = dir.join("notes.txt");
+    std::fs::write(&other, b"not ours").expect("other");
+    lake.upsert_partition(Table::Tasks, ORG, day(), batch)
+        .await
+        .expect("upsert");
+    for f in &staged {
+        assert!(!f.exists(), "{} is left", f.display());
+    }
+    assert!(other.exists(), "only staging files of parts are removed");
+    assert!(dir.join("part-0.parquet").exists());
+}

@@ -251,6 +251,14 @@ impl Lake {
         self.signer.is_some()
     }
 
+    /// Where an object lives on local disk, for a `file://` lake (`None` for any other store).
+    pub fn local_file(&self, path: &Path) -> Option<std::path::PathBuf> {
+        if self.url.scheme() != "file" {
+            return None;
+        }
+        Url::parse(&self.uri(path)).ok()?.to_file_path().ok()
+    }
+
     /// Full URI of an object (for the manifest), e.g. `s3://bucket/prefix/audio/<org>/<task>/<rec>.wav`.
     pub fn uri(&self, path: &Path) -> String {
         let mut u = self.url.clone();

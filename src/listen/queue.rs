@@ -33,6 +33,10 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "another process uses the listen queue at {0}: stop it first, or give this one its own --queue-dir"
+    )]
+    Busy(PathBuf),
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
@@ -138,6 +142,10 @@ impl Inner {
 /// The queue; share it behind an `Arc`.
 pub struct Queue {
     path: PathBuf,
+    /// Held (an exclusive `flock` on `lock`) while the queue is open: a second process on the
+    /// same directory would compact the journal under the first, whose later appends would go
+    /// to the replaced file and be lost on its next restart.
+    _lock: File,
     inner: Mutex<Inner>,
     notify: Notify,
     started: Instant,
@@ -158,13 +166,32 @@ impl Queue {
     /// Opens (creating) the queue in `dir`, replays and compacts its journal.
     pub fn open(dir: &Path) -> Result<Queue> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(QueueError::Busy(dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
         let path = dir.join("journal.jsonl");
         let mut pending: BTreeMap<u64, QueuedEvent> = BTreeMap::new();
         let mut seen: HashMap<String, (String, i64)> = HashMap::new();
         let mut next_seq = 0;
-        if let Ok(f) = File::open(&path) {
+        // Any error but "no journal yet" stops here: compacting what could not be read would
+        // drop the events in it.
+        let journal = match File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if let Some(f) = journal {
             for line in BufReader::new(f).split(b'\n') {
-                let Ok(line) = line else { break };
+                let line = line.map_err(io(&path))?;
                 // A torn line (a crash mid-append, or a full disk) was never acknowledged; it
                 // may even end inside a character.
                 let Ok(parsed) = serde_json::from_slice::<Line>(&line) else {
@@ -234,6 +261,7 @@ impl Queue {
         }
         Ok(Queue {
             path,
+            _lock: lock,
             inner: Mutex::new(Inner {
                 file,
                 len,
@@ -463,6 +491,30 @@ mod tests {
         );
         let s = q.stats();
         assert_eq!((s.depth, s.accepted, s.duplicates), (2, 2, 2));
+    }
+
+    /// A second `wxcc listen` on the same directory would compact the journal under the
+    /// first, whose later appends (each answered 2xx) would go to the replaced file.
+    #[test]
+    fn a_queue_directory_serves_one_process_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = Queue::open(dir.path()).expect("open");
+        q.accept("e1", "t/r1", json!({})).expect("a");
+        let journal = std::fs::read(dir.path().join("journal.jsonl")).expect("journal");
+        let refused = Queue::open(dir.path())
+            .err()
+            .expect("a second open is refused");
+        assert!(matches!(refused, QueueError::Busy(_)), "{refused}");
+        assert!(refused.to_string().contains("--queue-dir"), "{refused}");
+        assert_eq!(
+            std::fs::read(dir.path().join("journal.jsonl")).expect("journal"),
+            journal,
+            "the refused open left the journal alone"
+        );
+        q.accept("e2", "t/r2", json!({})).expect("a");
+        drop(q);
+        let q = Queue::open(dir.path()).expect("free once the first is closed");
+        assert_eq!(q.claim(10).len(), 2);
     }
 
     #[test]

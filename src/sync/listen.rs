@@ -10,8 +10,11 @@
 //! stored already present (no second download), plus any recording no webhook announced. So
 //! a lost webhook costs latency, never data.
 //!
-//! An event whose recording cannot be stored is dropped from the queue without a row: a failed
-//! row could hide a good one `sync` wrote, and `sync` will fetch it anyway.
+//! An event whose recording cannot be read or stored gets no row (a failed row could hide a
+//! good one `sync` wrote): its task goes into the ledger instead (`captures_failed` or
+//! `download_failed`, on the task's creation day), so the next `sync` asks about it again
+//! whatever its look-back, and exits 4 until it is stored. Without that, a task `sync` had
+//! already settled (a consult leg that appeared hours later, say) would never be asked again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use object_store::ObjectStoreExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use super::ledger::{Ledger, Why};
 use super::rows;
 use super::state::{OrgState, StateError};
 use super::{Result, SyncContext, SyncError};
@@ -57,8 +61,40 @@ impl Default for ListenOptions {
 struct Ready {
     seq: u64,
     accepted_ms: i64,
-    /// `None`: nothing to write (failed, or not a recording any more).
-    rows: Option<Rows>,
+    /// One per recording the event led to that is stored (several when the event could not be
+    /// matched to one recording of its task).
+    rows: Vec<Rows>,
+    /// What could not be read or stored, owed to `sync` through the ledger.
+    failed: Option<Failed>,
+}
+
+impl Ready {
+    /// The tasks whose creation day the commit needs, each with a time near it (where the
+    /// listing looks) and whether that time may stand in for the creation day when no listing
+    /// shows the task (a recording's start may; a webhook's `createdTime`, which can be hours
+    /// after the call, may not).
+    fn tasks(&self) -> impl Iterator<Item = (&str, i64, bool)> {
+        self.rows
+            .iter()
+            .map(|r| match r.start_ms {
+                Some(start) => (r.task_id.as_str(), start, true),
+                None => (r.task_id.as_str(), self.accepted_ms, false),
+            })
+            .chain(self.failed.iter().map(|f| {
+                let near = f.near_ms.unwrap_or(self.accepted_ms);
+                (f.task_id.as_str(), near, f.why == Why::DownloadFailed)
+            }))
+    }
+}
+
+/// A task an event named whose recording could not be read or stored.
+struct Failed {
+    task_id: String,
+    why: Why,
+    /// A time near the task's creation, where the listing looks for it: the recording's start
+    /// when known, else the event's `createdTime`.
+    near_ms: Option<i64>,
+    reason: String,
 }
 
 struct Rows {
@@ -134,7 +170,7 @@ pub async fn run_workers(
                     tracing::error!("a listen worker task failed");
                     continue;
                 };
-                if r.rows.is_none() && ctx.stop.is_cancelled() {
+                if r.rows.is_empty() && ctx.stop.is_cancelled() {
                     // Interrupted by a stop, not failed: still owed after a restart.
                     queue.release(&[r.seq]);
                 } else {
@@ -161,14 +197,15 @@ pub async fn run_workers(
     Ok(())
 }
 
-/// The recording an event announces: from the event's own fields when it carries them, else
-/// from a captures query for its task (matched by download path).
+/// The recording an event about `task_id` announces: from the event's own fields when it
+/// carries them, else from a captures query for its task (matched by download path). `Err`:
+/// the captures query failed.
 async fn recordings_of(
     ctx: &SyncContext,
+    task_id: &str,
     data: &Value,
     counters: &WorkerCounters,
-) -> Option<(String, Vec<Recording>)> {
-    let task_id = data.get("taskId")?.as_str()?.to_owned();
+) -> std::result::Result<Vec<Recording>, String> {
     let file_path = data.get("filePath").and_then(Value::as_str);
     if let Some(rec_id) = data.get("recordingId").and_then(Value::as_str) {
         let shaped = json!({
@@ -189,15 +226,15 @@ async fn recordings_of(
         if let Ok(rec) = serde_json::from_value::<Recording>(shaped)
             && rec.attributes.start_time.is_some()
         {
-            return Some((task_id, vec![rec]));
+            return Ok(vec![rec]);
         }
     }
     counters.captures_queries.fetch_add(1, Ordering::Relaxed);
     let (captures, _) = ctx
         .api
-        .query_captures(std::slice::from_ref(&task_id))
+        .query_captures(&[task_id.to_owned()])
         .await
-        .ok()?;
+        .map_err(|e| e.to_string())?;
     let all: Vec<Recording> = captures
         .into_iter()
         .filter(|c| c.task_id == task_id)
@@ -220,7 +257,7 @@ async fn recordings_of(
         .cloned()
         .collect();
     // No match (the URL's form changed): every recording of the task, all idempotent.
-    Some((task_id, if matching.is_empty() { all } else { matching }))
+    Ok(if matching.is_empty() { all } else { matching })
 }
 
 /// A fresh URL for one recording (the event's expired or was missing).
@@ -248,30 +285,46 @@ async fn process(
     let mut out = Ready {
         seq: ev.seq,
         accepted_ms: ev.accepted_ms,
-        rows: None,
+        rows: Vec::new(),
+        failed: None,
     };
-    let Some((task_id, recs)) = recordings_of(ctx, &ev.data, counters).await else {
-        tracing::warn!(key = %ev.key, "cannot tell which recording an event names; left to sync");
+    let Some(task_id) = ev.data.get("taskId").and_then(Value::as_str) else {
+        tracing::warn!(key = %ev.key, "an event without a task id; left to sync");
         counters.failed.fetch_add(1, Ordering::Relaxed);
         return out;
     };
-    // An event names one recording; the fallback may find several (each stored, first kept
-    // in this event's rows, the others stored for sync to find present).
-    let mut first = None;
+    let near_ms = ev.data.get("createdTime").and_then(Value::as_i64);
+    let recs = match recordings_of(ctx, task_id, &ev.data, counters).await {
+        Ok(recs) => recs,
+        Err(reason) => {
+            tracing::warn!(task_id, error = %reason, "cannot read the captures an event names; owed to sync");
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            out.failed = Some(Failed {
+                task_id: task_id.to_owned(),
+                why: Why::CapturesFailed,
+                near_ms,
+                reason,
+            });
+            return out;
+        }
+    };
+    // An event names one recording; the fallback may find several: each is stored and gets
+    // its rows.
     for rec in recs {
-        match store(ctx, org, &task_id, &rec, counters).await {
-            Ok(rows) => {
-                if first.is_none() {
-                    first = Some(rows);
-                }
-            }
+        match store(ctx, org, task_id, &rec, counters).await {
+            Ok(rows) => out.rows.push(rows),
             Err(e) => {
-                tracing::warn!(task_id, recording_id = %rec.id, error = %e, "recording not stored; left to sync");
+                tracing::warn!(task_id, recording_id = %rec.id, error = %e, "recording not stored; owed to sync");
                 counters.failed.fetch_add(1, Ordering::Relaxed);
+                out.failed = Some(Failed {
+                    task_id: task_id.to_owned(),
+                    why: Why::DownloadFailed,
+                    near_ms: rec.attributes.start_time.or(near_ms),
+                    reason: e.to_string(),
+                });
             }
         }
     }
-    out.rows = first;
     out
 }
 
@@ -360,10 +413,12 @@ const BEFORE_MS: i64 = 6 * 3600 * 1000;
 /// usually known already (one `/v1/tasks` listing serves many commits).
 const AHEAD_MS: i64 = 3600 * 1000;
 
-/// Creation days of tasks, learnt from `/v1/tasks` listings (the partition `sync` writes).
+/// Creation times of tasks, learnt from `/v1/tasks` listings (their day is the partition `sync`
+/// writes).
 #[derive(Default)]
 struct TaskDays {
-    dates: HashMap<String, NaiveDate>,
+    /// `createdTime` (epoch ms) of each task listed.
+    created: HashMap<String, i64>,
     /// `[from, to)` ranges listed so far.
     listed: Vec<(i64, i64)>,
 }
@@ -375,14 +430,20 @@ impl TaskDays {
             .any(|&(from, to)| start - BEFORE_MS >= from && start < to)
     }
 
-    /// Learns the days of the tasks not known yet with at most one listing. A task no listing
-    /// shows falls back to its recording's start day.
-    async fn learn(&mut self, ctx: &SyncContext, ready: &[Ready]) {
-        let unknown: Vec<(String, i64)> = ready
+    fn day(&self, task_id: &str) -> Option<NaiveDate> {
+        let ms = self.created.get(task_id)?;
+        DateTime::from_timestamp_millis(*ms).map(|d| d.date_naive())
+    }
+
+    /// Learns the creation times of the tasks not known yet with at most one listing. `false`
+    /// when that listing failed: the tasks it was for stay unknown (their events wait for the
+    /// next commit; a guessed day could put their rows in the wrong partition for good).
+    async fn learn(&mut self, ctx: &SyncContext, ready: &[Ready]) -> bool {
+        let unknown: Vec<(String, i64, bool)> = ready
             .iter()
-            .filter_map(|r| r.rows.as_ref())
-            .filter(|r| !self.dates.contains_key(&r.task_id))
-            .map(|r| (r.task_id.clone(), r.start_ms.unwrap_or_default()))
+            .flat_map(Ready::tasks)
+            .filter(|(task, ..)| !self.created.contains_key(*task))
+            .map(|(task, near, guess)| (task.to_owned(), near, guess))
             .collect();
         let to_list: Vec<i64> = unknown
             .iter()
@@ -394,28 +455,25 @@ impl TaskDays {
             match ctx.api.list_tasks(from, to).await {
                 Ok(listing) => {
                     for t in listing.tasks {
-                        if let Some(d) = DateTime::from_timestamp_millis(t.attributes.created_time)
-                        {
-                            self.dates.insert(t.id, d.date_naive());
-                        }
+                        self.created.insert(t.id, t.attributes.created_time);
                     }
                     // Tasks created later than the real "now" could not be listed yet.
                     let listed_to = to.min(Utc::now().timestamp_millis().max(hi + 1));
                     self.listed.push((from, listed_to));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot list tasks to find their creation days")
+                    tracing::warn!(error = %e, "cannot list tasks to find their creation days; their events wait");
+                    return false;
                 }
             }
         }
-        for (task, start) in unknown {
-            self.dates.entry(task).or_insert_with_key(|task| {
+        for (task, near, _) in unknown.into_iter().filter(|u| u.2) {
+            self.created.entry(task).or_insert_with_key(|task| {
                 tracing::debug!(task_id = %task, "task not listed; using its recording's start day");
-                DateTime::from_timestamp_millis(start)
-                    .unwrap_or_default()
-                    .date_naive()
+                near
             });
         }
+        true
     }
 }
 
@@ -430,7 +488,7 @@ async fn commit(
     dates: &mut TaskDays,
     ready: &mut Vec<Ready>,
 ) -> Result<()> {
-    dates.learn(ctx, ready).await;
+    let all_known = dates.learn(ctx, ready).await;
     let run_id = format!("listen-{}", uuid::Uuid::new_v4());
     let lease = match state
         .lock(&super::state::holder_label(), &run_id, ctx.lease)
@@ -444,13 +502,19 @@ async fn commit(
         Err(e) => return Err(e.into()),
     };
     let fence = lease.fence();
+    // Events whose task's day is still unknown (its listing failed) wait for the next commit.
+    let (todo, wait): (Vec<Ready>, Vec<Ready>) = std::mem::take(ready)
+        .into_iter()
+        .partition(|r| all_known || r.tasks().all(|(t, ..)| dates.day(t).is_some()));
+    *ready = wait;
     let mut by_date: BTreeMap<NaiveDate, Vec<&Rows>> = BTreeMap::new();
-    for r in ready.iter().filter_map(|r| r.rows.as_ref()) {
-        let date = dates
-            .dates
-            .get(&r.task_id)
-            .copied()
-            .unwrap_or_else(|| Utc::now().date_naive());
+    for r in todo.iter().flat_map(|r| &r.rows) {
+        let Some(date) = dates.day(&r.task_id) else {
+            // No listing shows the task and its recording has no start time: `sync` lists the
+            // task as new (listen writes no task rows) and finds this recording present.
+            tracing::warn!(task_id = %r.task_id, "task not found in any listing; its rows are left to sync");
+            continue;
+        };
         by_date.entry(date).or_default().push(r);
     }
     let written: Result<()> = async {
@@ -489,6 +553,24 @@ async fn commit(
                     .await?;
             }
         }
+        // After the rows (as `sync` commits): what could not be stored, owed to the next sync.
+        let owed: Vec<&Failed> = todo.iter().filter_map(|r| r.failed.as_ref()).collect();
+        if !owed.is_empty() {
+            fence.check()?;
+            let give_up = super::SyncPolicy::default().give_up_after;
+            let mut ledger = Ledger::load(&ctx.lake, org, give_up).await?;
+            for f in owed {
+                let Some(&created_ms) = dates.created.get(&f.task_id) else {
+                    // Its creation day is unknown, and a guessed day would have `sync` write
+                    // its rows into the wrong partition.
+                    tracing::warn!(task_id = %f.task_id, "task not found in any listing; left to sync");
+                    continue;
+                };
+                let failure = Some((None, format!("listen: {}", f.reason)));
+                ledger.record(&f.task_id, created_ms, f.why, failure, Utc::now());
+            }
+            ledger.save().await?;
+        }
         Ok(())
     }
     .await;
@@ -496,29 +578,31 @@ async fn commit(
     written?;
     released?;
     let now = Utc::now().timestamp_millis();
-    let stored = ready.iter().filter(|r| r.rows.is_some()).count() as u64;
+    let stored = todo.iter().filter(|r| !r.rows.is_empty()).count() as u64;
     counters.committed.fetch_add(stored, Ordering::Relaxed);
     counters.commits.fetch_add(1, Ordering::Relaxed);
-    if let Some(oldest) = ready.iter().map(|r| r.accepted_ms).min() {
+    if let Some(oldest) = todo.iter().map(|r| r.accepted_ms).min() {
         counters.last_lag_ms.store(now - oldest, Ordering::Relaxed);
     }
     // Counted before the queue forgets them, so `/healthz` never shows an empty queue with
     // the last commit missing from `committed`.
-    let seqs: Vec<u64> = ready.iter().map(|r| r.seq).collect();
+    let seqs: Vec<u64> = todo.iter().map(|r| r.seq).collect();
     queue
         .done(&seqs)
         .map_err(|e| SyncError::Listen(e.to_string()))?;
-    let present = ready
+    let present = todo
         .iter()
-        .filter(|r| r.rows.as_ref().is_some_and(|r| r.present))
+        .flat_map(|r| &r.rows)
+        .filter(|r| r.present)
         .count();
     tracing::info!(
-        recordings = stored,
+        recordings = by_date.values().map(Vec::len).sum::<usize>(),
         present,
+        owed = todo.iter().filter(|r| r.failed.is_some()).count(),
+        waiting = ready.len(),
         partitions = by_date.len(),
         depth = queue.stats().depth,
         "listen: committed"
     );
-    ready.clear();
     Ok(())
 }

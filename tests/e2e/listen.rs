@@ -281,3 +281,93 @@ async fn kill_9_after_acknowledging_loses_no_event_and_a_restart_drains_the_queu
     }
     assert!(per_key.values().all(|&n| n == 1));
 }
+
+/// An event whose captures `listen` cannot read (or whose recording it cannot store) is owed to
+/// the next `sync` through the ledger: that sync asks about the task again even though it does
+/// not list the task's day, names it and exits 4 while it fails, and stores it once it can.
+/// Dropped instead, a task `sync` had already settled (a consult leg that appeared hours
+/// later) would never be asked about again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_listen_cannot_store_is_owed_to_the_next_sync() {
+    let sim = start_sim(SimConfig {
+        failing_capture_tasks: 1,
+        failing_capture_status: 422,
+        webhooks: WebhookKnobs {
+            // Only the confirmed fields: listen must ask the captures API which recording.
+            minimal: true,
+            replay: true,
+            ..WebhookKnobs::default()
+        },
+        ..small_world()
+    })
+    .await;
+    let bad = sim.failing_capture_task_ids();
+    assert_eq!(bad.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").to_str().unwrap().to_owned();
+    let listen = start_listen(&sim, dir.path(), &lake).await;
+    sim.subscribe_webhook(&format!("{}/webhook", listen.base), SECRET)
+        .unwrap();
+    deliveries_finished(&sim).await;
+    drained(&listen.base).await;
+    drop(listen);
+    let bad_task = bad[0].as_str();
+    assert!(
+        !manifest_keys(&lake)
+            .await
+            .iter()
+            .any(|k| k.starts_with(&format!("{bad_task}/"))),
+        "its captures could not be read"
+    );
+
+    // A day after the simulated ones: the listing does not reach the failing task.
+    let sync = |now: Option<chrono::DateTime<chrono::Utc>>| {
+        let mut env = sim_env(&sim);
+        if let Some(now) = now {
+            env.insert("WXCC_NOW".into(), now.to_rfc3339());
+        }
+        let (dir, lake) = (dir.path().to_owned(), lake.clone());
+        async move {
+            let args = [
+                "sync",
+                "--from",
+                "2026-01-07",
+                "--to",
+                "2026-01-08",
+                "--output",
+                lake.as_str(),
+            ];
+            let out = wxcc(&args, &env, &dir).await;
+            let summary: serde_json::Value =
+                serde_json::from_str(text(&out.stdout).lines().last().expect("summary"))
+                    .expect("JSON");
+            (out.status.code(), summary, text(&out.stderr))
+        }
+    };
+    let (code, summary, log) = sync(None).await;
+    assert_eq!(code, Some(4), "{summary}\n{log}");
+    assert_eq!(summary["failed_tasks"][0]["task_id"], bad_task, "{summary}");
+
+    // Retried with backoff once the fault is gone: stored, and the run is clean.
+    sim.lift_faults();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (code, summary, log) = sync(Some(later)).await;
+    assert_eq!(code, Some(0), "{summary}\n{log}");
+    let stored = manifest_keys(&lake).await;
+    let want = sim
+        .world()
+        .recordings()
+        .iter()
+        .filter(|r| r.task_id == bad_task)
+        .count();
+    assert!(want > 0);
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|k| k.starts_with(&format!("{bad_task}/")))
+            .count(),
+        want,
+        "{stored:?}"
+    );
+    sim.shutdown().await;
+}
