@@ -990,7 +990,8 @@ fn transfer<'a>(ctx: &'a SyncContext, processing: &'a Processing) -> audio::Tran
 /// An object already in the store counts as stored when it matches the manifest's size (or,
 /// with `verify_checksums`, its SHA-256). An object with no manifest row (a run that died
 /// before writing its partitions) is complete by construction — uploads only become visible
-/// once every byte arrived — so it is hashed from the store instead of downloaded again.
+/// once every byte arrived — so it is hashed from the store instead of downloaded again. One
+/// whose row says its last download failed is never trusted: it is downloaded again.
 ///
 /// Only a definite "not found" means absent: other errors are retried, and a recording the
 /// manifest says is stored stays stored when the store cannot be asked (never demoted to
@@ -1043,7 +1044,13 @@ async fn already_stored(
             tracing::warn!(%path, "stored object differs from the manifest; downloading again");
             None
         }
-        _ => audio::hash_object(store, path).await.ok(),
+        // The last download of it failed: the object may be one found damaged before that
+        // failed repair (whose row no longer holds the size and checksum that showed it).
+        (Some(_), _) => {
+            tracing::info!(%path, "object whose last download failed; downloading again");
+            None
+        }
+        (None, _) => audio::hash_object(store, path).await.ok(),
     })
 }
 

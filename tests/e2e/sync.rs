@@ -327,6 +327,61 @@ async fn damaged_audio_is_repaired_by_the_next_run() {
     sim.shutdown().await;
 }
 
+/// An object found damaged whose repair download then failed: the failed row no longer holds
+/// the size and checksum that showed the damage, so a later run must download it again, not
+/// hash the damaged bytes and take them as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_object_whose_repair_failed_is_downloaded_again_later() {
+    let sim = start_sim(small_world()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    sync(&sim, &out).await;
+    let world = sim.world();
+    let rec = &world.recordings()[0];
+    let path = out
+        .join("audio")
+        .join(world.org_id())
+        .join(&rec.task_id)
+        .join(format!("{}.wav", rec.id));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    // The same world, whose media host cuts every download short: the repair fails.
+    let broken = start_sim(wxcc::sim::SimConfig {
+        truncate_rate: 1.0,
+        ..small_world()
+    })
+    .await;
+    assert_eq!(broken.world().recordings(), world.recordings());
+    let (from, to) = range_args(&sim, small_world().days);
+    let output = wxcc(
+        &[
+            "sync",
+            "--full-refresh",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &sim_env(&broken),
+        dir.path(),
+    )
+    .await;
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&output.stdout).lines().last().expect("summary")).unwrap();
+    assert_eq!(output.status.code(), Some(4), "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    broken.shutdown().await;
+
+    // The next run, with the media host well again, downloads it again.
+    let summary = sync(&sim, &out).await;
+    assert_eq!(summary["stored"], 1, "{summary}");
+    assert_eq!(sha256_file(&path), world.wav_sha256(rec));
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pii_hashing_keeps_numbers_joinable_but_unreadable() {
     let sim = start_sim(small_world()).await;
