@@ -409,6 +409,22 @@ async fn import(config_path: Option<PathBuf>, args: ImportArgs) -> Result<u8> {
         secret.clone(),
         RetryPolicy::default(),
     )?;
+    // A token for another org is refused before the grant spends anything (`save` checks the
+    // refreshed token again).
+    let named = c
+        .access_token
+        .as_ref()
+        .and_then(|t| org_from_token(t.expose_secret()))
+        .or_else(|| org_from_token(refresh.expose_secret()));
+    if let (Some(configured), Some(token)) = (&cfg.org_id, named)
+        && !configured.eq_ignore_ascii_case(&token)
+    {
+        return Err(AuthError::OrgMismatch {
+            configured: configured.clone(),
+            token,
+        }
+        .into());
+    }
     // The refresh grant is the check: it proves the client credentials and the refresh token.
     let fresh = oauth.refresh(&refresh).await?;
     let mut tokens = TokenSet {

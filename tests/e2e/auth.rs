@@ -361,6 +361,22 @@ async fn import_validates_with_a_refresh_grant_before_storing() {
     assert_eq!(out.code, Some(REAUTHORIZE), "{}", out.stderr);
     assert!(json_files(&tokens).is_empty());
 
+    // A token for another org than the one named is refused before any grant is asked for.
+    let grants = sim.stats().token_grants;
+    let other_org = import_lines(&sim).replace(
+        &format!("WXCC_ORG_ID={}", sim.credentials().org_id),
+        "WXCC_ORG_ID=00000000-0000-4000-8000-000000000009",
+    );
+    let out = run_with_stdin(&["auth", "import", "--stdin"], &env, dir.path(), &other_org).await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("00000000-0000-4000-8000-000000000009"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sim.stats().token_grants, grants, "no grant spent");
+    assert!(json_files(&tokens).is_empty());
+
     // The client secret is only ever stored encrypted.
     let out = run_with_stdin(
         &["auth", "import", "--stdin", "--store-client-secret"],
