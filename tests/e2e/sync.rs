@@ -49,6 +49,22 @@ pub async fn sync(sim: &Simulator, out: &Path) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("summary is JSON")
 }
 
+/// `wxcc sync --full-refresh` over the small world's days: every recording checked again.
+async fn full_refresh(sim: &Simulator, out: &Path) -> std::process::Output {
+    let (from, to) = range_args(sim, small_world().days);
+    let args = [
+        "sync",
+        "--full-refresh",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    wxcc(&args, &sim_env(sim), out.parent().unwrap()).await
+}
+
 /// Values that must never be written anywhere: credentials, token material, signed URLs.
 fn secrets(sim: &Simulator) -> Vec<String> {
     let c = sim.credentials();
@@ -273,22 +289,7 @@ async fn damaged_audio_is_repaired_by_the_next_run() {
     // A plain run trusts the lake (nothing changed in the API); a full refresh re-checks sizes.
     let summary = sync(&sim, &out).await;
     assert_eq!(summary["stored"], 0, "{summary}");
-    let (from, to) = range_args(&sim, small_world().days);
-    let output = wxcc(
-        &[
-            "sync",
-            "--full-refresh",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        &sim_env(&sim),
-        out.parent().unwrap(),
-    )
-    .await;
+    let output = full_refresh(&sim, &out).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
@@ -353,22 +354,7 @@ async fn a_damaged_object_whose_repair_failed_is_downloaded_again_later() {
     })
     .await;
     assert_eq!(broken.world().recordings(), world.recordings());
-    let (from, to) = range_args(&sim, small_world().days);
-    let output = wxcc(
-        &[
-            "sync",
-            "--full-refresh",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--output",
-            out.to_str().unwrap(),
-        ],
-        &sim_env(&broken),
-        dir.path(),
-    )
-    .await;
+    let output = full_refresh(&broken, &out).await;
     let summary: serde_json::Value =
         serde_json::from_str(text(&output.stdout).lines().last().expect("summary")).unwrap();
     assert_eq!(output.status.code(), Some(4), "{summary}");
