@@ -49,6 +49,14 @@ pub async fn sync(sim: &Simulator, out: &Path) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("summary is JSON")
 }
 
+/// Where a local lake keeps a recording's audio.
+fn stored_audio(out: &Path, org: &str, rec: &wxcc::sim::SimRecording) -> std::path::PathBuf {
+    out.join("audio")
+        .join(org)
+        .join(&rec.task_id)
+        .join(format!("{}.wav", rec.id))
+}
+
 /// `wxcc sync --full-refresh` over the small world's days: every recording checked again.
 async fn full_refresh(sim: &Simulator, out: &Path) -> std::process::Output {
     let (from, to) = range_args(sim, small_world().days);
@@ -271,13 +279,10 @@ async fn damaged_audio_is_repaired_by_the_next_run() {
     let world = sim.world();
     let org = world.org_id().to_owned();
     let recs = world.recordings();
-    let path_of = |i: usize| {
-        out.join("audio")
-            .join(&org)
-            .join(&recs[i].task_id)
-            .join(format!("{}.wav", recs[i].id))
-    };
-    let (cut, flipped) = (path_of(0), path_of(1));
+    let (cut, flipped) = (
+        stored_audio(&out, &org, recs[0]),
+        stored_audio(&out, &org, recs[1]),
+    );
     // One object cut short (size differs), one with a flipped byte (same size).
     let bytes = std::fs::read(&cut).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -339,11 +344,7 @@ async fn a_damaged_object_whose_repair_failed_is_downloaded_again_later() {
     sync(&sim, &out).await;
     let world = sim.world();
     let rec = &world.recordings()[0];
-    let path = out
-        .join("audio")
-        .join(world.org_id())
-        .join(&rec.task_id)
-        .join(format!("{}.wav", rec.id));
+    let path = stored_audio(&out, world.org_id(), rec);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
 
