@@ -51,8 +51,9 @@ pub struct QueuedEvent {
     pub key: String,
     /// Wall-clock acceptance, epoch ms (lag is measured from here).
     pub accepted_ms: i64,
-    /// The event's `data` object as received (its `filePath` is a bearer URL: the journal file
-    /// is private to the user running `wxcc listen`).
+    /// The event's `data` object as received. Its `filePath` is a bearer URL: the journal keeps
+    /// it without its query string (the signature), so an event replayed after a restart
+    /// carries a path to match by and no URL to download from.
     pub data: Value,
 }
 
@@ -156,6 +157,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// `data` with its `filePath` cut to scheme, host and path: signed URLs are never written to
+/// disk (a copy of the queue directory would carry live download links).
+fn unsigned(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(path) = data.get_mut("filePath")
+        && let Some(mut url) = path.as_str().and_then(|p| url::Url::parse(p).ok())
+    {
+        url.set_query(None);
+        url.set_fragment(None);
+        *path = Value::String(url.into());
+    } else if let Some(path) = data.get_mut("filePath").filter(|p| !p.is_null()) {
+        // Not a URL: nothing to download from anyway, and nothing kept that could be one.
+        *path = Value::Null;
+    }
+    data
 }
 
 fn now_ms() -> i64 {
@@ -299,7 +317,11 @@ impl Queue {
             accepted_ms: now_ms(),
             data,
         };
-        let mut line = serde_json::to_vec(&Line::Accept(event.clone())).unwrap_or_default();
+        let journaled = QueuedEvent {
+            data: unsigned(&event.data),
+            ..event.clone()
+        };
+        let mut line = serde_json::to_vec(&Line::Accept(journaled)).unwrap_or_default();
         line.push(b'\n');
         inner.append(&line).map_err(io(&self.path))?;
         inner.next_seq += 1;
@@ -552,6 +574,28 @@ mod tests {
             Accepted::Queued
         );
         assert!(q.claim(10).iter().all(|e| e.seq > left[0].seq));
+    }
+
+    #[test]
+    fn signed_urls_are_never_written_to_the_journal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = Queue::open(dir.path()).expect("open");
+        let signed = "https://media.example/org/t/rec.wav?X-Amz-Signature=abc123&X-Amz-Expires=60";
+        q.accept("e1", "t/r1", json!({"taskId": "t", "filePath": signed}))
+            .expect("a");
+        // The worker in this process gets the URL to download from.
+        assert_eq!(q.claim(1)[0].data["filePath"], signed);
+        let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).expect("read");
+        assert!(!journal.contains("abc123"), "{journal}");
+        drop(q);
+        // Replayed, the event keeps the path (to match recordings by) and no signature.
+        let q = Queue::open(dir.path()).expect("reopen");
+        assert_eq!(
+            q.claim(1)[0].data["filePath"],
+            "https://media.example/org/t/rec.wav"
+        );
+        let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).expect("read");
+        assert!(!journal.contains("abc123"), "compacted too: {journal}");
     }
 
     #[test]
