@@ -32,6 +32,29 @@ RETRY = {1: "failure", 4: "partial: left for the next attempt", 6: "stopped by a
          75: "another run holds the org's lease"}
 
 
+# Seconds wxcc gets after SIGTERM to commit what is complete and release the org's lease
+# (it needs a few); only then is it killed.
+GRACE_SECS = 60
+
+
+def run_wxcc(args: list[str]) -> int:
+    """Runs wxcc and returns its exit code. Interrupted (execution_timeout, a task cleared or
+    marked failed), it gets SIGTERM and GRACE_SECS to stop cleanly: `subprocess.run` would
+    SIGKILL it at once, leaving its lease held (the retries would exit 75 until it expires)
+    and no run summary."""
+    proc = subprocess.Popen(args)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=GRACE_SECS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def outcome(code: int) -> None:
     """Turns a wxcc exit code into Airflow's success, retry or fail-fast."""
     if code == OK:
@@ -50,8 +73,9 @@ def outcome(code: int) -> None:
     default_args={
         "retries": 3,
         "retry_delay": timedelta(minutes=2),
-        # wxcc stops gracefully on SIGTERM (exit 6) within seconds.
-        "execution_timeout": timedelta(minutes=14),
+        # On timeout wxcc gets SIGTERM (run_wxcc) and stops within seconds (exit 6), committing
+        # what is complete; the next run continues. Timeout plus grace stays under the schedule.
+        "execution_timeout": timedelta(minutes=13),
     },
     tags=["wxcc"],
 )
@@ -59,11 +83,7 @@ def wxcc_sync():
     for org in ORGS:
         @task(task_id=f"sync_{org.replace('-', '_')}")
         def sync(org_id: str = org) -> None:
-            done = subprocess.run(
-                [WXCC_BIN, "sync", "--log-format", "json", "--org-id", org_id],
-                check=False,
-            )
-            outcome(done.returncode)
+            outcome(run_wxcc([WXCC_BIN, "sync", "--log-format", "json", "--org-id", org_id]))
 
         sync()
 

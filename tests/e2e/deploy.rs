@@ -149,6 +149,25 @@ for code, fast in [(2, True), (3, True), (4, False), (75, False), (1, False)]:
         assert fast, code
     except AirflowException:
         assert not fast, code
+# Interrupted (as by execution_timeout), wxcc gets SIGTERM and time to stop, not SIGKILL.
+import signal, tempfile, os
+with tempfile.TemporaryDirectory() as t:
+    marker, fake = os.path.join(t, "got"), os.path.join(t, "wxcc")
+    with open(fake, "w") as f:
+        f.write('#!/bin/sh\n' "trap 'echo TERM > \"$1\"; exit 6' TERM\n"
+                'touch "$1.started"\nwhile :; do sleep 0.05; done\n')
+    os.chmod(fake, 0o755)
+    def timeout(*_):
+        raise TimeoutError("execution_timeout")
+    signal.signal(signal.SIGALRM, timeout)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        d.run_wxcc([fake, marker])
+        raise SystemExit("run_wxcc returned")
+    except TimeoutError:
+        pass
+    assert os.path.exists(marker + ".started")
+    assert open(marker).read().strip() == "TERM", "wxcc was not given SIGTERM"
 print("dagbag ok")
 "#;
         run_ok(
