@@ -274,7 +274,7 @@ impl ApiClient {
         for raw in resp.data {
             match serde_json::from_value::<TaskCaptures>(raw.clone()) {
                 Ok(c) => out.push(c),
-                Err(e) => rejects.push(Reject::new("captures", e, &raw)),
+                Err(e) => rejects.push(Reject::new(CAPTURES_SOURCE, e, &raw)),
             }
         }
         Ok((out, rejects))
@@ -467,6 +467,9 @@ fn error_detail(body: &[u8]) -> String {
     }
     out
 }
+
+/// [`Reject::source`] of a captures entry that could not be parsed.
+pub const CAPTURES_SOURCE: &str = "captures";
 
 /// A record the client could not understand: kept with the reason, never silently dropped.
 #[derive(Debug, Clone, Serialize)]

@@ -150,6 +150,23 @@ pub fn analyze_many<R: Read + Send>(inputs: Vec<R>) -> Vec<Result<AudioFacts>> {
     inputs.into_par_iter().map(analyze).collect()
 }
 
+/// Duration in ms of a stored WAV object of `object_size` bytes, from its header alone (the
+/// first bytes of the object are enough; `head` may stop anywhere after the data chunk starts).
+/// The data runs to the end of the object when the header gives no length or a longer one, so a
+/// copy cut short by its writer reads as short as it is.
+pub fn header_duration_ms(head: &[u8], object_size: u64) -> Result<i64> {
+    let mut reader = head;
+    let header = wav::read_header(&mut reader)?;
+    let data_start = (head.len() - reader.len()) as u64;
+    let present = object_size.saturating_sub(data_start);
+    let data = header
+        .data_len
+        .map_or(present, |len| present.min(u64::from(len)));
+    // The fmt chunk was refused if either of these were 0.
+    let frames = data / u64::from(header.block_align);
+    Ok((frames.saturating_mul(1000) / u64::from(header.sample_rate)) as i64)
+}
+
 /// Duration mismatch between the audio and the capture's `stopTime − startTime`, in ms (positive
 /// = audio longer). `None` when either time is missing. Cisco notes recordings can legitimately
 /// differ from speech time (hold, blind transfer), so this is a fact to report, not an error.

@@ -801,6 +801,26 @@ async fn put_whole(
     Ok(())
 }
 
+/// Bytes read from the start of a stored object to find its audio's duration: the header and
+/// any metadata chunks before the samples fit in far less.
+const HEADER_PROBE_BYTES: u64 = 64 * 1024;
+
+/// Duration in ms of the audio in a stored object of `size` bytes, read from its header (one
+/// ranged read). `None` when it is not a WAV the header can be read from.
+pub async fn stored_duration_ms(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    size: u64,
+) -> Result<Option<i64>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    let head = store
+        .get_range(path, 0..size.min(HEADER_PROBE_BYTES))
+        .await?;
+    Ok(facts::header_duration_ms(&head, size).ok())
+}
+
 /// Size and hash of an object already in the store, streamed (used to verify before skipping).
 pub async fn hash_object(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<StoredAudio> {
     let got = store.get(path).await?;

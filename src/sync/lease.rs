@@ -127,6 +127,8 @@ pub struct Fence {
 struct FenceShared {
     org: String,
     path: String,
+    /// Where the lease is kept and the run holding it, for [`Fence::verify`]; `None` in tests.
+    cell: Option<(LockCell, String)>,
     base: Instant,
     /// Milliseconds after `base` until which the last renewal is trusted.
     deadline_ms: AtomicU64,
@@ -136,12 +138,16 @@ struct FenceShared {
 }
 
 impl Fence {
-    fn new(org: &str, path: String, trusted_until: Instant) -> Fence {
+    fn new(org: &str, cell: Option<(LockCell, String)>, trusted_until: Instant) -> Fence {
         let base = Instant::now();
+        let path = cell
+            .as_ref()
+            .map_or_else(|| "-".into(), |(c, _)| c.display());
         let fence = Fence {
             shared: Arc::new(FenceShared {
                 org: org.to_owned(),
                 path,
+                cell,
                 base,
                 deadline_ms: AtomicU64::new(0),
                 lost: AtomicBool::new(false),
@@ -175,6 +181,37 @@ impl Fence {
         })
     }
 
+    /// [`Fence::check`], and then the lease as stored: still this run's. One read, made before
+    /// each commit, so a lease changed from outside (`_state/` restored from a backup, its
+    /// `lock.json` deleted by hand) stops this run at its next commit, not only at the next
+    /// renewal (a third of the lease later) while another run writes the same partitions. A
+    /// store that cannot be read is no proof of loss: the renewal deadline still bounds the run.
+    pub async fn verify(&self) -> Result<()> {
+        self.check()?;
+        let Some((cell, run_id)) = &self.shared.cell else {
+            return Ok(());
+        };
+        let found = match read(cell).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the lease to verify it; relying on its renewal");
+                return Ok(());
+            }
+        };
+        match found {
+            Some(r) if r.run_id == *run_id && !r.released => Ok(()),
+            other => {
+                let why = other.map_or_else(
+                    || "its lock file was removed".into(),
+                    |r| format!("its lock file now names {} (run {})", r.holder, r.run_id),
+                );
+                tracing::error!(%why, "lease lost; this run stops writing");
+                self.trip(why);
+                self.check()
+            }
+        }
+    }
+
     /// Resolves once [`Fence::check`] fails, so a run can drop the work in flight at once.
     pub async fn lost(&self) {
         let mut rx = self.shared.tripped.subscribe();
@@ -188,6 +225,12 @@ impl Fence {
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// A fence whose lease ran out as it was made, for tests of what a run without it writes.
+    #[cfg(test)]
+    pub(crate) fn expired(org: &str) -> Fence {
+        Fence::new(org, None, Instant::now())
     }
 
     fn deadline(&self) -> Instant {
@@ -357,7 +400,8 @@ pub(crate) async fn acquire(
         };
         match cell.write(record.body(), expected).await {
             Ok(version) => {
-                let fence = Fence::new(org, cell.display(), sent + config.trusted());
+                let mine = Some((cell.clone(), record.run_id.clone()));
+                let fence = Fence::new(org, mine, sent + config.trusted());
                 let held = Arc::new(Held {
                     cell,
                     config,
@@ -411,6 +455,7 @@ async fn heartbeat(held: Arc<Held>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
     use object_store::path::Path;
 
@@ -573,6 +618,45 @@ mod tests {
     async fn heartbeat_on_local_disk_renews_and_notices_a_thief() {
         let dir = tempfile::tempdir().unwrap();
         heartbeat_renews_and_notices_a_thief(local_cell(&dir)).await;
+    }
+
+    /// A lock file restored from a backup, or deleted by hand, is noticed by the next commit's
+    /// verification, long before the next renewal would.
+    #[tokio::test]
+    async fn verify_notices_a_lease_changed_from_outside() {
+        for restored in [Some(record("old", chrono::Duration::hours(-1))), None] {
+            let cell = memory_cell();
+            let guard = acquire(
+                cell.clone(),
+                "o",
+                record("a", chrono::Duration::minutes(10)),
+                LONG,
+            )
+            .await
+            .unwrap();
+            let fence = guard.fence();
+            fence.verify().await.expect("still ours");
+            let LockCell::Store { store, path } = &cell else {
+                unreachable!()
+            };
+            match &restored {
+                Some(old) => {
+                    store.put(path, old.body().into()).await.unwrap();
+                }
+                None => store.delete(path).await.unwrap(),
+            }
+            fence.check().expect("nothing local says otherwise");
+            let err = fence.verify().await.unwrap_err().to_string();
+            assert!(
+                err.contains(if restored.is_some() {
+                    "run old"
+                } else {
+                    "removed"
+                }),
+                "{err}"
+            );
+            assert!(fence.check().is_err(), "tripped for every writer");
+        }
     }
 
     #[tokio::test]

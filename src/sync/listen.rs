@@ -16,7 +16,7 @@
 //! whatever its look-back, and exits 4 until it is stored. Without that, a task `sync` had
 //! already settled (a consult leg that appeared hours later, say) would never be asked again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -27,9 +27,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::ledger::{Ledger, Why};
-use super::rows;
 use super::state::{OrgState, StateError};
 use super::{Result, SyncContext, SyncError};
+use super::{rows, window};
 use crate::api::model::Recording;
 use crate::audio::{self, AudioError, StoredAudio};
 use crate::lake::{self, AudioFactsRow, CaptureRow, DerivativeRow, ManifestRow, Table};
@@ -353,9 +353,15 @@ async fn store(
     };
     let captures = rows::capture_rows(&[(task_id, rec)], &ctx.pii);
     // Already stored (by sync, or before a restart): hash the stored copy, analyse it, and
-    // write the same rows sync would.
-    if ctx.lake.store().head(&path).await.is_ok() {
-        let stored: StoredAudio = audio::hash_object(ctx.lake.store(), &path).await?;
+    // write the same rows sync would; unless it was stored while the call was going.
+    let present = match ctx.lake.store().head(&path).await {
+        Ok(_) => {
+            let stored: StoredAudio = audio::hash_object(ctx.lake.store(), &path).await?;
+            (!window::cut_short(ctx, &path, &stored, rec).await).then_some(stored)
+        }
+        Err(_) => None,
+    };
+    if let Some(stored) = present {
         let processed = audio::process_stored(&transfer, &path, &ids, &stored).await?;
         counters.present.fetch_add(1, Ordering::Relaxed);
         return Ok(Rows {
@@ -405,6 +411,24 @@ async fn store(
         ),
         present: false,
     })
+}
+
+/// The capture rows that tell the lake something new: recordings it has no row for, or whose
+/// `stopTime` moved. A row built from an event's own fields (UNCONFIRMED beyond `taskId`,
+/// `filePath` and `createdTime`) may lack what `sync` read from the captures API, so it never
+/// replaces that row just to say the same.
+fn news(
+    captures: Vec<CaptureRow>,
+    known: &HashMap<(String, String), Option<i64>>,
+) -> Vec<CaptureRow> {
+    captures
+        .into_iter()
+        .filter(|c| {
+            known
+                .get(&(c.task_id.clone(), c.recording_id.clone()))
+                .is_none_or(|stop| *stop != c.stop_time)
+        })
+        .collect()
 }
 
 /// A task is looked for in listings starting this long before its recording.
@@ -519,13 +543,11 @@ async fn commit(
     }
     let written: Result<()> = async {
         for (date, rows) in &by_date {
-            fence.check()?;
+            let (lake, date) = (&ctx.lake, *date);
             let facts: Vec<AudioFactsRow> = rows.iter().filter_map(|r| r.facts.clone()).collect();
             if !facts.is_empty() {
                 let b = lake::audio_facts_batch(&facts)?;
-                ctx.lake
-                    .upsert_partition(Table::AudioFacts, org, *date, b)
-                    .await?;
+                window::fenced_upsert(lake, &fence, Table::AudioFacts, org, date, b).await?;
             }
             let derived: Vec<DerivativeRow> = rows
                 .iter()
@@ -533,24 +555,21 @@ async fn commit(
                 .collect();
             if !derived.is_empty() {
                 let b = lake::derivatives_batch(&derived)?;
-                ctx.lake
-                    .upsert_partition(Table::Derivatives, org, *date, b)
-                    .await?;
+                window::fenced_upsert(lake, &fence, Table::Derivatives, org, date, b).await?;
             }
             let manifest: Vec<ManifestRow> = rows.iter().map(|r| r.manifest.clone()).collect();
             let b = lake::manifest_batch(&manifest)?;
-            ctx.lake
-                .upsert_partition(Table::Manifest, org, *date, b)
-                .await?;
+            window::fenced_upsert(lake, &fence, Table::Manifest, org, date, b).await?;
             let captures: Vec<CaptureRow> = rows
                 .iter()
                 .flat_map(|r| r.captures.iter().cloned())
                 .collect();
+            let tasks: HashSet<String> = captures.iter().map(|c| c.task_id.clone()).collect();
+            let known = rows::capture_stops_from_lake(lake, org, date, Some(&tasks)).await?;
+            let captures = news(captures, &known);
             if !captures.is_empty() {
                 let b = lake::captures_batch(&captures)?;
-                ctx.lake
-                    .upsert_partition(Table::Captures, org, *date, b)
-                    .await?;
+                window::fenced_upsert(lake, &fence, Table::Captures, org, date, b).await?;
             }
         }
         // After the rows (as `sync` commits): what could not be stored, owed to the next sync.
@@ -605,4 +624,38 @@ async fn commit(
         "listen: committed"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(task: &str, rec: &str, stop: Option<i64>) -> CaptureRow {
+        CaptureRow {
+            task_id: task.into(),
+            recording_id: rec.into(),
+            stop_time: stop,
+            ..CaptureRow::default()
+        }
+    }
+
+    #[test]
+    fn an_events_capture_row_replaces_syncs_only_to_say_the_recording_changed() {
+        let known = HashMap::from([
+            (("t1".into(), "r1".into()), Some(1_000)),
+            (("t1".into(), "r2".into()), Some(1_000)),
+            (("t2".into(), "r3".into()), None),
+        ]);
+        let kept = news(
+            vec![
+                row("t1", "r1", Some(1_000)), // what sync wrote already: kept as sync wrote it
+                row("t1", "r2", Some(2_000)), // grew since
+                row("t2", "r3", Some(3_000)), // ended since
+                row("t3", "r4", Some(1_000)), // new
+            ],
+            &known,
+        );
+        let ids: Vec<&str> = kept.iter().map(|c| c.recording_id.as_str()).collect();
+        assert_eq!(ids, ["r2", "r3", "r4"]);
+    }
 }

@@ -39,6 +39,13 @@ pub(super) async fn run_windows(
 ) -> Result<()> {
     let now = clock.now;
     let fence = lease.fence();
+    // A first run marks where settle checks begin before it asks about anything: killed midway,
+    // the tasks it asked about while young still get their settle check from a later run.
+    if ledger.settled_until().is_none() {
+        ledger.set_settled_until(now - opts.policy.settle_after);
+        fence.check()?;
+        ledger.save().await?;
+    }
     // Listing ranges earlier runs could not read, outside this run's range, are listed again
     // first (those inside it are listed again with their window).
     let (lo, hi) = (
@@ -555,7 +562,7 @@ impl Run<'_> {
 
     /// The settle check: voice tasks created in `[settled_until, now - settle_after)` that this run
     /// did not ask about are asked once more, so a recording that appeared hours after the others,
-    /// without any change to its task, is found. The first run only sets the mark.
+    /// without any change to its task, is found. The first run sets the mark as it starts.
     async fn settle(&self) -> Result<()> {
         let (ctx, org, now) = (self.ctx, self.org, self.now);
         let target = now - self.opts.policy.settle_after;

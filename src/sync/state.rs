@@ -23,7 +23,8 @@ use crate::lake::Lake;
 pub enum StateError {
     #[error(
         "another sync holds the lease of org {org} ({holder}, started {started}, lease until \
-         {expires}); try again later (see `wxcc state show`), or delete {path} if that run is gone"
+         {expires}); try again after it ends or its lease expires (see `wxcc state show`). Delete \
+         {path} only if that run is certainly gone (its pod or host no longer exists)"
     )]
     Locked {
         org: String,

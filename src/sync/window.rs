@@ -20,11 +20,12 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use secrecy::SecretString;
 use tokio::sync::mpsc;
 
+use super::lease::Fence;
 use super::ledger::{Ledger, Why};
 use super::rows::{self, STATUS_STORED};
 use super::{FailedTask, Outcome, Result, SyncContext, SyncError, SyncPolicy, SyncSummary};
 use crate::api::model::{Recording, Task, TaskCaptures};
-use crate::api::{ApiError, MAX_CAPTURE_IDS, Reject};
+use crate::api::{ApiError, CAPTURES_SOURCE, MAX_CAPTURE_IDS, Reject};
 use crate::audio::{self, AudioError, Fetched, Processing, StoredAudio};
 use crate::lake::derivatives::status as derived_status;
 use crate::lake::{self, AudioFactsRow, CaptureRow, DerivativeRow, ManifestRow, Table};
@@ -114,6 +115,8 @@ struct Batch {
     facts: Vec<AudioFactsRow>,
     derived: Vec<DerivativeRow>,
     rejects: Vec<Reject>,
+    /// Tasks whose captures parsed: their earlier quarantined captures entries are cleared.
+    answered: HashSet<String>,
     recordings: usize,
     /// Tasks whose work is complete, freed from the ledger (with their `createdTime`) only by
     /// the commit that writes their rows: the parts in flight share one ledger, and the other
@@ -184,10 +187,30 @@ impl Tally<'_> {
 
     /// One captures batch answered: failures owed, tasks without recordings settled, the
     /// recordings' capture rows held until their downloads settle.
-    fn captures(&mut self, run: &mut Books<'_>, batch: &mut Batch, q: Queried) {
+    fn captures(&mut self, run: &mut Books<'_>, batch: &mut Batch, mut q: Queried) {
         run.summary.captures_queries += q.requests;
-        batch.rejects.extend(q.rejects);
         let answered: HashSet<&str> = q.captures.iter().map(|c| c.task_id.as_str()).collect();
+        // An entry that could not be parsed is a failure of its task, not a task without
+        // recordings: owed, named in the summary, and asked about again.
+        for r in q.rejects.iter().filter(|r| r.source == CAPTURES_SOURCE) {
+            let Some(id) = reject_id(&r.raw) else {
+                continue;
+            };
+            if q.asked.contains(&id)
+                && !answered.contains(id.as_str())
+                && !q.failed.iter().any(|f| f.task_id == id)
+            {
+                q.failed.push(FailedTask {
+                    task_id: id,
+                    status: None,
+                    reason: format!("captures entry rejected: {}", r.reason),
+                });
+            }
+        }
+        batch.rejects.extend(q.rejects);
+        batch
+            .answered
+            .extend(answered.iter().map(|&id| id.to_owned()));
         for failed in &q.failed {
             let at = self.created(&failed.task_id);
             batch.owe(
@@ -251,6 +274,7 @@ impl Tally<'_> {
         run.summary.count_derived(&stored.derived);
         let task_id = stored.manifest.task_id.clone();
         if !durable
+            || stored.store_error.is_some()
             || stored
                 .derived
                 .iter()
@@ -526,39 +550,53 @@ async fn commit(
     parsed: &HashSet<String>,
     run: &mut RunState<'_>,
 ) -> Result<()> {
-    run.fence.check()?;
-    let lake = &ctx.lake;
+    let (lake, fence) = (&ctx.lake, run.fence);
+    fence.verify().await?;
     if !batch.facts.is_empty() {
         let b = lake::audio_facts_batch(&batch.facts)?;
-        lake.upsert_partition(Table::AudioFacts, org, date, b)
-            .await?;
+        fenced_upsert(lake, fence, Table::AudioFacts, org, date, b).await?;
     }
     if !batch.derived.is_empty() {
         let b = lake::derivatives_batch(&batch.derived)?;
-        lake.upsert_partition(Table::Derivatives, org, date, b)
-            .await?;
+        fenced_upsert(lake, fence, Table::Derivatives, org, date, b).await?;
     }
     if !batch.manifest.is_empty() {
         let b = lake::manifest_batch(&batch.manifest)?;
-        lake.upsert_partition(Table::Manifest, org, date, b).await?;
+        fenced_upsert(lake, fence, Table::Manifest, org, date, b).await?;
     }
     if !batch.captures.is_empty() {
         let b = lake::captures_batch(&batch.captures)?;
-        lake.upsert_partition(Table::Captures, org, date, b).await?;
+        fenced_upsert(lake, fence, Table::Captures, org, date, b).await?;
     }
-    write_rejects(ctx, org, date, &batch.rejects, parsed).await?;
+    write_rejects(ctx, org, date, &batch.rejects, parsed, &batch.answered).await?;
     run.summary.rejects += batch.rejects.len() as u64;
     // Their rows are written now (the tasks' own rows come last: a task without its row is
     // listed as new and asked about again).
     batch.free_resolved(run.ledger);
-    run.fence.check()?;
+    fence.check()?;
     run.ledger.save().await?;
     if !batch.tasks.is_empty() {
         let b = lake::tasks_batch(&rows::task_rows(&batch.tasks, &ctx.pii))?;
-        lake.upsert_partition(Table::Tasks, org, date, b).await?;
+        fenced_upsert(lake, fence, Table::Tasks, org, date, b).await?;
     }
     run.summary.commits += 1;
     tracing::debug!(%date, tasks = batch.tasks.len(), recordings = batch.manifest.len(), "committed");
+    Ok(())
+}
+
+/// Upserts one partition if this run still holds its lease. Checked before every table, not
+/// once per commit: a commit that outlives its lease (a put stalled past the lease's trust)
+/// stops at its next write instead of finishing over a newer run's files.
+pub(super) async fn fenced_upsert(
+    lake: &lake::Lake,
+    fence: &Fence,
+    table: Table,
+    org: &str,
+    date: NaiveDate,
+    batch: arrow::array::RecordBatch,
+) -> Result<()> {
+    fence.check()?;
+    lake.upsert_partition(table, org, date, batch).await?;
     Ok(())
 }
 
@@ -658,7 +696,8 @@ struct Stored {
     outcome: Outcome,
     facts: Option<AudioFactsRow>,
     derived: Vec<DerivativeRow>,
-    /// Why the store itself failed this recording (checking for it or writing it), if it did.
+    /// Why the store itself failed this recording (checking for it, writing it, or reading the
+    /// stored copy to process it), if it did: the task stays owed.
     store_error: Option<String>,
 }
 
@@ -676,14 +715,16 @@ async fn previous_manifest(
 }
 
 /// Quarantined records of a day accumulate across runs and commits (one line each, kept once);
-/// a record is dropped from quarantine only when its id later parses. Signed URLs were scrubbed
-/// when the reject was made.
+/// a record is dropped from quarantine only when what it was later parses: the task in a
+/// listing (`parsed`), its captures entry in a captures answer (`answered`). Signed URLs were
+/// scrubbed when the reject was made.
 async fn write_rejects(
     ctx: &SyncContext,
     org: &str,
     date: NaiveDate,
     rejects: &[Reject],
     parsed: &HashSet<String>,
+    answered: &HashSet<String>,
 ) -> Result<()> {
     let path = ctx
         .lake
@@ -704,7 +745,11 @@ async fn write_rejects(
             continue;
         };
         let mut raw = v["raw"].as_str().unwrap_or_default().to_owned();
-        if reject_id(&raw).is_some_and(|id| parsed.contains(&id)) {
+        let fixed = reject_id(&raw).is_some_and(|id| match v["source"].as_str() {
+            Some(CAPTURES_SOURCE) => answered.contains(&id),
+            _ => parsed.contains(&id),
+        });
+        if fixed {
             continue;
         }
         // Lines kept by a run with weaker settings get today's protection (idempotent: a
@@ -825,6 +870,22 @@ async fn store_recording(
             }
         }
     };
+    // Without both rows of a durable store, nothing says which stopTime the stored bytes were
+    // fetched for: a run killed between storing a recording and committing its rows, or one
+    // whose transfer stopped (its capture row, written anyway, has the stopTime listed then, not
+    // that of an object left by an earlier killed run). The audio's own length says.
+    let recorded = known.stops.contains_key(&id)
+        && known
+            .manifest
+            .get(&id)
+            .is_some_and(|m| m.status == STATUS_STORED);
+    let stored = match stored {
+        Some(s) if !recorded && cut_short(ctx, &path, &s, rec).await => {
+            tracing::info!(%path, "stored audio is shorter than the recording listed now; downloading again");
+            None
+        }
+        other => other,
+    };
     if let Some(stored) = stored {
         // Audio stored by an earlier run: analyse or derive from the stored copy what that run
         // did not (analysis or derivation switched on since, or a derivative that failed).
@@ -837,12 +898,17 @@ async fn store_recording(
             derive,
             scratch_dir: ctx.processing.scratch_dir.clone(),
         };
+        // A stored copy that cannot be read (the store failing) leaves its facts and derivatives
+        // unmade: the task stays owed, so a later run makes them even once its day is no longer
+        // listed.
+        let mut read_error = None;
         let processed =
             match audio::process_stored(&transfer(ctx, &processing), &path, &ids, &stored).await {
                 Ok(p) => Some(p),
                 Err(AudioError::Changed) => None,
                 Err(e) => {
                     tracing::warn!(%path, error = %e, "cannot read stored audio to process it");
+                    read_error = Some(e.to_string());
                     Some(audio::Processed {
                         facts: None,
                         derived: unreadable(&path, &processing.derive, &e),
@@ -863,7 +929,7 @@ async fn store_recording(
                     &stored,
                     &processed.derived,
                 ),
-                store_error: None,
+                store_error: read_error,
             });
         }
         tracing::warn!(%path, "stored object changed since it was recorded; downloading again");
@@ -1054,6 +1120,38 @@ async fn already_stored(
     })
 }
 
+/// How much shorter than its listed `stopTime − startTime` stored audio may be and still be taken
+/// as the whole recording: the larger of this and 2 % (writers pad and trim a little).
+const CUT_SHORT_SLACK_MS: i64 = 2_000;
+
+/// Whether a stored object is audio cut off before the recording listed now ends, i.e. fetched
+/// while its call was going. An object whose length cannot be read counts as cut short: it is
+/// downloaded once more rather than trusted. A recording still open (no `stopTime`) is not final
+/// either way, and is fetched again when it stops.
+pub(super) async fn cut_short(
+    ctx: &SyncContext,
+    path: &Path,
+    stored: &StoredAudio,
+    rec: &Recording,
+) -> bool {
+    let a = &rec.attributes;
+    let Some(listed) = a
+        .stop_time
+        .zip(a.start_time)
+        .map(|(stop, start)| stop - start)
+    else {
+        return false;
+    };
+    match audio::stored_duration_ms(ctx.lake.store(), path, stored.size).await {
+        Ok(Some(ms)) => ms + CUT_SHORT_SLACK_MS.max(listed / 50) < listed,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot read a stored recording's header");
+            true
+        }
+    }
+}
+
 /// Fresh URLs asked for one recording before giving up (each costs a captures query).
 const MAX_URL_REFRESHES: u32 = 3;
 
@@ -1181,6 +1279,84 @@ mod tests {
 
     /// Two parts share the ledger, and either may save it at any time: a task whose last
     /// recording was stored stays owed in every save until the commit that writes its rows.
+    /// A captures entry that cannot be parsed fails its task: owed and named, never taken for
+    /// a task without recordings (which a run does not count as partial).
+    #[tokio::test]
+    async fn a_captures_entry_that_cannot_be_parsed_fails_its_task() {
+        let lake = Lake::open("memory://").expect("lake");
+        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
+            .await
+            .expect("load");
+        let created: HashMap<String, i64> =
+            [("t1".to_owned(), CREATED), ("t2".to_owned(), CREATED)].into();
+        let stops = HashMap::new();
+        let mut tally = Tally {
+            created: &created,
+            stops: &stops,
+            pii: &super::super::pii::PiiMode::Keep,
+            listed: HashMap::new(),
+            outstanding: HashMap::new(),
+            waiting: HashMap::new(),
+            failed: HashSet::new(),
+        };
+        let mut summary = SyncSummary::default();
+        let mut batch = Batch::default();
+        let raw = serde_json::json!({"taskId": "t1", "recording": [{"attributes": 7}]});
+        let q = Queried {
+            asked: vec!["t1".into(), "t2".into()],
+            captures: Vec::new(),
+            rejects: vec![Reject::new(CAPTURES_SOURCE, "invalid type", &raw)],
+            failed: Vec::new(),
+            requests: 1,
+        };
+        let mut books = Books {
+            ledger: &mut ledger,
+            summary: &mut summary,
+            now: now(),
+        };
+        tally.captures(&mut books, &mut batch, q);
+        let names: Vec<&str> = summary
+            .failed_tasks
+            .iter()
+            .map(|f| f.task_id.as_str())
+            .collect();
+        assert_eq!(names, ["t1"]);
+        assert!(summary.failed_tasks[0].reason.contains("rejected"));
+        assert_eq!(batch.rejects.len(), 1, "still quarantined");
+        batch.free_resolved(&mut ledger);
+        ledger.save().await.expect("save");
+        assert_eq!(
+            owed_after_reload(&lake, "t1").await,
+            Some(Why::CapturesFailed)
+        );
+        // t2 was answered with nothing: a task without recordings (yet).
+        assert_eq!(
+            owed_after_reload(&lake, "t2").await,
+            Some(Why::NoRecordingYet)
+        );
+    }
+
+    /// A commit that outlived its lease stops at its next table: another run may own these
+    /// partitions by now.
+    #[tokio::test]
+    async fn a_commit_whose_lease_ran_out_writes_no_further_table() {
+        let lake = Lake::open("memory://").expect("lake");
+        let date = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let rows = || {
+            lake::captures_batch(&[CaptureRow {
+                task_id: "t1".into(),
+                recording_id: "r1".into(),
+                ..CaptureRow::default()
+            }])
+            .unwrap()
+        };
+        let expired = Fence::expired("org-1");
+        let err = fenced_upsert(&lake, &expired, Table::Captures, "org-1", date, rows()).await;
+        assert!(matches!(err, Err(SyncError::State(_))), "{err:?}");
+        let read = lake.read_partition(Table::Captures, "org-1", date).await;
+        assert!(read.expect("read").is_none(), "nothing written");
+    }
+
     /// Freed at once, a save by the other part followed by a crash before this part's commit
     /// left its recording in no table and in no ledger: never asked about again.
     #[tokio::test]
@@ -1208,9 +1384,9 @@ mod tests {
         assert_eq!(owed_after_reload(&lake, "t1").await, None);
     }
 
-    /// A recording stored but a derivative of it failed: the task stays owed (the summary
-    /// counts it, the run exits partial, a later run derives it from the stored copy), also
-    /// once its day has left the look-back.
+    /// A recording stored but a derivative of it failed, or whose stored copy could not be read
+    /// to analyse it: the task stays owed (the summary counts it, the run exits partial, a later
+    /// run derives it from the stored copy), also once its day has left the look-back.
     #[tokio::test]
     async fn a_failed_derivative_keeps_its_task_owed() {
         let lake = Lake::open("memory://").expect("lake");
@@ -1233,6 +1409,11 @@ mod tests {
                     &[derived_status::OK],
                 ),
                 transfer("t4", Outcome::Failed, &[]),
+                // Stored before; reading it back to analyse it failed.
+                Stored {
+                    store_error: Some("503".into()),
+                    ..transfer("t5", Outcome::Present, &[])
+                },
             ],
         );
         batch.free_resolved(&mut ledger);
@@ -1242,10 +1423,11 @@ mod tests {
             ("t2", Some(Why::DownloadFailed)),
             ("t3", None),
             ("t4", Some(Why::DownloadFailed)),
+            ("t5", Some(Why::DownloadFailed)),
         ] {
             assert_eq!(owed_after_reload(&lake, task).await, owed, "{task}");
         }
-        assert_eq!(ledger.counts().download_failed, 3);
+        assert_eq!(ledger.counts().download_failed, 4);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::util::{
     dump, sha256_file, sim_env, small_world, start_sim, strings, sync_small_world, text, wxcc,
     wxcc_command,
 };
+use wxcc::lake::{Lake, ManifestRow, Table, manifest_batch};
 use wxcc::sim::Simulator;
 
 /// Runs `wxcc sync` over the small world's two days with `extra` flags; returns the summary.
@@ -31,6 +32,38 @@ async fn sync_logged(sim: &Simulator, out: &Path, extra: &[&str]) -> (serde_json
 }
 
 /// A local `file://` URI as a path.
+/// Rewrites the manifest row of the object at `uri` to say it was stored as `bytes`.
+async fn record_as_stored(sim: &Simulator, loc: &str, uri: &str, bytes: &[u8]) {
+    use sha2::Digest;
+    let sql = format!(
+        "SELECT date || ' ' || task_id || ' ' || recording_id FROM manifest WHERE object_uri = '{uri}'"
+    );
+    let found = strings(loc, &sql).await;
+    let [date, task_id, recording_id] = found[0].split(' ').collect::<Vec<_>>()[..] else {
+        panic!("{found:?}")
+    };
+    let row = ManifestRow {
+        task_id: task_id.into(),
+        recording_id: recording_id.into(),
+        object_uri: uri.into(),
+        size_bytes: Some(bytes.len() as i64),
+        sha256: Some(hex::encode(sha2::Sha256::digest(bytes))),
+        content_type: Some("audio/wav".into()),
+        status: "stored".into(),
+        error: None,
+    };
+    let lake = Lake::open(loc).unwrap();
+    let org = sim.credentials().org_id.clone();
+    lake.upsert_partition(
+        Table::Manifest,
+        &org,
+        date.parse().unwrap(),
+        manifest_batch(&[row]).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
 fn local(uri: &str) -> std::path::PathBuf {
     url::Url::parse(uri).unwrap().to_file_path().unwrap()
 }
@@ -202,11 +235,23 @@ async fn derivation_switched_on_later_reads_the_stored_copies() {
     assert!(stale.is_empty(), "{stale:?}");
 
     // Audio found without a manifest row (a run killed before writing its tables) is taken as
-    // it is; if it is not decodable, its derivatives say so, once, and the run still succeeds.
+    // it is only when it is as long as the recording listed: this is no WAV, so it is
+    // downloaded again. (A commit writes the tasks table last, so a killed run leaves neither
+    // row.)
     let bad = local(&originals[1]);
-    std::fs::write(&bad, b"<html>AccessDenied</html>").unwrap();
-    // (A commit writes the tasks table last, so a killed run leaves neither row.)
+    let good = sha256_file(&bad);
+    let junk = b"<html>AccessDenied</html>";
+    std::fs::write(&bad, junk).unwrap();
     std::fs::remove_dir_all(out.join("manifest")).unwrap();
+    std::fs::remove_dir_all(out.join("tasks")).unwrap();
+    let again = sync_with(&sim, &out, &["--derive", "mono16k,channels"]).await;
+    assert_eq!(again["stored"], 1, "{again}");
+    assert_eq!(sha256_file(&bad), good);
+
+    // Audio recorded as stored that cannot be decoded (as if the media host had served a page
+    // instead of the recording): its derivatives say so, once, and the run still succeeds.
+    std::fs::write(&bad, junk).unwrap();
+    record_as_stored(&sim, loc, &originals[1], junk).await;
     std::fs::remove_dir_all(out.join("tasks")).unwrap();
     let (fifth, log) = sync_logged(&sim, &out, &["--derive", "mono16k,channels"]).await;
     assert!(log.contains("derivative not stored"), "{log}");

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::util::{dump, sim_env, small_world, start_sim, strings, text, wxcc, wxcc_command};
+use crate::util::{
+    a_call_going_on, dump, sim_env, small_world, start_sim, strings, text, wxcc, wxcc_command,
+};
 use wxcc::sim::{SimConfig, Simulator, WebhookKnobs};
 
 const SECRET: &str = "listen-e2e-secret-0123456789abcdef";
@@ -369,5 +371,81 @@ async fn an_event_listen_cannot_store_is_owed_to_the_next_sync() {
         want,
         "{stored:?}"
     );
+    sim.shutdown().await;
+}
+
+/// A recording `sync` stored while its call was going, announced to `listen` once the call has
+/// ended, is downloaded again: the stored copy is shorter than the recording listed now. Taken
+/// as it was, its rows would carry the final `stopTime`, and no later run would see it grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_stored_while_its_call_was_going_is_stored_again_by_listen() {
+    let now = chrono::Utc::now();
+    let (cfg, during) = a_call_going_on(now).await;
+    let sim = start_sim(SimConfig {
+        now: Some(during),
+        webhooks: WebhookKnobs {
+            replay: true,
+            ..WebhookKnobs::default()
+        },
+        ..cfg
+    })
+    .await;
+    let world = sim.world();
+    // (recording id, sha-256 stored at `during`, sha-256 of the whole recording)
+    let grown: Vec<(String, String, String)> = world
+        .recordings_as_of(during)
+        .iter()
+        .zip(world.recordings_available_at(during))
+        .filter(|(cut, full)| cut.stop_ms != full.stop_ms)
+        .map(|(cut, full)| {
+            (
+                cut.id.clone(),
+                world.wav_sha256(cut),
+                world.wav_sha256(full),
+            )
+        })
+        .collect();
+    assert!(!grown.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").to_str().unwrap().to_owned();
+    let mut env = sim_env(&sim);
+    env.insert("WXCC_NOW".into(), during.to_rfc3339());
+    let out = wxcc(&["sync", "--output", &lake], &env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stored = || {
+        strings(
+            &lake,
+            "SELECT recording_id || ' ' || sha256 FROM manifest WHERE status = 'stored'",
+        )
+    };
+    let first = stored().await;
+    for (id, cut, _) in &grown {
+        assert!(
+            first.contains(&format!("{id} {cut}")),
+            "{id} stored as it was: {first:?}"
+        );
+    }
+
+    // The calls end; listen hears of every recording available by now.
+    sim.set_now(now);
+    let listen = start_listen(&sim, dir.path(), &lake).await;
+    sim.subscribe_webhook(&format!("{}/webhook", listen.base), SECRET)
+        .unwrap();
+    for _ in 0..1200 {
+        let s = sim.webhook_stats();
+        if s.events > 0 && s.accepted + s.refused + s.failed == s.events - s.lost + s.duplicated {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drained(&listen.base).await;
+    drop(listen);
+    let last = stored().await;
+    for (id, _, whole) in &grown {
+        assert!(
+            last.contains(&format!("{id} {whole}")),
+            "{id} stored whole: {last:?}"
+        );
+    }
     sim.shutdown().await;
 }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::util::{sim_env, small_world, start_sim, strings, text, wxcc};
-use wxcc::sim::{RecordingKind, SimConfig, Simulator};
+use crate::util::{a_call_going_on, sim_env, small_world, start_sim, strings, text, wxcc};
+use wxcc::sim::{SimConfig, Simulator};
 
 const TASKS_SQL: &str = "SELECT task_id FROM tasks ORDER BY 1";
 const STORED_SQL: &str =
@@ -245,40 +245,26 @@ async fn captures_that_appear_hours_later_without_any_change_to_the_task_are_fou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends() {
+    stored_while_going_then_ended(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_stored_while_its_call_was_going_by_a_run_killed_before_its_rows_is_stored_again()
+ {
+    // The first run, on a fresh lake, killed before its commit (every table and the state), or
+    // between the manifest and the captures (the rows saying which stopTime the audio is for).
+    let every = ["tasks", "captures", "manifest", "audio_facts", "_state"];
+    for lost in [&every[..], &["tasks", "captures", "_state"]] {
+        stored_while_going_then_ended(lost).await;
+    }
+}
+
+/// Syncs in the middle of a recorded call, loses the `lost` tables of that run (as a run killed
+/// after storing the audio would), then syncs after the call ended: every recording is stored
+/// as it is now.
+async fn stored_while_going_then_ended(lost: &[&str]) {
     let now = Utc::now();
-    let cfg = world_ending_now(SimConfig {
-        recordings_while_open: true,
-        median_call_secs: 600,
-        max_call_secs: 1200,
-        calls_per_day: 40,
-        ..small_world()
-    });
-    let probe = start_sim(cfg.clone()).await;
-    // An instant in the middle of a recorded call whose task closed well before `now` (found in
-    // the world, not the time of day), so the second run sees it changed and finished.
-    let world = probe.world();
-    let during = world
-        .all_recordings()
-        .iter()
-        .filter(|r| r.kind == RecordingKind::Main && r.stop_ms - r.start_ms >= 4_000)
-        .find(|r| {
-            let closed = world.task(&r.task_id).and_then(|t| t.timeline.closed_ms);
-            let settled = (now - Duration::minutes(30)).timestamp_millis();
-            r.start_ms > (now - Duration::hours(20)).timestamp_millis()
-                && closed.is_some_and(|c| c < settled)
-                && r.stop_ms < settled
-        })
-        .map(|r| DateTime::from_timestamp_millis((r.start_ms + r.stop_ms) / 2).unwrap())
-        .expect("a recorded call ended in the last day");
-    assert!(
-        world
-            .recordings_as_of(during)
-            .iter()
-            .zip(world.recordings_available_at(during))
-            .any(|(cut, full)| cut.stop_ms != full.stop_ms),
-        "a call is in progress at {during}"
-    );
-    probe.shutdown().await;
+    let (cfg, during) = a_call_going_on(now).await;
     let sim = start_sim(SimConfig {
         now: Some(during),
         ..cfg
@@ -288,6 +274,9 @@ async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends
     let (code, first) = sync_at(&sim, dir.path(), &[], Some(during)).await;
     assert_eq!(code, 0, "{first}");
     assert_equals_truth(&sim, dir.path()).await;
+    for table in lost {
+        std::fs::remove_dir_all(dir.path().join("lake").join(table)).unwrap();
+    }
 
     sim.set_now(now);
     let (code, second) = sync_at(&sim, dir.path(), &[], Some(now)).await;

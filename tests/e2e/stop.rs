@@ -67,6 +67,14 @@ async fn sigterm_during_downloads_stops_cleanly_and_the_next_run_finishes() {
         let path = uri.strip_prefix("file://").unwrap();
         assert_eq!(std::fs::metadata(path).unwrap().len().to_string(), size);
     }
+    // A first run marks where settle checks begin as it starts, so one stopped midway leaves
+    // it too: the tasks it asked about while young get their settle check from a later run.
+    let meta = files(&out.join("_state"))
+        .into_iter()
+        .find(|f| f.ends_with("ledger.json"))
+        .expect("the ledger's meta file");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    assert!(meta["settled_until"].is_string(), "{meta}");
     // The lease was released: the next run starts at once and completes.
     let next = wxcc_command(&args, &sim_env(&sim), dir.path())
         .output()

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Output;
 
 use arrow::array::RecordBatch;
-use wxcc::sim::{SimConfig, Simulator};
+use chrono::{DateTime, Duration, Utc};
+use wxcc::sim::{RecordingKind, SimConfig, Simulator};
 
 /// A small, fast world: short calls, two days.
 pub fn small_world() -> SimConfig {
@@ -26,6 +27,47 @@ pub async fn start_sim(cfg: SimConfig) -> Simulator {
     Simulator::start(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .expect("simulator starts on a free port")
+}
+
+/// A world of two days ending `now` whose recordings are listed while their calls are going,
+/// and an instant in the middle of a recorded call whose task closed well before `now` (found in
+/// the world, not the time of day): synced at that instant and again at `now`, the call is seen
+/// to have grown and finished.
+pub async fn a_call_going_on(now: DateTime<Utc>) -> (SimConfig, DateTime<Utc>) {
+    let cfg = SimConfig {
+        start: now.date_naive() - Duration::days(1),
+        days: 2,
+        recordings_while_open: true,
+        median_call_secs: 600,
+        max_call_secs: 1200,
+        calls_per_day: 40,
+        ..small_world()
+    };
+    let probe = start_sim(cfg.clone()).await;
+    let world = probe.world();
+    let settled = (now - Duration::minutes(30)).timestamp_millis();
+    let during = world
+        .all_recordings()
+        .iter()
+        .filter(|r| r.kind == RecordingKind::Main && r.stop_ms - r.start_ms >= 4_000)
+        .find(|r| {
+            let closed = world.task(&r.task_id).and_then(|t| t.timeline.closed_ms);
+            r.start_ms > (now - Duration::hours(20)).timestamp_millis()
+                && closed.is_some_and(|c| c < settled)
+                && r.stop_ms < settled
+        })
+        .map(|r| DateTime::from_timestamp_millis((r.start_ms + r.stop_ms) / 2).unwrap())
+        .expect("a recorded call ended in the last day");
+    assert!(
+        world
+            .recordings_as_of(during)
+            .iter()
+            .zip(world.recordings_available_at(during))
+            .any(|(cut, full)| cut.stop_ms != full.stop_ms),
+        "a call is in progress at {during}"
+    );
+    probe.shutdown().await;
+    (cfg, during)
 }
 
 /// Environment pointing the binary at the simulator, and nothing else from the caller's

@@ -223,6 +223,27 @@ fn duration_mismatch_is_audio_minus_capture_window() {
     assert_eq!(duration_mismatch_ms(&f, Some(1), None), None);
 }
 
+#[test]
+fn header_duration_reads_the_header_and_the_object_size_not_the_samples() {
+    // 2 s of stereo 16-bit at 8 kHz: 44-byte header, 4 bytes a frame.
+    let bytes = wav(pcm16(2, RATE), 16_000, |_, _| 0.0);
+    let size = bytes.len() as u64;
+    assert_eq!(header_duration_ms(&bytes[..64], size).unwrap(), 2_000);
+    // A copy cut short by its writer (header still promising 2 s) is as long as its bytes.
+    assert_eq!(
+        header_duration_ms(&bytes[..64], 44 + 4 * 4_000).unwrap(),
+        500
+    );
+    // A header from a streaming writer (no length) runs to the end of the object.
+    let mut streamed = bytes.clone();
+    streamed[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(header_duration_ms(&streamed[..44], size).unwrap(), 2_000);
+    assert!(matches!(
+        header_duration_ms(b"<html>AccessDenied</html>", 25),
+        Err(FactsError::NotWav(_))
+    ));
+}
+
 /// `cargo test --release --lib audio::facts -- --ignored --nocapture`
 #[test]
 #[ignore = "throughput measurement; run in release"]
