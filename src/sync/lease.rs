@@ -72,6 +72,12 @@ pub struct LeaseRecord {
     pub host: String,
     #[serde(default)]
     pub pid: u32,
+    /// Where `pid` means something: the kernel's boot id and the holder's PID namespace. Pods
+    /// sharing a host name (`hostNetwork`, a fixed `hostname`) each have their own PID
+    /// namespace, where another's pid is absent or someone else. Empty when unknown (older
+    /// records, no `/proc`): the lease then ends only by release or expiry.
+    #[serde(default)]
+    pub pid_scope: String,
     pub started: DateTime<Utc>,
     pub expires: DateTime<Utc>,
     /// Set by a clean release; a released lease is free.
@@ -80,13 +86,16 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
-    /// A lease is dead when released, expired, or taken on this host by a process that no
-    /// longer exists (a run killed with SIGKILL must not block the next cron run for the whole
-    /// lease).
+    /// A lease is dead when released, expired, or taken on this host, in this PID namespace, by
+    /// a process that no longer exists (a run killed with SIGKILL must not block the next cron
+    /// run for the whole lease).
     pub fn is_dead(&self, now: DateTime<Utc>) -> bool {
         self.released
             || self.expires <= now
-            || (self.host == host_name() && !process_alive(self.pid))
+            || (self.host == host_name()
+                && !self.pid_scope.is_empty()
+                && self.pid_scope == pid_scope()
+                && !process_alive(self.pid))
     }
 
     fn body(&self) -> Vec<u8> {
@@ -102,6 +111,18 @@ fn process_alive(pid: u32) -> bool {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {
         true // no cheap check elsewhere: rely on the lease expiry
+    }
+}
+
+/// This process's boot id and PID namespace (see [`LeaseRecord::pid_scope`]); empty when the
+/// system does not say.
+pub(crate) fn pid_scope() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+    match (boot.trim(), ns.to_string_lossy()) {
+        ("", _) => String::new(),
+        (_, ns) if ns.is_empty() => String::new(),
+        (boot, ns) => format!("{boot} {ns}"),
     }
 }
 
@@ -465,6 +486,7 @@ mod tests {
             run_id: run.into(),
             host: "elsewhere".into(),
             pid: 1,
+            pid_scope: String::new(),
             started: Utc::now(),
             expires: Utc::now() + expires_in,
             released: false,

@@ -242,6 +242,7 @@ impl OrgState {
             run_id: run_id.to_owned(),
             host: lease::host_name(),
             pid: std::process::id(),
+            pid_scope: lease::pid_scope(),
             started: now,
             expires: now + config.duration,
             released: false,
@@ -425,6 +426,7 @@ mod tests {
             run_id: "old".into(),
             host: "elsewhere".into(),
             pid: 1,
+            pid_scope: String::new(),
             started: Utc::now() - Duration::hours(3),
             expires: Utc::now() - Duration::hours(2),
             released: false,
@@ -441,12 +443,40 @@ mod tests {
             run_id: "old".into(),
             host: lease::host_name(),
             pid: u32::MAX - 1, // no such process
+            pid_scope: lease::pid_scope(),
             started: Utc::now(),
             expires: Utc::now() + Duration::minutes(30),
             released: false,
         };
         put_lease(&s, &killed).await;
         s.lock("next", "run-1", LEASE).await.unwrap();
+    }
+
+    /// A pod sharing this host name (`hostNetwork`) has its own PID namespace: its pid is not
+    /// looked for here, and its lease holds until released or expired.
+    #[tokio::test]
+    async fn lock_of_a_process_in_another_pid_namespace_is_not_judged_by_its_pid() {
+        let (_lake, s) = state();
+        for scope in ["another-boot pid:[4026531836]", ""] {
+            let elsewhere = LeaseRecord {
+                holder: "alive elsewhere".into(),
+                run_id: "old".into(),
+                host: lease::host_name(),
+                pid: u32::MAX - 1, // no such process here
+                pid_scope: scope.into(),
+                started: Utc::now(),
+                expires: Utc::now() + Duration::minutes(30),
+                released: false,
+            };
+            put_lease(&s, &elsewhere).await;
+            assert!(
+                matches!(
+                    s.lock("next", "run-1", LEASE).await,
+                    Err(StateError::Locked { .. })
+                ),
+                "{scope:?}"
+            );
+        }
     }
 
     #[tokio::test]
