@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::util::{a_call_going_on, sim_env, small_world, start_sim, strings, text, wxcc};
+use crate::util::{
+    a_call_going_on, copy_tree, sim_env, small_world, start_sim, strings, text, wxcc,
+};
 use wxcc::sim::{SimConfig, Simulator};
 
 const TASKS_SQL: &str = "SELECT task_id FROM tasks ORDER BY 1";
@@ -243,26 +245,12 @@ async fn captures_that_appear_hours_later_without_any_change_to_the_task_are_fou
     sim.shutdown().await;
 }
 
+/// Syncs in the middle of a recorded call, then after the call ended: every recording is stored
+/// as it is now. Also when the first run was killed after storing the audio, before its commit
+/// (every table and the state lost), or between the manifest and the captures (the rows saying
+/// which stopTime the stored audio is for).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_listed_while_its_call_is_going_is_stored_again_when_it_ends() {
-    stored_while_going_then_ended(&[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recording_stored_while_its_call_was_going_by_a_run_killed_before_its_rows_is_stored_again()
- {
-    // The first run, on a fresh lake, killed before its commit (every table and the state), or
-    // between the manifest and the captures (the rows saying which stopTime the audio is for).
-    let every = ["tasks", "captures", "manifest", "audio_facts", "_state"];
-    for lost in [&every[..], &["tasks", "captures", "_state"]] {
-        stored_while_going_then_ended(lost).await;
-    }
-}
-
-/// Syncs in the middle of a recorded call, loses the `lost` tables of that run (as a run killed
-/// after storing the audio would), then syncs after the call ended: every recording is stored
-/// as it is now.
-async fn stored_while_going_then_ended(lost: &[&str]) {
     let now = Utc::now();
     let (cfg, during) = a_call_going_on(now).await;
     let sim = start_sim(SimConfig {
@@ -270,27 +258,32 @@ async fn stored_while_going_then_ended(lost: &[&str]) {
         ..cfg
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let (code, first) = sync_at(&sim, dir.path(), &[], Some(during)).await;
+    let first_dir = tempfile::tempdir().unwrap();
+    let (code, first) = sync_at(&sim, first_dir.path(), &[], Some(during)).await;
     assert_eq!(code, 0, "{first}");
-    assert_equals_truth(&sim, dir.path()).await;
-    for table in lost {
-        std::fs::remove_dir_all(dir.path().join("lake").join(table)).unwrap();
-    }
+    assert_equals_truth(&sim, first_dir.path()).await;
 
     sim.set_now(now);
-    let (code, second) = sync_at(&sim, dir.path(), &[], Some(now)).await;
-    assert_eq!(code, 0, "{second}");
-    assert!(second["stored"].as_u64().unwrap() > 0, "{second}");
-    let loc = dir.path().join("lake");
-    let loc = loc.to_str().unwrap();
-    assert_eq!(strings(loc, TASKS_SQL).await, truth_tasks(&sim));
-    let stored = strings(loc, STORED_SQL).await;
-    let truth = truth_recordings(&sim);
-    assert!(
-        truth.iter().all(|r| stored.contains(r)),
-        "every recording as it is now"
-    );
+    let every = ["tasks", "captures", "manifest", "audio_facts", "_state"];
+    for lost in [&[][..], &every, &["tasks", "captures", "_state"]] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(first_dir.path(), dir.path());
+        for table in lost {
+            std::fs::remove_dir_all(dir.path().join("lake").join(table)).unwrap();
+        }
+        let (code, second) = sync_at(&sim, dir.path(), &[], Some(now)).await;
+        assert_eq!(code, 0, "{lost:?}: {second}");
+        assert!(second["stored"].as_u64().unwrap() > 0, "{lost:?}: {second}");
+        let loc = dir.path().join("lake");
+        let loc = loc.to_str().unwrap();
+        assert_eq!(strings(loc, TASKS_SQL).await, truth_tasks(&sim), "{lost:?}");
+        let stored = strings(loc, STORED_SQL).await;
+        let truth = truth_recordings(&sim);
+        assert!(
+            truth.iter().all(|r| stored.contains(r)),
+            "{lost:?}: every recording as it is now"
+        );
+    }
     sim.shutdown().await;
 }
 

@@ -38,9 +38,9 @@ pub async fn a_call_going_on(now: DateTime<Utc>) -> (SimConfig, DateTime<Utc>) {
         start: now.date_naive() - Duration::days(1),
         days: 2,
         recordings_while_open: true,
-        median_call_secs: 600,
-        max_call_secs: 1200,
-        calls_per_day: 40,
+        median_call_secs: 120,
+        max_call_secs: 300,
+        calls_per_day: 24,
         ..small_world()
     };
     let probe = start_sim(cfg.clone()).await;
@@ -205,6 +205,20 @@ pub const TABLES: [(&str, &str); 3] = [
 ];
 
 /// All files under `dir`, recursively.
+/// Copies the folder `from` into `to`, recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
