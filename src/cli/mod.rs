@@ -286,7 +286,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         {
             return exit::USAGE;
         }
-        if let Some(crate::lake::LakeError::UnsupportedLocation { .. }) = lake_error(cause) {
+        if let Some(
+            crate::lake::LakeError::UnsupportedLocation { .. }
+            | crate::lake::LakeError::StoreConfig { .. }
+            | crate::lake::LakeError::UnknownOption { .. },
+        ) = lake_error(cause)
+        {
             return exit::USAGE;
         }
         if query::is_usage_error(cause) || report::is_usage_error(cause) {
@@ -612,10 +617,18 @@ pub(crate) fn create_files_with_mode(file_mode: u32) {
     ));
 }
 
-/// The run summary as one JSON line on standard output, for schedulers to collect.
+/// The run summary as one JSON line on standard output, for schedulers to collect. A reader
+/// that went away (`wxcc sync | head -0`) must not turn the run's exit code into a panic's.
 fn print_summary(summary: &SyncSummary) -> Result<()> {
-    println!("{}", serde_json::to_string(summary)?);
-    Ok(())
+    use std::io::Write;
+    let line = serde_json::to_string(summary)?;
+    match writeln!(std::io::stdout(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            tracing::warn!("standard output is closed; the run summary was not printed");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Resul
     let storage = storage(config_path, args.data)?;
     let destination = Destination::parse(args.output.as_deref(), &storage.options)?;
     destination.check_format(format)?;
-    let lake = super::open_lake(&storage)?;
+    let lake = open_existing_lake(&storage)?;
     let session = QuerySession::open(&lake).await?;
     let request = ExportRequest {
         selection_sql,
@@ -227,6 +227,26 @@ pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Resul
     let rows = query::write_stream(jobs, format, &destination).await?;
     tracing::info!(rows, signed = sign.is_some(), "export written");
     Ok(())
+}
+
+/// [`super::open_lake`] for commands that only read: a local location that does not exist is a
+/// mistyped `--data`, not an empty lake (opening would create it, and every query would answer
+/// nothing, with exit 0).
+pub(super) fn open_existing_lake(storage: &config::StorageConfig) -> Result<crate::lake::Lake> {
+    let location = storage.location.as_str();
+    let local = match location.strip_prefix("file://") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => (!location.contains("://")).then(|| PathBuf::from(location)),
+    };
+    if let Some(dir) = local.filter(|d| !d.exists()) {
+        return Err(QueryError::Usage(format!(
+            "no lake at {}: check --data (or WXCC_OUTPUT, or [storage] location in the config \
+             file); `wxcc sync` creates it",
+            dir.display()
+        ))
+        .into());
+    }
+    super::open_lake(storage)
 }
 
 async fn execute(
@@ -241,7 +261,7 @@ async fn execute(
     let destination = Destination::parse(result.output.as_deref(), &storage.options)?;
     // Refuse binary-to-terminal before any work is done.
     destination.check_format(format)?;
-    let lake = super::open_lake(&storage)?;
+    let lake = open_existing_lake(&storage)?;
     let session = QuerySession::open(&lake).await?;
     let df = session.dataframe(sql, params).await?;
     let stream = df.execute_stream().await.map_err(QueryError::Sql)?;

@@ -43,7 +43,7 @@ pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> bool {
 
 pub async fn run(config_path: Option<std::path::PathBuf>, args: ReportArgs) -> Result<()> {
     let as_of = Utc::now();
-    let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
+    let lake = super::query::open_existing_lake(&super::query::storage(config_path, args.data)?)?;
     let request = ReportRequest {
         from: args.from,
         to: args.to,

@@ -37,7 +37,8 @@ pub enum LakeError {
 
     /// A store option key is not known to the backend selected by the URL scheme.
     #[error(
-        "unknown option `{key}` for {backend} store (see the object_store {backend} config keys)"
+        "unknown option `{key}` for {backend} store in [storage] of the config file (see the \
+         object_store {backend} config keys)"
     )]
     UnknownOption { backend: &'static str, key: String },
 

@@ -18,8 +18,8 @@ pub enum QueryError {
     },
 
     /// Planning or running the SQL failed; DataFusion's message says where and why.
-    #[error("SQL error: {0}")]
-    Sql(#[source] DataFusionError),
+    #[error("{}", sql_message(.0))]
+    Sql(DataFusionError),
 
     /// Results could not be rendered in the requested format.
     #[error("cannot format results as {format}: {source}")]
@@ -30,8 +30,12 @@ pub enum QueryError {
     },
 
     /// Results could not be written as Parquet.
-    #[error("cannot write Parquet output: {0}")]
-    Parquet(#[source] parquet::errors::ParquetError),
+    #[error("cannot write Parquet output to {destination}: {source}")]
+    Parquet {
+        destination: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
 
     /// Writing the results to their destination failed.
     #[error("cannot write results to {destination}: {source}")]
@@ -64,12 +68,31 @@ impl QueryError {
     pub fn is_usage(&self) -> bool {
         match self {
             QueryError::Param(_) | QueryError::UnknownQuery { .. } | QueryError::Usage(_) => true,
+            // The statement is wrong, not the lake or the machine: running it again cannot help.
+            QueryError::Sql(e) => matches!(
+                e.find_root(),
+                DataFusionError::SQL(..)
+                    | DataFusionError::Plan(_)
+                    | DataFusionError::SchemaError(..)
+            ),
             QueryError::Lake(l) => matches!(
                 l,
-                LakeError::SigningUnsupported { .. } | LakeError::UnsupportedLocation { .. }
+                LakeError::SigningUnsupported { .. }
+                    | LakeError::UnsupportedLocation { .. }
+                    | LakeError::StoreConfig { .. }
+                    | LakeError::UnknownOption { .. }
             ),
             _ => false,
         }
+    }
+}
+
+/// DataFusion's message without its `Debug` dumps: a parse error reads "SQL error: sql parser
+/// error: Expected: …", not `ParserError("…")` followed by the same text again.
+fn sql_message(e: &DataFusionError) -> String {
+    match e.find_root() {
+        DataFusionError::SQL(parse, _) => format!("SQL error: {parse}"),
+        _ => format!("SQL error: {e}"),
     }
 }
 

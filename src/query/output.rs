@@ -106,18 +106,55 @@ pub async fn write_stream(
     match destination {
         Destination::Stdout => write_to(batches, format, tokio::io::stdout(), &name).await,
         Destination::Object { store, path, .. } => {
-            let mut writer = BufWriter::new(Arc::clone(store.store()), path.clone());
+            let mut writer = Upload {
+                inner: BufWriter::new(Arc::clone(store.store()), path.clone()),
+                closing: false,
+            };
             match write_to(batches, format, &mut writer, &name).await {
                 Ok(rows) => Ok(rows),
+                // A failed close (the object cannot be put: a directory there, a full disk)
+                // cleans up after itself; aborting then would panic.
+                Err(e) if writer.closing => Err(e),
                 Err(e) => {
                     // Nothing half-written stays behind.
-                    if let Err(abort) = writer.abort().await {
+                    if let Err(abort) = writer.inner.abort().await {
                         tracing::warn!(%abort, output = %name, "could not abort the upload");
                     }
                     Err(e)
                 }
             }
         }
+    }
+}
+
+/// object_store's buffered upload, noting when its close began: it must not be aborted after.
+struct Upload {
+    inner: BufWriter,
+    closing: bool,
+}
+
+impl AsyncWrite for Upload {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.closing = true;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -129,7 +166,7 @@ async fn write_to<W: AsyncWrite + Unpin + Send>(
     name: &str,
 ) -> Result<usize> {
     if format == OutputFormat::Parquet {
-        return write_parquet(batches, sink).await;
+        return write_parquet(batches, sink, name).await;
     }
     let io = |source: std::io::Error| QueryError::Write {
         destination: name.to_string(),
@@ -171,10 +208,15 @@ async fn write_text<W: AsyncWrite + Unpin + Send>(
 async fn write_parquet<W: AsyncWrite + Unpin + Send>(
     mut batches: SendableRecordBatchStream,
     sink: W,
+    name: &str,
 ) -> Result<usize> {
+    let parquet = |source| QueryError::Parquet {
+        destination: name.to_string(),
+        source,
+    };
     let schema = plain_strings(&batches.schema());
     let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(properties()))
-        .map_err(QueryError::Parquet)?;
+        .map_err(parquet)?;
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(QueryError::Sql)?;
@@ -183,10 +225,10 @@ async fn write_parquet<W: AsyncWrite + Unpin + Send>(
             format: "parquet",
             source,
         })?;
-        writer.write(&batch).await.map_err(QueryError::Parquet)?;
+        writer.write(&batch).await.map_err(parquet)?;
     }
     // Closing the Parquet writer also shuts the sink down (completing an upload).
-    writer.close().await.map_err(QueryError::Parquet)?;
+    writer.close().await.map_err(parquet)?;
     Ok(rows)
 }
 
@@ -281,6 +323,22 @@ mod tests {
         let text =
             String::from_utf8(written(tmp.path(), "sub/out.csv").await.to_vec()).expect("utf8");
         assert_eq!(text, "task_id,n\na,0\nb,1\nc,0\n");
+    }
+
+    /// An output that cannot be put (a directory is there) is an error naming it, for every
+    /// format; it used to panic when the failed close was then aborted.
+    #[tokio::test]
+    async fn an_output_that_cannot_be_written_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("taken");
+        std::fs::create_dir(&out).expect("dir");
+        let dest = Destination::parse(out.to_str(), &[]).expect("destination");
+        for format in [OutputFormat::Csv, OutputFormat::Parquet] {
+            let err = write_stream(stream(vec![batch(&["a"])]), format, &dest)
+                .await
+                .expect_err("a directory is in the way");
+            assert!(err.to_string().contains("taken"), "{err}");
+        }
     }
 
     #[tokio::test]

@@ -102,3 +102,39 @@ async fn malformed_config_file_names_the_file_and_key() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_mistyped_lake_location_is_refused_not_read_as_empty() {
+    fails_with(
+        &["sql", "SELECT 1", "--data", "no-such-lake"],
+        &[],
+        &["no lake at", "no-such-lake", "--data"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_storage_location_that_cannot_be_configured_is_a_usage_error() {
+    fails_with(
+        &["sql", "SELECT 1", "--data", "s3://"],
+        &[],
+        &["cannot configure object store for `s3://`"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_sql_syntax_error_reads_plainly_and_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wxcc(
+        &["sql", "selec", "--data", "."],
+        &HashMap::new(),
+        dir.path(),
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(USAGE), "{stderr}");
+    assert!(stderr.contains("sql parser error: Expected"), "{stderr}");
+    assert!(!stderr.contains("ParserError("), "no Debug dump: {stderr}");
+    assert_eq!(stderr.matches("Expected").count(), 1, "said once: {stderr}");
+}

@@ -236,6 +236,18 @@ async fn dry_run_plans_windows_without_calling_the_data_api() {
     assert_eq!(summary["windows"], 3);
     assert_eq!(sim.stats().api_requests, 0, "a plan calls no data API");
     assert!(!out.join("tasks").exists());
+
+    // A reader that went away before the summary (`wxcc sync | head -0`) leaves the run's own
+    // exit code, not a panic's.
+    let args = ["sync", "--dry-run", "--output", out.to_str().unwrap()];
+    let mut child = crate::util::wxcc_command(&args, &sim_env(&sim), dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().await.unwrap();
+    assert_eq!(closed.status.code(), Some(0), "{}", text(&closed.stderr));
     sim.shutdown().await;
 }
 
