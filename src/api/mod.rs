@@ -374,7 +374,7 @@ impl ApiClient {
                 s => Err(Attempt::Fatal(ApiError::Status {
                     endpoint,
                     status: s,
-                    detail: error_detail(&body),
+                    detail: format!("{}{}", error_detail(&body), status_hint(s)),
                 })),
             }
         };
@@ -448,6 +448,19 @@ impl Attempt {
 }
 
 /// The human part of an `ApiErrorResponse` (REFERENCE.md §5.2), if the body is one.
+/// What a person can do about a refusal the reference explains (REFERENCE §3, §4: both reads
+/// need `cjp:config_read` and an Admin or Supervisor).
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        403 => {
+            "; the token lacks the cjp:config_read scope or the user is not an Admin or \
+             Supervisor of this org: check with `wxcc check`, then `wxcc auth login` as such a user"
+        }
+        404 => "; check the org id and region (`wxcc check`)",
+        _ => "",
+    }
+}
+
 fn error_detail(body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::new();
@@ -552,6 +565,8 @@ mod tests {
         ));
         assert!(d.contains("Test error") && d.contains("ccconfig_"), "{d}");
         assert_eq!(error_detail(b"<html>"), "");
+        assert!(status_hint(403).contains("cjp:config_read"));
+        assert_eq!(status_hint(500), "");
     }
 
     #[test]

@@ -192,19 +192,45 @@ pub struct SyncArgs {
     pub lease_secs: u64,
     /// Write Prometheus metrics of the run here at its end, failed or not (node_exporter
     /// textfile collector: the file is replaced atomically).
-    #[arg(long, env = "WXCC_METRICS_FILE")]
+    #[arg(long, env = "WXCC_METRICS_FILE", value_parser = file_in_a_folder)]
     pub metrics_file: Option<PathBuf>,
     /// Append OpenLineage run events (START, then COMPLETE or FAIL) to this file, one JSON
     /// event per line.
     #[arg(
         long,
         env = "WXCC_OPENLINEAGE_FILE",
-        conflicts_with = "openlineage_url"
+        conflicts_with = "openlineage_url",
+        value_parser = file_in_a_folder
     )]
     pub openlineage_file: Option<PathBuf>,
     /// POST OpenLineage run events to this endpoint (e.g. http://marquez:5000/api/v1/lineage).
-    #[arg(long, env = "WXCC_OPENLINEAGE_URL")]
+    #[arg(long, env = "WXCC_OPENLINEAGE_URL", value_parser = http_url)]
     pub openlineage_url: Option<url::Url>,
+}
+
+/// Observers never fail a run once it started (see `observe`), so what can be checked before
+/// it is: a scheduled job would otherwise lose every event with only a warning.
+fn file_in_a_folder(value: &str) -> std::result::Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    let folder = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if folder.is_dir() {
+        Ok(path)
+    } else {
+        Err(format!("its folder {} does not exist", folder.display()))
+    }
+}
+
+fn http_url(value: &str) -> std::result::Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!(
+            "expected an http:// or https:// URL, not {other}://"
+        )),
+    }
 }
 
 /// Runs a parsed command line and returns the process exit code.

@@ -264,7 +264,7 @@ async fn execute(
     let lake = open_existing_lake(&storage)?;
     let session = QuerySession::open(&lake).await?;
     let df = session.dataframe(sql, params).await?;
-    let stream = df.execute_stream().await.map_err(QueryError::Sql)?;
+    let stream = df.execute_stream().await.map_err(QueryError::sql)?;
     let rows = query::write_stream(stream, format, &destination).await?;
     tracing::debug!(rows, "query results written");
     Ok(())

@@ -7,14 +7,21 @@ use clap::{Args, ValueEnum};
 use super::query::DataArgs;
 use crate::report::{self, ReportError, ReportRequest};
 
+/// A report covers whole days: an instant (as `sync --from` takes) is refused with that reason.
+fn parse_day(value: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+        "expected a UTC day as YYYY-MM-DD, e.g. 2026-01-05 (a report covers whole days)".to_owned()
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// First UTC day (YYYY-MM-DD) of tasks to report on. Default: 30 days before --to.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_day)]
     pub from: Option<NaiveDate>,
     /// First UTC day not included (YYYY-MM-DD). Default: the day after the newest task in the
     /// lake.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_day)]
     pub to: Option<NaiveDate>,
     /// Only this organization (default: every org in the lake).
     #[arg(long)]

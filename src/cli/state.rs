@@ -165,8 +165,21 @@ async fn show(config_path: Option<PathBuf>, args: ShowArgs) -> Result<u8> {
 async fn reset(config_path: Option<PathBuf>, args: ResetArgs) -> Result<u8> {
     let to = config::parse_time("--to", &args.to)?;
     let (lake, state) = open(config_path, args.target).await?;
-    let before = state.watermark().await?.map(|w| w.synced_until);
-    let shown = before.map_or_else(|| "unset".to_owned(), |b| b.to_rfc3339());
+    // An unreadable watermark is what a reset repairs: shown as such, then overwritten.
+    let before = match state.watermark().await {
+        Ok(w) => Ok(w.map(|w| w.synced_until)),
+        Err(state::StateError::Corrupt { reason, .. }) => {
+            tracing::warn!(%reason, "the current watermark is unreadable; it will be replaced");
+            Err(())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let shown = match before {
+        Ok(Some(b)) => b.to_rfc3339(),
+        Ok(None) => "unset".to_owned(),
+        Err(()) => "an unreadable value".to_owned(),
+    };
+    let before = before.ok().flatten();
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             return Err(Usage(format!(

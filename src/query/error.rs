@@ -18,8 +18,8 @@ pub enum QueryError {
     },
 
     /// Planning or running the SQL failed; DataFusion's message says where and why.
-    #[error("{}", sql_message(.0))]
-    Sql(DataFusionError),
+    #[error("SQL error: {0}")]
+    Sql(#[source] SqlError),
 
     /// Results could not be rendered in the requested format.
     #[error("cannot format results as {format}: {source}")]
@@ -64,12 +64,17 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// [`QueryError::Sql`] of a DataFusion error.
+    pub fn sql(e: DataFusionError) -> QueryError {
+        QueryError::Sql(SqlError(e))
+    }
+
     /// Whether the error is the caller's to fix (exit code 2) rather than a failure.
     pub fn is_usage(&self) -> bool {
         match self {
             QueryError::Param(_) | QueryError::UnknownQuery { .. } | QueryError::Usage(_) => true,
             // The statement is wrong, not the lake or the machine: running it again cannot help.
-            QueryError::Sql(e) => matches!(
+            QueryError::Sql(SqlError(e)) => matches!(
                 e.find_root(),
                 DataFusionError::SQL(..)
                     | DataFusionError::Plan(_)
@@ -87,12 +92,27 @@ impl QueryError {
     }
 }
 
-/// DataFusion's message without its `Debug` dumps: a parse error reads "SQL error: sql parser
-/// error: Expected: …", not `ParserError("…")` followed by the same text again.
-fn sql_message(e: &DataFusionError) -> String {
-    match e.find_root() {
-        DataFusionError::SQL(parse, _) => format!("SQL error: {parse}"),
-        _ => format!("SQL error: {e}"),
+/// A DataFusion error shown without its `Debug` dumps: a parse error reads "sql parser error:
+/// Expected: …", once, not `ParserError("…")` followed by the same text. Other errors keep
+/// their causes (an error of ours inside DataFusion still decides the exit code).
+#[derive(Debug)]
+pub struct SqlError(pub DataFusionError);
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.find_root() {
+            DataFusionError::SQL(parse, _) => write!(f, "{parse}"),
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for SqlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.0.find_root() {
+            DataFusionError::SQL(..) => None,
+            _ => Some(&self.0),
+        }
     }
 }
 

@@ -145,7 +145,7 @@ pub async fn export_jobs(
     }
     let sql = request.audio.jobs_sql(selection);
     let df = session.dataframe(&sql, request.params.clone()).await?;
-    let stream = df.execute_stream().await.map_err(QueryError::Sql)?;
+    let stream = df.execute_stream().await.map_err(QueryError::sql)?;
     let schema = job_schema(&stream.schema());
     let lake = lake.clone();
     let sign = request.sign;

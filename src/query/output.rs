@@ -191,7 +191,7 @@ async fn write_text<W: AsyncWrite + Unpin + Send>(
     sink.write_all(&encoder.begin()).await.map_err(io)?;
     let (mut rows, mut any) = (0, false);
     while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(QueryError::Sql)?;
+        let batch = batch.map_err(QueryError::sql)?;
         rows += batch.num_rows();
         any = true;
         sink.write_all(&encoder.batch(&batch)?).await.map_err(io)?;
@@ -219,7 +219,7 @@ async fn write_parquet<W: AsyncWrite + Unpin + Send>(
         .map_err(parquet)?;
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(QueryError::Sql)?;
+        let batch = batch.map_err(QueryError::sql)?;
         rows += batch.num_rows();
         let batch = conform(&batch, &schema).map_err(|source| QueryError::Format {
             format: "parquet",

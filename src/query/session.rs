@@ -80,9 +80,9 @@ impl QuerySession {
             .ctx
             .sql_with_options(sql, options)
             .await
-            .map_err(QueryError::Sql)?;
+            .map_err(QueryError::sql)?;
         match params {
-            Some(p) => df.with_param_values(p).map_err(QueryError::Sql),
+            Some(p) => df.with_param_values(p).map_err(QueryError::sql),
             None => Ok(df),
         }
     }
@@ -113,7 +113,7 @@ impl QuerySession {
 
 async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>> {
     let schema = Arc::clone(df.schema().inner());
-    let batches = df.collect().await.map_err(QueryError::Sql)?;
+    let batches = df.collect().await.map_err(QueryError::sql)?;
     if batches.is_empty() {
         Ok(vec![RecordBatch::new_empty(schema)])
     } else {

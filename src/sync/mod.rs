@@ -423,8 +423,20 @@ async fn run_locked(
     if opts.dry_run {
         summary.windows = windows.len() as u32;
         let due: usize = ledger.due(now).values().map(Vec::len).sum();
-        for (start, end) in &windows {
-            tracing::info!(%start, %end, "would list window (at least one GET /v1/tasks)");
+        // A wide range (`--from 0001-01-01`) has millions of windows: the first and last few
+        // say enough.
+        const SHOWN: usize = 10;
+        for (i, (start, end)) in windows.iter().enumerate() {
+            if ctx.stop.is_cancelled() {
+                summary.stopped = true;
+                return Ok(());
+            }
+            if i < SHOWN || i + SHOWN >= windows.len() {
+                tracing::info!(%start, %end, "would list window (at least one GET /v1/tasks)");
+            } else if i == SHOWN {
+                let more = windows.len() - 2 * SHOWN;
+                tracing::info!(more, "… more windows");
+            }
         }
         tracing::info!(due, "ledger entries due (one captures query per 10)");
         summary.estimated_requests =

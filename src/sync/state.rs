@@ -133,7 +133,9 @@ impl OrgState {
                     .map(Some)
                     .map_err(|e| StateError::Corrupt {
                         path: self.watermark.to_string(),
-                        reason: e.to_string(),
+                        reason: format!(
+                            "{e}; `wxcc state reset --to <day> --yes` writes a new watermark"
+                        ),
                     })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),

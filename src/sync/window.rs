@@ -1240,6 +1240,28 @@ mod tests {
         }
     }
 
+    /// An empty tally over tasks created as `created` says.
+    fn tally<'a>(
+        created: &'a HashMap<String, i64>,
+        stops: &'a HashMap<(String, String), Option<i64>>,
+    ) -> Tally<'a> {
+        Tally {
+            created,
+            stops,
+            pii: &super::super::pii::PiiMode::Keep,
+            listed: HashMap::new(),
+            outstanding: HashMap::new(),
+            waiting: HashMap::new(),
+            failed: HashSet::new(),
+        }
+    }
+
+    async fn ledger_of(lake: &Lake) -> Ledger {
+        Ledger::load(lake, "org-1", chrono::Duration::days(7))
+            .await
+            .expect("load")
+    }
+
     /// Settles one transfer per task (each task's only recording) through a fresh tally, and
     /// returns the batch waiting for its commit.
     fn settle_all(ledger: &mut Ledger, transfers: Vec<Stored>) -> Batch {
@@ -1248,15 +1270,8 @@ mod tests {
             .map(|t| (t.manifest.task_id.clone(), CREATED))
             .collect();
         let stops = HashMap::new();
-        let mut tally = Tally {
-            created: &created,
-            stops: &stops,
-            pii: &super::super::pii::PiiMode::Keep,
-            listed: HashMap::new(),
-            outstanding: created.keys().map(|id| (id.clone(), 1)).collect(),
-            waiting: HashMap::new(),
-            failed: HashSet::new(),
-        };
+        let mut tally = tally(&created, &stops);
+        tally.outstanding = created.keys().map(|id| (id.clone(), 1)).collect();
         let mut summary = SyncSummary::default();
         let mut batch = Batch::default();
         for t in transfers {
@@ -1271,34 +1286,19 @@ mod tests {
     }
 
     async fn owed_after_reload(lake: &Lake, task: &str) -> Option<Why> {
-        let ledger = Ledger::load(lake, "org-1", chrono::Duration::days(7))
-            .await
-            .expect("load");
-        ledger.get(task, CREATED).map(|e| e.why)
+        ledger_of(lake).await.get(task, CREATED).map(|e| e.why)
     }
 
-    /// Two parts share the ledger, and either may save it at any time: a task whose last
-    /// recording was stored stays owed in every save until the commit that writes its rows.
     /// A captures entry that cannot be parsed fails its task: owed and named, never taken for
     /// a task without recordings (which a run does not count as partial).
     #[tokio::test]
     async fn a_captures_entry_that_cannot_be_parsed_fails_its_task() {
         let lake = Lake::open("memory://").expect("lake");
-        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
-            .await
-            .expect("load");
+        let mut ledger = ledger_of(&lake).await;
         let created: HashMap<String, i64> =
             [("t1".to_owned(), CREATED), ("t2".to_owned(), CREATED)].into();
         let stops = HashMap::new();
-        let mut tally = Tally {
-            created: &created,
-            stops: &stops,
-            pii: &super::super::pii::PiiMode::Keep,
-            listed: HashMap::new(),
-            outstanding: HashMap::new(),
-            waiting: HashMap::new(),
-            failed: HashSet::new(),
-        };
+        let mut tally = tally(&created, &stops);
         let mut summary = SyncSummary::default();
         let mut batch = Batch::default();
         let raw = serde_json::json!({"taskId": "t1", "recording": [{"attributes": 7}]});
@@ -1357,14 +1357,14 @@ mod tests {
         assert!(read.expect("read").is_none(), "nothing written");
     }
 
+    /// Two parts share the ledger, and either may save it at any time: a task whose last
+    /// recording was stored stays owed in every save until the commit that writes its rows.
     /// Freed at once, a save by the other part followed by a crash before this part's commit
     /// left its recording in no table and in no ledger: never asked about again.
     #[tokio::test]
     async fn a_task_leaves_the_ledger_only_with_the_commit_of_its_rows() {
         let lake = Lake::open("memory://").expect("lake");
-        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
-            .await
-            .expect("load");
+        let mut ledger = ledger_of(&lake).await;
         ledger.record("t1", CREATED, Why::DownloadFailed, None, now());
         ledger.save().await.expect("save");
 
@@ -1390,9 +1390,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_derivative_keeps_its_task_owed() {
         let lake = Lake::open("memory://").expect("lake");
-        let mut ledger = Ledger::load(&lake, "org-1", chrono::Duration::days(7))
-            .await
-            .expect("load");
+        let mut ledger = ledger_of(&lake).await;
         let failed = derived_status::FAILED;
         let batch = settle_all(
             &mut ledger,

@@ -138,3 +138,35 @@ async fn a_sql_syntax_error_reads_plainly_and_is_not_retried() {
     assert!(!stderr.contains("ParserError("), "no Debug dump: {stderr}");
     assert_eq!(stderr.matches("Expected").count(), 1, "said once: {stderr}");
 }
+
+#[tokio::test]
+async fn a_report_day_given_as_an_instant_says_a_day_is_expected() {
+    fails_with(
+        &["report", "--from", "2026-01-01T00:00:00Z"],
+        &[],
+        &["--from", "YYYY-MM-DD", "whole days"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn observer_destinations_that_cannot_work_are_refused_before_the_run() {
+    fails_with(
+        &["sync", "--openlineage-url", "ftp://marquez/api"],
+        &[],
+        &["--openlineage-url", "http"],
+    )
+    .await;
+    fails_with(
+        &["sync", "--openlineage-file", "/no/such/folder/ol.jsonl"],
+        &[],
+        &["--openlineage-file", "/no/such/folder"],
+    )
+    .await;
+    fails_with(
+        &["sync", "--metrics-file", "/no/such/folder/wxcc.prom"],
+        &[],
+        &["--metrics-file", "does not exist"],
+    )
+    .await;
+}

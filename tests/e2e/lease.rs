@@ -336,5 +336,19 @@ async fn state_reset_needs_confirmation_and_the_lease() {
     let done = reset(&["--yes"]).await;
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert_eq!(mark(state_show(&sim, &out).await), "2026-01-05T00:00:00Z");
+
+    // A watermark that cannot be read is an error naming the way out, and reset repairs it.
+    let watermark = state_dir(&out, &sim).join("watermark.json");
+    std::fs::write(&watermark, "{not json").unwrap();
+    let o = wxcc(&["state", "show", "--output", loc], &env, dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("wxcc state reset"),
+        "{}",
+        text(&o.stderr)
+    );
+    let repaired = reset(&["--yes"]).await;
+    assert!(repaired.status.success(), "{}", text(&repaired.stderr));
+    assert_eq!(mark(state_show(&sim, &out).await), "2026-01-05T00:00:00Z");
     sim.shutdown().await;
 }
