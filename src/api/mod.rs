@@ -447,7 +447,6 @@ impl Attempt {
     }
 }
 
-/// The human part of an `ApiErrorResponse` (REFERENCE.md §5.2), if the body is one.
 /// What a person can do about a refusal the reference explains (REFERENCE §3, §4: both reads
 /// need `cjp:config_read` and an Admin or Supervisor).
 fn status_hint(status: u16) -> &'static str {
@@ -461,6 +460,7 @@ fn status_hint(status: u16) -> &'static str {
     }
 }
 
+/// The human part of an `ApiErrorResponse` (REFERENCE.md §5.2), if the body is one.
 fn error_detail(body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::new();

@@ -234,9 +234,13 @@ pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Resul
 /// nothing, with exit 0).
 pub(super) fn open_existing_lake(storage: &config::StorageConfig) -> Result<crate::lake::Lake> {
     let location = storage.location.as_str();
-    let local = match location.strip_prefix("file://") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => (!location.contains("://")).then(|| PathBuf::from(location)),
+    // As the lake reads them: `file://` URLs decoded (`%20`, `localhost`), plain paths as given.
+    let local = if location.starts_with("file://") {
+        url::Url::parse(location)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+    } else {
+        (!location.contains("://")).then(|| PathBuf::from(location))
     };
     if let Some(dir) = local.filter(|d| !d.exists()) {
         return Err(QueryError::Usage(format!(

@@ -414,7 +414,7 @@ async fn store(
 }
 
 /// The capture rows that tell the lake something new: recordings it has no row for, or whose
-/// `stopTime` moved. A row built from an event's own fields (UNCONFIRMED beyond `taskId`,
+/// `stopTime` moved (an event that gives none says nothing about it). A row built from an event's own fields (UNCONFIRMED beyond `taskId`,
 /// `filePath` and `createdTime`) may lack what `sync` read from the captures API, so it never
 /// replaces that row just to say the same.
 fn news(
@@ -426,7 +426,7 @@ fn news(
         .filter(|c| {
             known
                 .get(&(c.task_id.clone(), c.recording_id.clone()))
-                .is_none_or(|stop| *stop != c.stop_time)
+                .is_none_or(|stop| c.stop_time.is_some() && *stop != c.stop_time)
         })
         .collect()
 }
@@ -652,6 +652,7 @@ mod tests {
                 row("t1", "r2", Some(2_000)), // grew since
                 row("t2", "r3", Some(3_000)), // ended since
                 row("t3", "r4", Some(1_000)), // new
+                row("t1", "r1", None),        // an event without a stopTime: nothing new
             ],
             &known,
         );

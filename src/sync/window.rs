@@ -1125,9 +1125,10 @@ async fn already_stored(
 const CUT_SHORT_SLACK_MS: i64 = 2_000;
 
 /// Whether a stored object is audio cut off before the recording listed now ends, i.e. fetched
-/// while its call was going. An object whose length cannot be read counts as cut short: it is
-/// downloaded once more rather than trusted. A recording still open (no `stopTime`) is not final
-/// either way, and is fetched again when it stops.
+/// while its call was going. An object that is no WAV whose length can be read counts as cut
+/// short: it is downloaded once more rather than trusted. A store that cannot be asked does not
+/// (a hiccup never demotes a stored recording). A recording still open (no `stopTime`) is not
+/// final either way, and is fetched again when it stops.
 pub(super) async fn cut_short(
     ctx: &SyncContext,
     path: &Path,
@@ -1146,8 +1147,8 @@ pub(super) async fn cut_short(
         Ok(Some(ms)) => ms + CUT_SHORT_SLACK_MS.max(listed / 50) < listed,
         Ok(None) => true,
         Err(e) => {
-            tracing::warn!(%path, error = %e, "cannot read a stored recording's header");
-            true
+            tracing::warn!(%path, error = %e, "cannot read a stored recording's header; keeping it");
+            false
         }
     }
 }

@@ -114,6 +114,21 @@ async fn a_mistyped_lake_location_is_refused_not_read_as_empty() {
 }
 
 #[tokio::test]
+async fn an_existing_lake_given_as_a_file_url_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("my lake")).unwrap();
+    let url = url::Url::from_directory_path(dir.path().join("my lake")).unwrap();
+    assert!(url.as_str().contains("%20"));
+    let out = wxcc(
+        &["sql", "SELECT 1 AS one", "--data", url.as_str()],
+        &HashMap::new(),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
 async fn a_storage_location_that_cannot_be_configured_is_a_usage_error() {
     fails_with(
         &["sql", "SELECT 1", "--data", "s3://"],

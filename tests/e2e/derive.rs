@@ -31,7 +31,6 @@ async fn sync_logged(sim: &Simulator, out: &Path, extra: &[&str]) -> (serde_json
     (summary, stderr)
 }
 
-/// A local `file://` URI as a path.
 /// Rewrites the manifest row of the object at `uri` to say it was stored as `bytes`.
 async fn record_as_stored(sim: &Simulator, loc: &str, uri: &str, bytes: &[u8]) {
     use sha2::Digest;
@@ -64,6 +63,7 @@ async fn record_as_stored(sim: &Simulator, loc: &str, uri: &str, bytes: &[u8]) {
     .unwrap();
 }
 
+/// A local `file://` URI as a path.
 fn local(uri: &str) -> std::path::PathBuf {
     url::Url::parse(uri).unwrap().to_file_path().unwrap()
 }

@@ -204,7 +204,6 @@ pub const TABLES: [(&str, &str); 3] = [
     ("manifest", "task_id, recording_id"),
 ];
 
-/// All files under `dir`, recursively.
 /// Copies the folder `from` into `to`, recursively.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -219,6 +218,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// All files under `dir`, recursively.
 pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
