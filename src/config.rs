@@ -697,7 +697,7 @@ impl Config {
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
         if rate == 0 {
             return Err(ConfigError::OutOfRange {
-                name: "rate_limit_per_minute",
+                name: "rate_limit_per_minute ([sync] in the config file, or --rate-limit)",
                 rule: "at least 1",
                 value: 0,
             });
@@ -705,7 +705,7 @@ impl Config {
         let concurrency = values.download_concurrency.unwrap_or(8);
         if !(1..=256).contains(&concurrency) {
             return Err(ConfigError::OutOfRange {
-                name: "download_concurrency",
+                name: "download_concurrency ([sync] in the config file, or --concurrency)",
                 rule: "between 1 and 256",
                 value: concurrency as i64,
             });

@@ -185,3 +185,17 @@ async fn observer_destinations_that_cannot_work_are_refused_before_the_run() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_out_of_range_setting_names_the_flag_too() {
+    fails_with(
+        &["sync", "--concurrency", "0"],
+        &[
+            ("WXCC_REGION", "us1"),
+            ("WXCC_CLIENT_ID", "id"),
+            ("WXCC_CLIENT_SECRET", "secret"),
+        ],
+        &["download_concurrency", "--concurrency", "between 1 and 256"],
+    )
+    .await;
+}
