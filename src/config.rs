@@ -96,6 +96,19 @@ pub enum ConfigError {
         to: DateTime<Utc>,
     },
     #[error(
+        "--from ({from}) is before {EARLIEST_FROM}-01-01: Webex Contact Center holds nothing that \
+         old, and the run would list every day since. Check the year"
+    )]
+    AncientFrom { from: DateTime<Utc> },
+    #[error(
+        "--to ({to}) is more than a day after now ({now}): nothing is created in the future, and \
+         the run would list every day until then. Check the year, or leave --to out (= now)"
+    )]
+    FarFutureTo {
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error(
         "cannot tell where to keep tokens: set WXCC_TOKEN_DIR (neither XDG_CONFIG_HOME nor HOME is set)"
     )]
     NoTokenDir,
@@ -942,13 +955,25 @@ pub fn parse_time(name: &'static str, value: &str) -> Result<DateTime<Utc>> {
         })
 }
 
-/// A validated `[from, to)` range.
+/// The earliest year a sync range may start in: a mistyped year (`0026-01-05`) would otherwise
+/// cost one listing request for each of the days since.
+pub const EARLIEST_FROM: i32 = 2000;
+
+/// A validated `[from, to)` range to sync, as of `now`.
 pub fn time_range(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    use chrono::Datelike;
     if from >= to {
         return Err(ConfigError::EmptyRange { from, to });
+    }
+    if from.year() < EARLIEST_FROM {
+        return Err(ConfigError::AncientFrom { from });
+    }
+    if to > now + chrono::Duration::days(1) {
+        return Err(ConfigError::FarFutureTo { to, now });
     }
     Ok((from, to))
 }
@@ -1082,7 +1107,19 @@ mod tests {
             err.contains("--from") && err.contains("YYYY-MM-DD"),
             "{err}"
         );
-        assert!(time_range(t, d).is_err());
+        assert!(time_range(t, d, t).is_err());
+    }
+
+    #[test]
+    fn a_sync_range_with_a_mistyped_year_is_refused() {
+        let now = parse_time("now", "2026-12-08T10:00:00Z").unwrap();
+        let at = |v| parse_time("t", v).unwrap();
+        assert!(time_range(at("2025-01-01"), at("2026-12-09"), now).is_ok());
+        let ancient = time_range(at("0026-01-05"), at("2026-01-06"), now).unwrap_err();
+        assert!(ancient.to_string().contains("Check the year"), "{ancient}");
+        let future = time_range(at("2026-01-05"), at("3026-01-06"), now).unwrap_err();
+        assert!(future.to_string().contains("Check the year"), "{future}");
+        assert!(time_range(at("2026-12-07"), at("2026-12-09T09:00:00Z"), now).is_ok());
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! bound to a [`TokenStore`] refreshes only while holding the store's file lock, re-reads the
 //! file first (another process may have refreshed while it waited) and persists whatever the
 //! token endpoint returned before releasing the lock.
+//!
+//! A refresh runs as a task of its own that holds the in-process lock: a caller cancelled
+//! mid-refresh (a timeout, a run that is stopping) never drops what the token endpoint answered,
+//! which matters where the server rotates refresh tokens (REFERENCE.md §1.4 leaves that open):
+//! the old one is dead as soon as the server has answered.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::store::{StoreKey, StoredTokens, TokenStore};
 use super::{AuthError, OAuthClient, Result, TokenSet};
@@ -22,8 +27,8 @@ use crate::net::RetryPolicy;
 pub struct TokenProvider {
     oauth: Option<OAuthClient>,
     store: Option<TokenStore>,
-    current: Mutex<Current>,
-    refreshes: AtomicU64,
+    current: Arc<Mutex<Current>>,
+    refreshes: Arc<AtomicU64>,
 }
 
 struct Current {
@@ -56,11 +61,11 @@ impl TokenProvider {
         Ok(Arc::new(TokenProvider {
             oauth,
             store: None,
-            current: Mutex::new(Current {
+            current: Arc::new(Mutex::new(Current {
                 tokens: initial,
                 generation: 0,
-            }),
-            refreshes: AtomicU64::new(0),
+            })),
+            refreshes: Arc::default(),
         }))
     }
 
@@ -79,11 +84,11 @@ impl TokenProvider {
         Ok(Arc::new(TokenProvider {
             oauth,
             store: Some(store),
-            current: Mutex::new(Current {
+            current: Arc::new(Mutex::new(Current {
                 tokens,
                 generation: stored.generation,
-            }),
-            refreshes: AtomicU64::new(0),
+            })),
+            refreshes: Arc::default(),
         }))
     }
 
@@ -225,7 +230,7 @@ impl TokenProvider {
 
     /// A token that is valid for a while yet; refreshes first when it is close to expiry.
     pub async fn access_token(&self) -> Result<SecretString> {
-        let mut current = self.current.lock().await;
+        let current = self.current.clone().lock_owned().await;
         if let Some(token) = &current.tokens.access_token
             && !current.tokens.needs_refresh(Utc::now())
         {
@@ -237,14 +242,14 @@ impl TokenProvider {
                 AuthError::Missing("no access token and nothing to refresh it with".into())
             });
         }
-        self.refresh_locked(&mut current, None).await
+        self.refresh(current, None).await
     }
 
     /// Called after the API answered 401 for `rejected`. Refreshes once; if another task (or,
     /// through the store, another process) already replaced that token, returns the
     /// replacement without a second refresh.
     pub async fn after_unauthorized(&self, rejected: &SecretString) -> Result<SecretString> {
-        let mut current = self.current.lock().await;
+        let current = self.current.clone().lock_owned().await;
         if let Some(token) = &current.tokens.access_token
             && token.expose_secret() != rejected.expose_secret()
         {
@@ -256,21 +261,21 @@ impl TokenProvider {
                     .into(),
             });
         }
-        self.refresh_locked(&mut current, Some(rejected)).await
+        self.refresh(current, Some(rejected.clone())).await
     }
 
     /// Refreshes now, whatever the expiry (`wxcc auth refresh`), and persists the result; if
     /// another process refreshed while this one waited for the store lock, its result is taken
     /// instead.
     pub async fn force_refresh(&self) -> Result<TokenSet> {
-        let mut current = self.current.lock().await;
+        let current = self.current.clone().lock_owned().await;
         if self.oauth.is_none() || current.tokens.refresh_token.is_none() {
             return Err(AuthError::ReauthorizationRequired {
                 reason: "there is no refresh token to refresh with".into(),
             });
         }
-        self.refresh_locked(&mut current, None).await?;
-        Ok(current.tokens.clone())
+        self.refresh(current, None).await?;
+        Ok(self.snapshot().await)
     }
 
     /// A copy of the current token set.
@@ -278,66 +283,99 @@ impl TokenProvider {
         self.current.lock().await.tokens.clone()
     }
 
-    /// The refresh itself. With a store: under its lock, adopt what another process wrote
-    /// since we last looked if it is usable; otherwise refresh and persist before unlocking.
-    async fn refresh_locked(
+    /// Refreshes in a task of its own that takes over `current`'s lock, so that what the token
+    /// endpoint answered is kept (in memory and in the store) even if this caller is cancelled.
+    async fn refresh(
         &self,
-        current: &mut Current,
-        rejected: Option<&SecretString>,
+        current: OwnedMutexGuard<Current>,
+        rejected: Option<SecretString>,
     ) -> Result<SecretString> {
-        let Some(oauth) = &self.oauth else {
+        let Some(oauth) = self.oauth.clone() else {
             return Err(AuthError::Missing("nothing to refresh with".into()));
         };
-        let Some(store) = &self.store else {
-            return self.refresh_with(oauth, current).await;
-        };
-        let lock = store.lock().await?;
-        let disk = store
-            .read()?
-            .ok_or_else(|| AuthError::ReauthorizationRequired {
-                reason: format!(
-                    "the token store {} was removed (`wxcc auth logout`?)",
-                    store.path().display()
-                ),
-            })?;
-        if disk.generation != current.generation {
-            current.tokens = disk.tokens.clone();
-            current.generation = disk.generation;
-            if let Some(token) = usable(&current.tokens, rejected) {
-                tracing::debug!("another wxcc process refreshed the token; using its result");
-                return Ok(token);
-            }
-        }
-        let token = self.refresh_with(oauth, current).await?;
-        let mut out = disk;
-        out.tokens = current.tokens.clone();
-        store.write(&lock, &mut out)?;
-        current.generation = out.generation;
-        drop(lock);
-        Ok(token)
+        let (store, refreshes) = (self.store.clone(), self.refreshes.clone());
+        tokio::spawn(async move {
+            let mut current = current;
+            refresh_locked(&oauth, store.as_ref(), &refreshes, &mut current, rejected).await
+        })
+        .await
+        .map_err(|e| AuthError::Unavailable(format!("the token refresh stopped: {e}")))?
     }
+}
 
-    async fn refresh_with(
-        &self,
-        oauth: &OAuthClient,
-        current: &mut Current,
-    ) -> Result<SecretString> {
-        let Some(refresh) = &current.tokens.refresh_token else {
-            return Err(AuthError::Missing("nothing to refresh with".into()));
-        };
-        let fresh = oauth.refresh(refresh).await?;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
-        current.tokens.absorb(fresh);
-        tracing::debug!(
-            expires_in_secs = current.tokens.remaining(Utc::now()).map(|d| d.as_secs()),
-            "access token refreshed"
-        );
-        current
-            .tokens
-            .access_token
-            .clone()
-            .ok_or_else(|| AuthError::Malformed("no access_token in response".into()))
+/// The refresh itself. With a store: under its lock, adopt what another process wrote since we
+/// last looked if it is usable; otherwise refresh and persist before unlocking.
+async fn refresh_locked(
+    oauth: &OAuthClient,
+    store: Option<&TokenStore>,
+    refreshes: &AtomicU64,
+    current: &mut Current,
+    rejected: Option<SecretString>,
+) -> Result<SecretString> {
+    let Some(store) = store else {
+        return refresh_with(oauth, refreshes, current, false).await;
+    };
+    let lock = store.lock().await?;
+    let disk = store
+        .read()?
+        .ok_or_else(|| AuthError::ReauthorizationRequired {
+            reason: format!(
+                "the token store {} was removed (`wxcc auth logout`?)",
+                store.path().display()
+            ),
+        })?;
+    if disk.generation != current.generation {
+        current.tokens = disk.tokens.clone();
+        current.generation = disk.generation;
+        if let Some(token) = usable(&current.tokens, rejected.as_ref()) {
+            tracing::debug!("another wxcc process refreshed the token; using its result");
+            return Ok(token);
+        }
     }
+    let token = refresh_with(oauth, refreshes, current, true).await?;
+    let mut out = disk;
+    out.tokens = current.tokens.clone();
+    store.write(&lock, &mut out)?;
+    current.generation = out.generation;
+    drop(lock);
+    Ok(token)
+}
+
+/// One refresh grant, taken into `current`. Without a store (`persisted` false), a new refresh
+/// token lives only in this process: the next run starts from the configured one again, which a
+/// server that rotates refresh tokens refuses, so the user is told how to keep it.
+async fn refresh_with(
+    oauth: &OAuthClient,
+    refreshes: &AtomicU64,
+    current: &mut Current,
+    persisted: bool,
+) -> Result<SecretString> {
+    let Some(refresh) = current.tokens.refresh_token.clone() else {
+        return Err(AuthError::Missing("nothing to refresh with".into()));
+    };
+    let fresh = oauth.refresh(&refresh).await?;
+    refreshes.fetch_add(1, Ordering::Relaxed);
+    let rotated = fresh
+        .refresh_token
+        .as_ref()
+        .is_some_and(|new| new.expose_secret() != refresh.expose_secret());
+    if rotated && !persisted {
+        tracing::warn!(
+            "the token endpoint answered with a new refresh token; it is not saved, because the \
+             tokens come from the environment or wxcc.toml. If the old one stops working, keep \
+             tokens in a token store instead (`wxcc auth import`, then unset WXCC_REFRESH_TOKEN)"
+        );
+    }
+    current.tokens.absorb(fresh);
+    tracing::debug!(
+        expires_in_secs = current.tokens.remaining(Utc::now()).map(|d| d.as_secs()),
+        "access token refreshed"
+    );
+    current
+        .tokens
+        .access_token
+        .clone()
+        .ok_or_else(|| AuthError::Malformed("no access_token in response".into()))
 }
 
 /// The access token of `tokens` if it is valid for a while yet and is not the rejected one.
@@ -373,5 +411,87 @@ fn no_store(cfg: &AuthConfig) -> AuthError {
         .map_or_else(String::new, |c| format!(" for client {c}"));
     AuthError::ReauthorizationRequired {
         reason: format!("no tokens stored{client} in {place}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A token endpoint that rotates refresh tokens, as REFERENCE.md §1.4 allows: it answers
+    /// after `delay` with a new one, and refuses a refresh token it has answered for before.
+    async fn slow_rotating_endpoint(delay: Duration) -> url::Url {
+        let spent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let app = axum::Router::new().route(
+            "/v1/access_token",
+            axum::routing::post(move |body: String| async move {
+                let used = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let reused = {
+                    let mut spent = spent.lock().expect("lock");
+                    let reused = spent.contains(&used);
+                    spent.push(used);
+                    reused
+                };
+                tokio::time::sleep(delay).await;
+                if reused {
+                    let body = serde_json::json!({"error": "invalid_grant"});
+                    return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body));
+                }
+                let body = serde_json::json!({
+                    "access_token": "new-access",
+                    "expires_in": 43_199,
+                    "refresh_token": format!("rotated-{}", spent.lock().expect("lock").len()),
+                    "refresh_token_expires_in": 7_776_000,
+                    "token_type": "Bearer",
+                });
+                (axum::http::StatusCode::OK, axum::Json(body))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("binds a free port");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://{addr}/")).expect("url")
+    }
+
+    #[tokio::test]
+    async fn a_refresh_whose_caller_gave_up_still_keeps_what_the_server_answered() {
+        let base = slow_rotating_endpoint(Duration::from_millis(300)).await;
+        let oauth = OAuthClient::new(
+            reqwest::Client::new(),
+            &base,
+            "client".into(),
+            SecretString::from("secret"),
+            RetryPolicy::default(),
+        )
+        .expect("client");
+        let provider = TokenProvider::new(
+            Some(oauth),
+            TokenSet {
+                refresh_token: Some(SecretString::from("first-refresh")),
+                ..Default::default()
+            },
+        )
+        .expect("provider");
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(50), provider.access_token()).await;
+        assert!(gave_up.is_err(), "the caller stopped waiting");
+        // The refresh goes on without it; the next caller waits for it and gets its result.
+        let token = provider.access_token().await.expect("token");
+        assert_eq!(token.expose_secret(), "new-access");
+        let kept = provider
+            .snapshot()
+            .await
+            .refresh_token
+            .expect("refresh token");
+        assert_eq!(kept.expose_secret(), "rotated-1");
+        assert_eq!(provider.refresh_count(), 1, "one grant, not a second one");
     }
 }

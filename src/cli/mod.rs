@@ -587,9 +587,10 @@ async fn sync_org(
             initial: Duration::days(i64::from(cfg.initial_days)),
         },
         (from, to) => {
-            let to = to.unwrap_or_else(|| policy.now.unwrap_or_else(Utc::now));
+            let now = policy.now.unwrap_or_else(Utc::now);
+            let to = to.unwrap_or(now);
             let from = from.ok_or(ConfigError::MissingFrom)?;
-            let (from, to) = config::time_range(from, to)?;
+            let (from, to) = config::time_range(from, to, now)?;
             SyncRange::Explicit { from, to }
         }
     };

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
-use crate::sim::{SimConfig, Simulator, WebhookKnobs};
+use crate::sim::{RefreshTokens, SimConfig, Simulator, WebhookKnobs};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -38,6 +38,11 @@ pub struct SimArgs {
     /// Access-token lifetime in seconds.
     #[arg(long)]
     pub token_ttl: Option<u64>,
+    /// What a refresh grant does to the refresh token: `same` (the evidence, REFERENCE.md §1.4),
+    /// `rotate` (a new one each time, the old one refused) or `never-reset` (its lifetime
+    /// runs out however often it is used).
+    #[arg(long, value_enum, default_value_t = RefreshTokens::Same)]
+    pub refresh_tokens: RefreshTokens,
     /// Download-URL lifetime in seconds, overriding the requested urlExpiration.
     #[arg(long)]
     pub url_ttl: Option<u64>,
@@ -185,6 +190,7 @@ impl SimArgs {
             rate_limit_per_minute: self.rate_limit,
             error_rate: self.error_rate,
             truncate_rate: self.truncate_rate,
+            refresh_tokens: self.refresh_tokens,
             url_ttl: self.url_ttl.map(Duration::from_secs),
             download_bytes_per_sec: self.download_mb_per_sec.map(|mb| (mb * 1e6) as u64),
             page_cap: self.page_cap,
@@ -289,6 +295,7 @@ mod tests {
         assert_eq!(got.late_capture_per_mille, want.late_capture_per_mille);
         assert_eq!(got.late_capture_hours, want.late_capture_hours);
         assert_eq!(got.recordings_while_open, want.recordings_while_open);
+        assert_eq!(got.refresh_tokens, want.refresh_tokens);
     }
 
     #[test]
@@ -306,8 +313,10 @@ mod tests {
             "--late-capture-per-mille=100",
             "--late-capture-hours=1-3",
             "--recordings-while-open",
+            "--refresh-tokens=rotate",
         ])
         .expect("config");
+        assert_eq!(cfg.refresh_tokens, RefreshTokens::Rotate);
         assert_eq!(cfg.page_cap, Some(100));
         assert!(!cfg.honour_page_param && cfg.from_exclusive && cfg.recordings_while_open);
         assert_eq!(cfg.junk_per_full_page, 2);

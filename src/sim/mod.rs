@@ -99,6 +99,9 @@ pub struct SimConfig {
     pub access_token_ttl: Duration,
     /// Refresh-token lifetime.
     pub refresh_token_ttl: Duration,
+    /// What a refresh grant does to the refresh token (REFERENCE.md §1.4: the same one back is
+    /// the evidence; rotation and a clock that never resets are the other readings).
+    pub refresh_tokens: RefreshTokens,
     /// If set, download URLs expire after this instead of `urlExpiration` minutes.
     pub url_ttl: Option<Duration>,
     /// Median talk time (log-normal).
@@ -170,6 +173,7 @@ impl Default for SimConfig {
             download_bytes_per_sec: None,
             access_token_ttl: Duration::from_secs(1_209_599),
             refresh_token_ttl: Duration::from_secs(7_776_000),
+            refresh_tokens: RefreshTokens::Same,
             url_ttl: None,
             median_call_secs: 240,
             max_call_secs: 3600,
@@ -190,6 +194,20 @@ impl Default for SimConfig {
             webhooks: WebhookKnobs::default(),
         }
     }
+}
+
+/// The readings of REFERENCE.md §1.4 ("Does the refresh token rotate?").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefreshTokens {
+    /// The same refresh token back; its expiry pushed out to the full lifetime by a refresh
+    /// more than 24 h after the last one (the evidence).
+    #[default]
+    Same,
+    /// A new refresh token with every refresh grant; the old one is refused from then on.
+    Rotate,
+    /// The same refresh token back, its expiry never pushed out: it runs out after its
+    /// lifetime however often it is used.
+    NeverReset,
 }
 
 /// Errors starting the simulator.

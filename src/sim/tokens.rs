@@ -1,6 +1,7 @@
 //! The simulated Webex identity service's memory: authorization codes, refresh tokens and access
 //! tokens, with the refresh semantics REFERENCE.md §1.4 describes (same refresh token every
-//! time; a real refresh at most once per 24 h).
+//! time; a real refresh at most once per 24 h), or one of its other readings
+//! ([`RefreshTokens`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-use super::SimConfig;
 use super::wav::mix64;
+use super::{RefreshTokens, SimConfig};
 
 /// Codes are short-lived (RFC 6749 recommends at most 10 minutes).
 const CODE_TTL: Duration = Duration::from_secs(300);
@@ -120,6 +121,7 @@ pub struct OAuthStore {
     org_id: String,
     access_ttl: Duration,
     refresh_ttl: Duration,
+    policy: RefreshTokens,
     seeded_refresh: String,
     inner: Mutex<Inner>,
 }
@@ -165,6 +167,7 @@ impl OAuthStore {
             org_id: org_id.to_string(),
             access_ttl: config.access_token_ttl,
             refresh_ttl: config.refresh_token_ttl,
+            policy: config.refresh_tokens,
             seeded_refresh,
             inner: Mutex::new(Inner {
                 rng,
@@ -260,6 +263,8 @@ impl OAuthStore {
 
     /// `grant_type=refresh_token`: same refresh token back; same access token while it is valid
     /// and younger than 24 h; refresh-token expiry reset once its last real refresh is > 24 h old.
+    /// [`RefreshTokens::Rotate`] answers with a new refresh token every time and forgets the
+    /// old one; [`RefreshTokens::NeverReset`] never pushes the expiry out.
     pub fn refresh(
         &self,
         refresh_token: &str,
@@ -291,9 +296,23 @@ impl OAuthStore {
                 self.access_ttl.as_secs(),
             ),
         };
-        let refresh_ttl = self.refresh_ttl;
-        let state = inner.refresh.get_mut(refresh_token).ok_or(BAD_REFRESH)?;
-        if now.saturating_duration_since(state.last_real_refresh) > REAL_REFRESH_INTERVAL {
+        let refresh_token = match self.policy {
+            RefreshTokens::Rotate => {
+                let state = inner.refresh.remove(refresh_token).ok_or(BAD_REFRESH)?;
+                let rotated = format!(
+                    "{}_{CLUSTER}_{}",
+                    random_string(&mut inner.rng, 64),
+                    self.org_id
+                );
+                inner.refresh.insert(rotated.clone(), state);
+                rotated
+            }
+            RefreshTokens::Same | RefreshTokens::NeverReset => refresh_token.to_string(),
+        };
+        let (refresh_ttl, resets) = (self.refresh_ttl, self.policy != RefreshTokens::NeverReset);
+        let state = inner.refresh.get_mut(&refresh_token).ok_or(BAD_REFRESH)?;
+        if resets && now.saturating_duration_since(state.last_real_refresh) > REAL_REFRESH_INTERVAL
+        {
             state.expires_at = later(now, refresh_ttl);
             state.last_real_refresh = now;
         }
@@ -301,8 +320,8 @@ impl OAuthStore {
         Ok(Issued {
             access_token,
             expires_in,
-            refresh_token: refresh_token.to_string(),
             refresh_token_expires_in: remaining_secs(now, state.expires_at),
+            refresh_token,
             scope: scopes.join(" "),
         })
     }
@@ -357,11 +376,55 @@ mod tests {
     use super::*;
 
     fn store(access_secs: u64) -> OAuthStore {
+        store_with(access_secs, RefreshTokens::Same)
+    }
+
+    fn store_with(access_secs: u64, refresh_tokens: RefreshTokens) -> OAuthStore {
         let cfg = SimConfig {
             access_token_ttl: Duration::from_secs(access_secs),
+            refresh_tokens,
             ..SimConfig::default()
         };
         OAuthStore::new(&cfg, "Cclient", "secret", "org-1")
+    }
+
+    #[test]
+    fn a_rotating_server_answers_each_refresh_with_a_new_token_and_forgets_the_old_one() {
+        let s = store_with(10, RefreshTokens::Rotate);
+        let first = s.seeded_refresh_token().to_string();
+        let t0 = Instant::now();
+        let one = s.refresh(&first, "Cclient", t0).expect("refresh");
+        assert_ne!(one.refresh_token, first);
+        assert!(one.refresh_token.ends_with("_P0A1_org-1"));
+        assert_eq!(
+            s.refresh(&first, "Cclient", t0),
+            Err(BAD_REFRESH),
+            "old one dead"
+        );
+        let two = s
+            .refresh(&one.refresh_token, "Cclient", t0 + Duration::from_secs(1))
+            .expect("the new one works");
+        assert_ne!(two.refresh_token, one.refresh_token);
+        assert_eq!(two.access_token, one.access_token, "still the 24 h rule");
+        assert!(two.refresh_token_expires_in <= one.refresh_token_expires_in);
+    }
+
+    #[test]
+    fn a_never_resetting_server_lets_the_refresh_token_run_out_however_often_it_is_used() {
+        let s = store_with(1_209_599, RefreshTokens::NeverReset);
+        let rt = s.seeded_refresh_token().to_string();
+        let t0 = Instant::now();
+        let day_later = t0 + Duration::from_secs(25 * 3600);
+        let issued = s.refresh(&rt, "Cclient", day_later).expect("refresh");
+        assert_eq!(issued.refresh_token, rt);
+        // Counted from the store's creation, a moment before `t0`.
+        let left = issued.refresh_token_expires_in;
+        assert!(
+            (7_776_000 - 25 * 3600 - 1..=7_776_000 - 25 * 3600).contains(&left),
+            "{left}"
+        );
+        let past = t0 + Duration::from_secs(7_776_000 + 1);
+        assert_eq!(s.refresh(&rt, "Cclient", past), Err(BAD_REFRESH));
     }
 
     #[test]

@@ -97,6 +97,14 @@ pub fn render(runs: &[OrgRun<'_>], now: DateTime<Utc>) -> String {
             },
         ),
         (
+            "wxcc_sync_refresh_token_expiry_timestamp_seconds",
+            "When the refresh token stops working (Unix time; alert well before it).",
+            |s, _| {
+                let at = DateTime::parse_from_rfc3339(s.refresh_token_expires_at.as_deref()?);
+                Some(at.ok()?.timestamp() as f64)
+            },
+        ),
+        (
             "wxcc_sync_watermark_lag_seconds",
             "How far the synced range ends behind now (runs that finished their windows only).",
             |s, now| {
@@ -197,6 +205,7 @@ mod tests {
         let ok = SyncSummary {
             tasks: 5,
             to: "2026-01-05T00:00:00+00:00".into(),
+            refresh_token_expires_at: Some("2026-01-19T00:00:00Z".into()),
             ..Default::default()
         };
         let now = DateTime::parse_from_rfc3339("2026-01-05T00:10:00Z")
@@ -228,6 +237,12 @@ mod tests {
         );
         assert!(
             text.contains("wxcc_sync_watermark_lag_seconds{org=\"a\"} 600\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wxcc_sync_refresh_token_expiry_timestamp_seconds{org=\"a\"} 1768780800\n"
+            ),
             "{text}"
         );
         assert_eq!(text.matches("# TYPE wxcc_sync_tasks gauge").count(), 1);

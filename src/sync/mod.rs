@@ -281,6 +281,9 @@ pub struct SyncSummary {
     pub interrupted: u64,
     pub api: Option<ApiCounts>,
     pub token_refreshes: u64,
+    /// When the refresh token stops working (RFC 3339), as the token endpoint last said; absent
+    /// when unknown. A scheduled job stops with exit code 3 after it, so it is shown early.
+    pub refresh_token_expires_at: Option<String>,
     pub duration_ms: u64,
     /// The process's peak resident memory so far (Linux `VmHWM`; absent elsewhere): what a
     /// container's memory limit must allow.
@@ -382,6 +385,7 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     }
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
+    summary.refresh_token_expires_at = refresh_token_expiry(ctx).await;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary.peak_rss_bytes = peak_rss_bytes();
     summary.status = match &result {
@@ -402,6 +406,27 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
         error.get_or_insert(e.into());
     }
     RunReport { summary, error }
+}
+
+/// Days before the refresh token's expiry from which every run warns.
+const REFRESH_EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// The refresh token's expiry, with a warning when it is close: a server that never extends it
+/// (REFERENCE.md §1.4 leaves that open) would otherwise stop the schedule without notice.
+async fn refresh_token_expiry(ctx: &SyncContext) -> Option<String> {
+    let tokens = ctx.api.tokens().snapshot().await;
+    tokens.refresh_token.as_ref()?;
+    let at = tokens.refresh_expires_at?;
+    let left = at - Utc::now();
+    if left <= chrono::Duration::days(REFRESH_EXPIRY_WARNING_DAYS) {
+        tracing::warn!(
+            expires_at = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            hours_left = left.num_hours().max(0),
+            "the refresh token expires soon: run `wxcc auth login` before then, or scheduled \
+             runs will stop with exit code 3"
+        );
+    }
+    Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 async fn run_locked(

@@ -15,7 +15,7 @@ use url::Url;
 use wxcc::auth::{StoreKey, StoredTokens, TokenProvider, TokenSet, TokenStore};
 use wxcc::config::{AuthConfig, Overrides};
 use wxcc::net::{self, RetryPolicy};
-use wxcc::sim::{SimConfig, Simulator};
+use wxcc::sim::{RefreshTokens, SimConfig, Simulator};
 
 use crate::util::{small_world, start_sim, text, wxcc};
 
@@ -643,6 +643,140 @@ async fn long_sync_with_two_second_tokens_refreshes_persists_and_prints_no_secre
             );
         }
     }
+    sim.shutdown().await;
+}
+
+/// `wxcc sync` over the small world's first `days` days, into `dir`/lake.
+async fn sync_days(days: i64, env: &HashMap<String, String>, dir: &Path) -> std::process::Output {
+    let start = small_world().start;
+    wxcc(
+        &[
+            "sync",
+            "--from",
+            &start.to_string(),
+            "--to",
+            &(start + chrono::Duration::days(days)).to_string(),
+            "--output",
+            dir.join("lake").to_str().unwrap(),
+        ],
+        env,
+        dir,
+    )
+    .await
+}
+
+fn summary_of(out: &std::process::Output) -> serde_json::Value {
+    let stdout = text(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_default()
+}
+
+/// REFERENCE.md §1.4's other reading: a server that answers every refresh with a new refresh
+/// token and refuses the old one from then on. Import, syncs that outlive their access tokens
+/// and `auth refresh` each keep the newest one, so no run ever needs a new login; tokens given
+/// in the environment cannot be kept, and the run says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_rotates_refresh_tokens_is_followed_from_run_to_run() {
+    let sim = start_sim(SimConfig {
+        access_token_ttl: Duration::from_secs(1),
+        refresh_tokens: RefreshTokens::Rotate,
+        ..small_world()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("t");
+    let env = store_env(&sim, &tokens);
+    import(&sim, &env, dir.path()).await;
+    let seeded = sim.credentials().refresh_token.clone();
+    let current = || {
+        let (_, s) = stored(&tokens, None);
+        s.tokens.refresh_token.unwrap().expose_secret().to_owned()
+    };
+    let mut last = current();
+    assert_ne!(
+        last, seeded,
+        "import keeps what its validating grant returned"
+    );
+
+    for days in [1, 2] {
+        tokio::time::sleep(Duration::from_millis(1100)).await; // the access token expires
+        let out = sync_days(days, &env, dir.path()).await;
+        let summary = summary_of(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            summary["token_refreshes"].as_u64().unwrap() >= 1,
+            "{summary}"
+        );
+        assert!(summary["refresh_token_expires_at"].is_string(), "{summary}");
+        let now = current();
+        assert_ne!(now, last, "the rotated token was stored");
+        last = now;
+    }
+    let out = wxcc(&["auth", "refresh"], &env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_ne!(current(), last);
+    assert_eq!(
+        wxcc(&["auth", "status"], &env, dir.path())
+            .await
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // The server really rotates: the first token is refused.
+    let mut given = crate::util::sim_env(&sim);
+    given.insert("WXCC_REFRESH_TOKEN".into(), seeded);
+    let out = sync_days(1, &given, dir.path()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(REAUTHORIZE),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Given in the environment, the newest token works once and the run warns that the one it
+    // got back is not kept anywhere.
+    given.insert("WXCC_REFRESH_TOKEN".into(), current());
+    let out = sync_days(1, &given, dir.path()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("new refresh token"), "{stderr}");
+    assert!(stderr.contains("wxcc auth import"), "{stderr}");
+    sim.shutdown().await;
+}
+
+/// The third reading of REFERENCE.md §1.4: a refresh token whose lifetime is never extended,
+/// however often it is used. Every run says when it runs out (summary, and a warning within 14
+/// days); after that, a run stops with exit code 3 and the store is kept as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_that_is_never_extended_is_announced_then_asks_for_a_login() {
+    let lifetime = Duration::from_secs(20);
+    let sim = start_sim(SimConfig {
+        access_token_ttl: Duration::from_secs(1),
+        refresh_token_ttl: lifetime,
+        refresh_tokens: RefreshTokens::NeverReset,
+        ..small_world()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("t");
+    let env = store_env(&sim, &tokens);
+    import(&sim, &env, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = sync_days(1, &env, dir.path()).await;
+    let (summary, stderr) = (summary_of(&out), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(summary["refresh_token_expires_at"].is_string(), "{summary}");
+    assert!(stderr.contains("refresh token expires soon"), "{stderr}");
+
+    tokio::time::sleep(lifetime.saturating_sub(started.elapsed()) + Duration::from_millis(500))
+        .await;
+    let before = std::fs::read(&json_files(&tokens)[0]).unwrap();
+    let out = sync_days(1, &env, dir.path()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(REAUTHORIZE), "{stderr}");
+    assert!(stderr.contains("wxcc auth login"), "{stderr}");
+    assert_eq!(std::fs::read(&json_files(&tokens)[0]).unwrap(), before);
     sim.shutdown().await;
 }
 

@@ -73,6 +73,7 @@ async fn a_sync_writes_prometheus_metrics_per_org_that_prometheus_parses() {
         "wxcc_sync_watermark_lag_seconds",
         "wxcc_sync_pending_ledger",
         "wxcc_sync_last_run_timestamp_seconds",
+        "wxcc_sync_refresh_token_expiry_timestamp_seconds",
     ] {
         assert!(get(name).is_some(), "{name} missing: {samples:?}");
     }

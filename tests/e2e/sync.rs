@@ -248,6 +248,24 @@ async fn dry_run_plans_windows_without_calling_the_data_api() {
     drop(child.stdout.take());
     let closed = child.wait_with_output().await.unwrap();
     assert_eq!(closed.status.code(), Some(0), "{}", text(&closed.stderr));
+
+    // A mistyped year is refused before anything is asked, not planned day by day.
+    for (from, to) in [("0026-01-05", "2026-01-08"), ("2026-01-05", "3026-01-08")] {
+        let args = [
+            "sync",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        let refused = wxcc(&args, &sim_env(&sim), dir.path()).await;
+        let stderr = text(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{from}..{to}: {stderr}");
+        assert!(stderr.contains("Check the year"), "{stderr}");
+    }
+    assert_eq!(sim.stats().api_requests, 0);
     sim.shutdown().await;
 }
 
