@@ -65,6 +65,10 @@ impl Destination {
             p => p,
         };
         let store = Lake::open_with_options(parent, options.iter().cloned())?;
+        if let Ok(dir) = store.url().to_file_path() {
+            writable(&dir)
+                .map_err(|e| usage(&format!("cannot write in {}: {e}", dir.display())))?;
+        }
         let path = store.path(name);
         Ok(Destination::Object {
             store,
@@ -93,6 +97,16 @@ impl Destination {
             Destination::Object { display, .. } => display.clone(),
         }
     }
+}
+
+/// Creates `dir` if needed and proves a file can be made in it. object_store's local upload
+/// retries for ever where a file cannot be created although its folder exists (`/proc`).
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new()
+        .prefix(".wxcc-output-")
+        .tempfile_in(dir)
+        .map(drop)
 }
 
 /// Streams `batches` in `format` to `destination` and returns the number of rows written.
@@ -339,6 +353,16 @@ mod tests {
                 .expect_err("a directory is in the way");
             assert!(err.to_string().contains("taken"), "{err}");
         }
+    }
+
+    /// A folder that exists but takes no new files (`/proc`) is refused before any query runs;
+    /// object_store's local upload used to retry for ever there.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_output_folder_that_takes_no_files_is_refused_up_front() {
+        let err = Destination::parse(Some("/proc/wxcc-results.csv"), &[])
+            .expect_err("/proc takes no files");
+        assert!(err.to_string().contains("cannot write in /proc"), "{err}");
     }
 
     #[tokio::test]
