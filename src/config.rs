@@ -101,8 +101,9 @@ pub enum ConfigError {
     )]
     AncientFrom { from: DateTime<Utc> },
     #[error(
-        "--to ({to}) is more than a day after now ({now}): nothing is created in the future, and \
-         the run would list every day until then. Check the year, or leave --to out (= now)"
+        "--to ({to}) is more than {LATEST_TO_DAYS} days after now ({now}): nothing is created in \
+         the future, and the run would list every day until then. Check the year, or leave --to \
+         out (= now)"
     )]
     FarFutureTo {
         to: DateTime<Utc>,
@@ -955,9 +956,12 @@ pub fn parse_time(name: &'static str, value: &str) -> Result<DateTime<Utc>> {
         })
 }
 
-/// The earliest year a sync range may start in: a mistyped year (`0026-01-05`) would otherwise
-/// cost one listing request for each of the days since.
+/// The earliest year a sync range may start in, and how many days after now it may end: a
+/// mistyped year (`0026-01-05`, `3026-01-05`) would otherwise cost one listing request for each
+/// day in between. A few weeks ahead is allowed (windows beyond now list nothing and the
+/// watermark never passes the run's start).
 pub const EARLIEST_FROM: i32 = 2000;
+pub const LATEST_TO_DAYS: i64 = 31;
 
 /// A validated `[from, to)` range to sync, as of `now`.
 pub fn time_range(
@@ -972,7 +976,7 @@ pub fn time_range(
     if from.year() < EARLIEST_FROM {
         return Err(ConfigError::AncientFrom { from });
     }
-    if to > now + chrono::Duration::days(1) {
+    if to > now + chrono::Duration::days(LATEST_TO_DAYS) {
         return Err(ConfigError::FarFutureTo { to, now });
     }
     Ok((from, to))
@@ -1119,7 +1123,8 @@ mod tests {
         assert!(ancient.to_string().contains("Check the year"), "{ancient}");
         let future = time_range(at("2026-01-05"), at("3026-01-06"), now).unwrap_err();
         assert!(future.to_string().contains("Check the year"), "{future}");
-        assert!(time_range(at("2026-12-07"), at("2026-12-09T09:00:00Z"), now).is_ok());
+        assert!(time_range(at("2026-12-07"), at("2027-01-08T09:00:00Z"), now).is_ok());
+        assert!(time_range(at("2026-12-07"), at("2027-01-09T11:00:00Z"), now).is_err());
     }
 
     #[test]

@@ -283,6 +283,14 @@ impl TokenProvider {
         self.current.lock().await.tokens.clone()
     }
 
+    /// When the refresh token expires, as last heard, without waiting: `None` when unknown or
+    /// while a refresh is in flight (a stopping run must not wait behind its retries).
+    pub fn refresh_expires_at(&self) -> Option<chrono::DateTime<Utc>> {
+        let current = self.current.try_lock().ok()?;
+        current.tokens.refresh_token.as_ref()?;
+        current.tokens.refresh_expires_at
+    }
+
     /// Refreshes in a task of its own that takes over `current`'s lock, so that what the token
     /// endpoint answered is kept (in memory and in the store) even if this caller is cancelled.
     async fn refresh(
@@ -299,7 +307,12 @@ impl TokenProvider {
             refresh_locked(&oauth, store.as_ref(), &refreshes, &mut current, rejected).await
         })
         .await
-        .map_err(|e| AuthError::Unavailable(format!("the token refresh stopped: {e}")))?
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(AuthError::Unavailable(format!(
+                "the token refresh stopped: {e}"
+            ))),
+        })
     }
 }
 
@@ -463,7 +476,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_whose_caller_gave_up_still_keeps_what_the_server_answered() {
-        let base = slow_rotating_endpoint(Duration::from_millis(300)).await;
+        let base = slow_rotating_endpoint(Duration::from_millis(1000)).await;
         let oauth = OAuthClient::new(
             reqwest::Client::new(),
             &base,

@@ -385,7 +385,7 @@ pub async fn run_report(ctx: &SyncContext, opts: &SyncOptions) -> RunReport {
     }
     summary.api = Some(ctx.api.stats());
     summary.token_refreshes = ctx.api.tokens().refresh_count();
-    summary.refresh_token_expires_at = refresh_token_expiry(ctx).await;
+    summary.refresh_token_expires_at = refresh_token_expiry(ctx);
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary.peak_rss_bytes = peak_rss_bytes();
     summary.status = match &result {
@@ -413,10 +413,8 @@ const REFRESH_EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// The refresh token's expiry, with a warning when it is close: a server that never extends it
 /// (REFERENCE.md §1.4 leaves that open) would otherwise stop the schedule without notice.
-async fn refresh_token_expiry(ctx: &SyncContext) -> Option<String> {
-    let tokens = ctx.api.tokens().snapshot().await;
-    tokens.refresh_token.as_ref()?;
-    let at = tokens.refresh_expires_at?;
+fn refresh_token_expiry(ctx: &SyncContext) -> Option<String> {
+    let at = ctx.api.tokens().refresh_expires_at()?;
     let left = at - Utc::now();
     if left <= chrono::Duration::days(REFRESH_EXPIRY_WARNING_DAYS) {
         tracing::warn!(

@@ -677,7 +677,7 @@ fn summary_of(out: &std::process::Output) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_rotates_refresh_tokens_is_followed_from_run_to_run() {
     let sim = start_sim(SimConfig {
-        access_token_ttl: Duration::from_secs(1),
+        access_token_ttl: Duration::from_secs(2),
         refresh_tokens: RefreshTokens::Rotate,
         ..small_world()
     })
@@ -698,7 +698,7 @@ async fn a_server_that_rotates_refresh_tokens_is_followed_from_run_to_run() {
     );
 
     for days in [1, 2] {
-        tokio::time::sleep(Duration::from_millis(1100)).await; // the access token expires
+        tokio::time::sleep(Duration::from_millis(2100)).await; // the access token expires
         let out = sync_days(days, &env, dir.path()).await;
         let summary = summary_of(&out);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -749,9 +749,9 @@ async fn a_server_that_rotates_refresh_tokens_is_followed_from_run_to_run() {
 /// days); after that, a run stops with exit code 3 and the store is kept as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_token_that_is_never_extended_is_announced_then_asks_for_a_login() {
-    let lifetime = Duration::from_secs(20);
+    let lifetime = Duration::from_secs(30);
     let sim = start_sim(SimConfig {
-        access_token_ttl: Duration::from_secs(1),
+        access_token_ttl: Duration::from_secs(2),
         refresh_token_ttl: lifetime,
         refresh_tokens: RefreshTokens::NeverReset,
         ..small_world()
@@ -762,7 +762,7 @@ async fn a_refresh_token_that_is_never_extended_is_announced_then_asks_for_a_log
     let tokens = dir.path().join("t");
     let env = store_env(&sim, &tokens);
     import(&sim, &env, dir.path()).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let out = sync_days(1, &env, dir.path()).await;
     let (summary, stderr) = (summary_of(&out), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
