@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -64,8 +64,21 @@ pub enum ConfigError {
          `wxcc auth login` once per org"
     )]
     SharedToken(String),
-    #[error("org {0} is not among the [[orgs]] of the configuration file")]
-    UnknownOrg(String),
+    #[error("org {0} is not among the [[orgs]] of the configuration file (it lists {1})")]
+    UnknownOrg(String, String),
+    #[error(
+        "the configuration file sets a top-level org_id next to [[orgs]] entries, which would \
+         pick that one org for every run: remove it, and choose an org per run with --org-id or \
+         WXCC_ORG_ID"
+    )]
+    OrgBesideOrgs,
+    #[error(
+        "org {0} appears twice among the [[orgs]] of the configuration file (org ids are \
+         compared without case): keep one entry"
+    )]
+    DuplicateOrg(String),
+    #[error("org_id {0:?} is not a plain id (letters, digits and '-'): check the configuration")]
+    BadOrgId(String),
     #[error(
         "pii = \"hash\" needs a key: set WXCC_PII_KEY to a secret of at least 16 characters and keep it (the same key gives the same hashes)"
     )]
@@ -434,6 +447,12 @@ impl Overrides {
         {
             return Err(ConfigError::SharedToken(org.org_id.clone()));
         }
+        let mut base = self.clone();
+        // An entry with only one of the two must not inherit the other from the shared layers.
+        if several {
+            base.refresh_token = None;
+            base.access_token = None;
+        }
         let entry = Overrides {
             org_id: Some(org.org_id.clone()),
             region: org.region.clone(),
@@ -446,7 +465,6 @@ impl Overrides {
             ..Default::default()
         };
         // A region in the entry must not be shadowed by a top-level API URL.
-        let mut base = self.clone();
         if org.region.is_some() && org.api_base_url.is_none() {
             base.api_base_url = None;
         }
@@ -945,7 +963,7 @@ pub fn is_loopback(url: &Url) -> bool {
 /// Parses `YYYY-MM-DD` (UTC midnight) or RFC 3339.
 pub fn parse_time(name: &'static str, value: &str) -> Result<DateTime<Utc>> {
     let v = value.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+    if let Some(d) = crate::lake::partition::parse_day(v) {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
     DateTime::parse_from_rfc3339(v)
@@ -1146,6 +1164,16 @@ mod tests {
             base.for_org(&orgs[0], false).is_ok(),
             "one org may use the env token"
         );
+        // An entry with only a refresh token does not pick up the environment's access token.
+        base.refresh_token = None;
+        base.access_token = Some("someone-elses".into());
+        let own = OrgFileConfig {
+            refresh_token: Some("own".into()),
+            ..orgs[0].clone()
+        };
+        let merged = base.for_org(&own, true).unwrap();
+        assert_eq!(merged.refresh_token.as_deref(), Some("own"));
+        assert_eq!(merged.access_token, None, "never another org's token");
     }
 
     #[test]

@@ -148,8 +148,15 @@ fn auth_config(
         redirect_uri,
         ..Default::default()
     };
-    let (values, _) = super::load_layers(config_path, flags)?;
-    Ok(AuthConfig::resolve(&values)?)
+    // The org's own `[[orgs]]` entry (its client, secret, OAuth URL), picked as `wxcc sync`
+    // picks it, so tokens are stored where the sync looks; flags still win over the entry.
+    let (values, _, orgs) = super::load_file_layers(config_path, Overrides::default())?;
+    let wanted = flags.org_id.clone().or_else(|| values.org_id.clone());
+    let values = match super::select_orgs(&orgs, wanted.as_deref())?.as_slice() {
+        [one] => values.for_org(one, false)?,
+        _ => values,
+    };
+    Ok(AuthConfig::resolve(&flags.over(values))?)
 }
 
 fn client_id(cfg: &AuthConfig) -> Result<String> {

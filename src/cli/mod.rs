@@ -59,7 +59,8 @@ Exit codes:
    1  failure (network, API, storage, lease lost mid-run)
    2  bad usage or configuration
    3  re-authorization needed: run `wxcc auth login`
-   4  partial: something is left for the next run (sync, demo; several orgs that disagree)
+   4  partial: something is left for the next run (sync, demo; several orgs: some ok, some
+      partial or locked; an export that leaves selected recordings out)
    5  `wxcc auth status`: the refresh token expires within --warn-days
    6  stopped by SIGTERM/SIGINT; what was complete is committed
   75  another run holds the org's lease; nothing written, try again later";
@@ -240,7 +241,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sync(args) => run_sync(cli.config, args, log_format).await,
         Command::Sql(args) => query::run_sql(cli.config, args).await.map(|()| exit::OK),
         Command::Query(args) => query::run_query(cli.config, args).await.map(|()| exit::OK),
-        Command::Export(args) => query::run_export(cli.config, args).await.map(|()| exit::OK),
+        Command::Export(args) => query::run_export(cli.config, args).await,
         Command::Sim(args) => sim::run(args).await.map(|()| exit::OK),
         Command::Listen(args) => listen::run(cli.config, args).await,
         Command::Demo(args) => demo::run(args).await,
@@ -308,7 +309,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return exit::USAGE;
         }
         if cause.downcast_ref::<ConfigError>().is_some()
-            || matches!(cause.downcast_ref(), Some(SyncError::Config(_)))
+            || matches!(
+                cause.downcast_ref(),
+                Some(SyncError::Config(_) | SyncError::OrgMismatch { .. })
+            )
         {
             return exit::USAGE;
         }
@@ -372,20 +376,46 @@ fn load_org_configs(config_path: Option<PathBuf>, flags: Overrides) -> Result<Ve
     if orgs.is_empty() {
         return Ok(vec![Config::resolve(values, &sync_file)?]);
     }
-    let selected: Vec<&config::OrgFileConfig> = match &values.org_id {
-        Some(wanted) if orgs.iter().any(|o| &o.org_id == wanted) => {
-            orgs.iter().filter(|o| &o.org_id == wanted).collect()
-        }
-        Some(wanted) if orgs.len() > 1 => {
-            return Err(ConfigError::UnknownOrg(wanted.clone()).into());
-        }
-        _ => orgs.iter().collect(),
-    };
+    // `values.org_id` comes from --org-id or WXCC_ORG_ID only: the file's own top-level org_id
+    // is refused next to [[orgs]] (by `load_file_layers`).
+    let selected = select_orgs(&orgs, values.org_id.as_deref())?;
     let several = selected.len() > 1;
     selected
         .into_iter()
         .map(|org| Ok(Config::resolve(values.for_org(org, several)?, &sync_file)?))
         .collect()
+}
+
+/// The `[[orgs]]` entries a command is for: the one `wanted` names (without case), else all.
+/// Each entry must name a plain org id, once: two spellings of one org would get two leases and
+/// two sets of partitions, and a repeated entry would be synced twice.
+fn select_orgs<'a>(
+    orgs: &'a [config::OrgFileConfig],
+    wanted: Option<&str>,
+) -> std::result::Result<Vec<&'a config::OrgFileConfig>, ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for org in orgs {
+        crate::lake::partition::validate_org_id(&org.org_id)
+            .map_err(|_| ConfigError::BadOrgId(org.org_id.clone()))?;
+        if !seen.insert(org.org_id.to_ascii_lowercase()) {
+            return Err(ConfigError::DuplicateOrg(org.org_id.clone()));
+        }
+    }
+    let Some(wanted) = wanted else {
+        return Ok(orgs.iter().collect());
+    };
+    let matching: Vec<_> = orgs
+        .iter()
+        .filter(|o| o.org_id.eq_ignore_ascii_case(wanted))
+        .collect();
+    if matching.is_empty() && !orgs.is_empty() {
+        let listed: Vec<&str> = orgs.iter().map(|o| o.org_id.as_str()).collect();
+        return Err(ConfigError::UnknownOrg(
+            wanted.to_owned(),
+            listed.join(", "),
+        ));
+    }
+    Ok(matching)
 }
 
 /// The merged values of wxcc.toml < environment < flags, and the file's `[sync]` table.
@@ -410,6 +440,9 @@ fn load_file_layers(
         None => (PathBuf::from("wxcc.toml"), false),
     };
     let file = FileConfig::load(&path, explicit)?;
+    if !file.orgs.is_empty() && file.org_id.is_some() {
+        return Err(ConfigError::OrgBesideOrgs.into());
+    }
     let sync_file = file.sync.clone();
     let orgs = file.orgs.clone();
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -463,11 +496,13 @@ async fn run_sync(
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let mut codes = Vec::with_capacity(configs.len());
     for cfg in &configs {
+        let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         if stop.is_cancelled() {
+            // Still a metrics series: a skipped org must not vanish from "last run" alerts.
+            runs.push((org.to_owned(), None, exit::STOPPED));
             codes.push(exit::STOPPED);
             continue;
         }
-        let org = cfg.org_id.as_deref().unwrap_or("(from token)");
         let span = tracing::info_span!("org", org);
         let lineage = observe::Lineage::start(&args, cfg).await;
         let mut lake_root = None;
@@ -542,12 +577,19 @@ async fn watch_signals(stop: tokio_util::sync::CancellationToken) {
     std::process::exit(i32::from(exit::STOPPED));
 }
 
-/// Several orgs: all fine → 0; all failed alike → that code; any mix → 4 (partial).
+/// Several orgs: all alike → that code. Otherwise the code a person or a scheduler must act on
+/// wins: bad configuration (2), then a login (3), then a failure (1), then a stop (6); any other
+/// mix (some ok, partial or locked) → 4. A mix must not hide an org that needs a login behind a
+/// 4, which schedulers count as "the next run finishes it".
 fn combine_exit_codes(codes: &[u8]) -> u8 {
+    const FIRST: [u8; 4] = [exit::USAGE, exit::REAUTHORIZE, exit::FAILURE, exit::STOPPED];
     match codes {
         [] => exit::OK,
         [first, rest @ ..] if rest.iter().all(|c| c == first) => *first,
-        _ => exit::PARTIAL,
+        _ => FIRST
+            .into_iter()
+            .find(|c| codes.contains(c))
+            .unwrap_or(exit::PARTIAL),
     }
 }
 
@@ -688,11 +730,57 @@ mod tests {
     }
 
     #[test]
-    fn several_orgs_report_partial_success_unless_all_agree() {
+    fn several_orgs_report_partial_success_unless_one_needs_a_person() {
         assert_eq!(combine_exit_codes(&[0, 0]), exit::OK);
-        assert_eq!(combine_exit_codes(&[0, 3]), exit::PARTIAL);
         assert_eq!(combine_exit_codes(&[3, 3]), exit::REAUTHORIZE);
         assert_eq!(combine_exit_codes(&[4]), exit::PARTIAL);
+        assert_eq!(combine_exit_codes(&[0, 4]), exit::PARTIAL);
+        assert_eq!(combine_exit_codes(&[0, 75]), exit::PARTIAL);
+        // An org that needs a login or a fix is not hidden behind a retryable 4.
+        assert_eq!(combine_exit_codes(&[0, 3]), exit::REAUTHORIZE);
+        assert_eq!(combine_exit_codes(&[4, 1, 3, 2]), exit::USAGE);
+        assert_eq!(combine_exit_codes(&[0, 1, 4]), exit::FAILURE);
+        assert_eq!(combine_exit_codes(&[0, 6]), exit::STOPPED);
+    }
+
+    #[test]
+    fn org_entries_are_picked_strictly_and_refused_when_ambiguous() {
+        let orgs = |toml: &str| FileConfig::parse(toml).expect("parses").orgs;
+        let ids = |picked: Vec<&config::OrgFileConfig>| -> Vec<String> {
+            picked.into_iter().map(|o| o.org_id.clone()).collect()
+        };
+        let one = orgs("[[orgs]]\norg_id = \"org-a\"\n");
+        let two = orgs("[[orgs]]\norg_id = \"org-a\"\n[[orgs]]\norg_id = \"org-b\"\n");
+        assert_eq!(ids(select_orgs(&two, None).unwrap()), ["org-a", "org-b"]);
+        assert_eq!(ids(select_orgs(&two, Some("ORG-B")).unwrap()), ["org-b"]);
+        // One entry and another org asked for: refused, not the entry synced in its place.
+        let err = select_orgs(&one, Some("org-z")).unwrap_err().to_string();
+        assert!(
+            err.contains("org-z") && err.contains("lists org-a"),
+            "{err}"
+        );
+        let mut dup = two.clone();
+        dup.push(config::OrgFileConfig {
+            org_id: "Org-A".into(),
+            ..two[0].clone()
+        });
+        let err = select_orgs(&dup, None).unwrap_err().to_string();
+        assert!(err.contains("appears twice"), "{err}");
+        let err = select_orgs(&orgs("[[orgs]]\norg_id = \"a_b\"\n"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a plain id"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_org_id_next_to_org_entries_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wxcc.toml");
+        std::fs::write(&path, "org_id = \"org-a\"\n[[orgs]]\norg_id = \"org-b\"\n").unwrap();
+        let err = load_file_layers(Some(path), Overrides::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("top-level org_id"), "{err}");
     }
 
     #[test]

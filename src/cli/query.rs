@@ -198,7 +198,8 @@ pub async fn run_query(config_path: Option<PathBuf>, args: QueryArgs) -> Result<
 }
 
 /// `wxcc export`.
-pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Result<()> {
+/// Exits 4 when the job list leaves selected recordings out (no stored audio, no derivative).
+pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Result<u8> {
     let given = parse_assignments(&args.params)?;
     let (selection_sql, params) = match (args.sql, args.query.as_deref()) {
         (Some(sql), _) => {
@@ -215,7 +216,7 @@ pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Resul
     let storage = storage(config_path, args.data)?;
     let destination = Destination::parse(args.output.as_deref(), &storage.options)?;
     destination.check_format(format)?;
-    let lake = open_existing_lake(&storage)?;
+    let lake = open_existing_lake(&storage).await?;
     let session = QuerySession::open(&lake).await?;
     let request = ExportRequest {
         selection_sql,
@@ -224,15 +225,26 @@ pub async fn run_export(config_path: Option<PathBuf>, args: ExportArgs) -> Resul
         audio: args.audio.into(),
     };
     let jobs = query::export_jobs(&session, &lake, &request).await?;
+    // After `export_jobs` checked the selection's columns; the stream has not run yet.
+    let coverage = query::coverage(&session, &request).await?;
     let rows = query::write_stream(jobs, format, &destination).await?;
     tracing::info!(rows, signed = sign.is_some(), "export written");
-    Ok(())
+    // The list is written either way; a short one says so and exits 4, like a partial sync.
+    Ok(match coverage.shortfall(rows as u64, request.audio) {
+        Some(why) => {
+            tracing::warn!("{why}");
+            super::exit::PARTIAL
+        }
+        None => super::exit::OK,
+    })
 }
 
-/// [`super::open_lake`] for commands that only read: a local location that does not exist is a
-/// mistyped `--data`, not an empty lake (opening would create it, and every query would answer
-/// nothing, with exit 0).
-pub(super) fn open_existing_lake(storage: &config::StorageConfig) -> Result<crate::lake::Lake> {
+/// [`super::open_lake`] for commands that only read: a location that holds nothing wxcc wrote
+/// (a mistyped `--data`, local or in a bucket, or a folder that is not a lake) is refused rather
+/// than read as an empty lake, which would answer every query with nothing and exit 0.
+pub(super) async fn open_existing_lake(
+    storage: &config::StorageConfig,
+) -> Result<crate::lake::Lake> {
     let location = storage.location.as_str();
     // As the lake reads them: `file://` URLs decoded (`%20`, `localhost`), plain paths as given.
     let local = if location.starts_with("file://") {
@@ -242,15 +254,22 @@ pub(super) fn open_existing_lake(storage: &config::StorageConfig) -> Result<crat
     } else {
         (!location.contains("://")).then(|| PathBuf::from(location))
     };
-    if let Some(dir) = local.filter(|d| !d.exists()) {
-        return Err(QueryError::Usage(format!(
-            "no lake at {}: check --data (or WXCC_OUTPUT, or [storage] location in the config \
-             file); `wxcc sync` creates it",
-            dir.display()
+    let no_lake = |at: String| {
+        QueryError::Usage(format!(
+            "no lake at {at}: check --data (or WXCC_OUTPUT, or [storage] location in the config \
+             file); it must be the folder or prefix `wxcc sync --output` wrote, which holds \
+             tasks/, manifest/ and _state/"
         ))
-        .into());
+    };
+    if let Some(dir) = local.as_ref().filter(|d| !d.exists()) {
+        return Err(no_lake(dir.display().to_string()).into());
     }
-    super::open_lake(storage)
+    let lake = super::open_lake(storage)?;
+    if !lake.holds_a_lake().await? {
+        let at = local.map_or_else(|| location.to_owned(), |d| d.display().to_string());
+        return Err(no_lake(at).into());
+    }
+    Ok(lake)
 }
 
 async fn execute(
@@ -265,7 +284,7 @@ async fn execute(
     let destination = Destination::parse(result.output.as_deref(), &storage.options)?;
     // Refuse binary-to-terminal before any work is done.
     destination.check_format(format)?;
-    let lake = open_existing_lake(&storage)?;
+    let lake = open_existing_lake(&storage).await?;
     let session = QuerySession::open(&lake).await?;
     let df = session.dataframe(sql, params).await?;
     let stream = df.execute_stream().await.map_err(QueryError::sql)?;

@@ -9,7 +9,7 @@ use crate::report::{self, ReportError, ReportRequest};
 
 /// A report covers whole days: an instant (as `sync --from` takes) is refused with that reason.
 fn parse_day(value: &str) -> std::result::Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+    crate::lake::partition::parse_day(value.trim()).ok_or_else(|| {
         "expected a UTC day as YYYY-MM-DD, e.g. 2026-01-05 (a report covers whole days)".to_owned()
     })
 }
@@ -50,7 +50,8 @@ pub fn is_usage_error(e: &(dyn std::error::Error + 'static)) -> bool {
 
 pub async fn run(config_path: Option<std::path::PathBuf>, args: ReportArgs) -> Result<()> {
     let as_of = Utc::now();
-    let lake = super::query::open_existing_lake(&super::query::storage(config_path, args.data)?)?;
+    let lake =
+        super::query::open_existing_lake(&super::query::storage(config_path, args.data)?).await?;
     let request = ReportRequest {
         from: args.from,
         to: args.to,

@@ -51,7 +51,8 @@ pub async fn run_duckdb_init(
 ) -> Result<()> {
     #[cfg(feature = "query")]
     {
-        let lake = super::open_lake(&super::query::storage(config_path, args.data)?)?;
+        let storage = super::query::storage(config_path, args.data)?;
+        let lake = super::query::open_existing_lake(&storage).await?;
         let sql = crate::query::duckdb::init_sql(&lake).await?;
         write_out(args.output.as_deref(), &sql)
     }

@@ -86,7 +86,7 @@ async fn open(config_path: Option<PathBuf>, target: Target) -> Result<(Lake, Org
         Some(org) => org,
         None => only_org(&lake).await?,
     };
-    crate::audio::check_id(&org).map_err(|_| {
+    crate::lake::partition::validate_org_id(&org).map_err(|_| {
         Usage(format!(
             "organization id {org:?} is not a plain UUID-like token"
         ))
@@ -95,17 +95,22 @@ async fn open(config_path: Option<PathBuf>, target: Target) -> Result<(Lake, Org
     Ok((lake, state))
 }
 
-/// The org of an output that holds state for exactly one.
-async fn only_org(lake: &Lake) -> Result<String> {
+/// The orgs an output holds sync state for.
+async fn orgs_with_state(lake: &Lake) -> Result<Vec<String>> {
     let listed = lake
         .store()
         .list_with_delimiter(Some(&lake.path("_state")))
         .await?;
-    let orgs: Vec<String> = listed
+    Ok(listed
         .common_prefixes
         .iter()
         .filter_map(|p| p.filename()?.strip_prefix("org_id=").map(str::to_owned))
-        .collect();
+        .collect())
+}
+
+/// The org of an output that holds state for exactly one.
+async fn only_org(lake: &Lake) -> Result<String> {
+    let orgs = orgs_with_state(lake).await?;
     match orgs.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Usage(format!(
@@ -124,6 +129,21 @@ async fn only_org(lake: &Lake) -> Result<String> {
 
 async fn show(config_path: Option<PathBuf>, args: ShowArgs) -> Result<u8> {
     let (lake, state) = open(config_path, args.target).await?;
+    // A mistyped org (or another case of it) would show as a blank state with exit 0.
+    let known = orgs_with_state(&lake).await?;
+    if !known.iter().any(|o| o == state.org()) {
+        return Err(Usage(format!(
+            "no sync state for org {} in {} (orgs with state: {}): check --org",
+            state.org(),
+            lake.url(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))
+        .into());
+    }
     let watermark = state.watermark().await?;
     let lease = state.lease().await?.map(|l| {
         let status = if l.released {

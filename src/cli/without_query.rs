@@ -53,7 +53,7 @@ pub async fn run_query(_config: Option<PathBuf>, _args: QueryArgs) -> Result<()>
     Err(missing("query").into())
 }
 
-pub async fn run_export(_config: Option<PathBuf>, _args: ExportArgs) -> Result<()> {
+pub async fn run_export(_config: Option<PathBuf>, _args: ExportArgs) -> Result<u8> {
     Err(missing("export").into())
 }
 

@@ -84,6 +84,23 @@ pub fn validate_org_id(org_id: &str) -> Result<()> {
     }
 }
 
+/// A day as the `date=` partitions name it: exactly `YYYY-MM-DD`. chrono's `%Y` alone also takes
+/// `26-01-05` (the year 26), which would select everything or nothing without a word.
+pub fn parse_day(value: &str) -> Option<NaiveDate> {
+    let b = value.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// Folder of a partition relative to the lake root: `<table>/org_id=<org>/date=<YYYY-MM-DD>`.
 pub fn partition_dir(table: Table, org_id: &str, date: NaiveDate) -> Result<String> {
     validate_org_id(org_id)?;

@@ -176,6 +176,28 @@ impl Lake {
         &self.store
     }
 
+    /// Whether anything wxcc writes is at the root (a table, `_state/`, `_rejects/`, `audio/`):
+    /// what tells a lake from a mistyped location, local or in a bucket, which would otherwise
+    /// answer every query with nothing.
+    pub async fn holds_a_lake(&self) -> Result<bool> {
+        const OURS: [&str; 3] = ["_state", "_rejects", "audio"];
+        let root = (!self.root.as_ref().is_empty()).then_some(&self.root);
+        let listing = match self.store.list_with_delimiter(root).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => {
+                return Err(LakeError::Store {
+                    path: self.url.to_string(),
+                    source,
+                });
+            }
+        };
+        Ok(listing.common_prefixes.iter().any(|p| {
+            p.filename()
+                .is_some_and(|name| OURS.contains(&name) || super::Table::from_name(name).is_some())
+        }))
+    }
+
     /// The object path of `relative` (`/`-separated) under the lake root. Each segment is
     /// encoded as one path part, so `..` cannot climb out of the root.
     pub fn path(&self, relative: &str) -> Path {
@@ -244,6 +266,18 @@ impl Lake {
                 path: path.to_string(),
                 source,
             })
+    }
+
+    /// Whether this store's signed URLs carry a session token (S3 `X-Amz-Security-Token`, from
+    /// STS or an instance role): such a URL stops working when the session ends, which may come
+    /// before its own expiry. Signs one probe path locally to find out.
+    pub async fn signs_with_session_credentials(&self) -> Result<bool> {
+        let probe = self
+            .signed_get_url(&self.path("audio"), Duration::from_secs(60))
+            .await?;
+        Ok(probe
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token")))
     }
 
     /// Whether [`Lake::signed_get_url`] can work for this store (S3, GCS or Azure).

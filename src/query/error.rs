@@ -17,6 +17,22 @@ pub enum QueryError {
         source: DataFusionError,
     },
 
+    /// A table file of 0 bytes: a write cut off after its rename (power loss). DataFusion skips
+    /// such files without a word, so its rows would be missing from every answer.
+    #[error(
+        "{uri} is empty (0 bytes), so its rows cannot be read: a write to it was cut off. \
+         Remove it and sync its day again with `wxcc sync --from DAY --to NEXT_DAY --full-refresh`"
+    )]
+    EmptyFile { uri: String },
+
+    /// The lake's store could not be listed to check its files.
+    #[error("cannot list {uri}: {source}")]
+    List {
+        uri: String,
+        #[source]
+        source: object_store::Error,
+    },
+
     /// Planning or running the SQL failed; DataFusion's message says where and why.
     #[error("SQL error: {0}")]
     Sql(#[source] SqlError),

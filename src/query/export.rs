@@ -72,6 +72,19 @@ JOIN derivatives AS d
     AND d.task_id = r.task_id AND d.recording_id = r.recording_id
     AND d.kind = 'mono16k' AND d.status = 'ok' AND d.source_sha256 = r.sha256";
 
+/// How many selected recordings have a row in `recordings` (stored audio): the selection may
+/// name recordings not stored yet, which the job list cannot point at.
+const COVERAGE_SQL: &str = "\
+WITH selected AS (
+    SELECT DISTINCT org_id, task_id, recording_id FROM ({selection}) AS q
+)
+SELECT
+    CAST(COUNT(*) AS BIGINT) AS selected,
+    CAST(SUM(CASE WHEN r.recording_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS not_stored
+FROM selected AS s
+LEFT JOIN recordings AS r
+    ON r.org_id = s.org_id AND r.task_id = s.task_id AND r.recording_id = s.recording_id";
+
 /// Which audio file each job points at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ExportAudio {
@@ -111,6 +124,82 @@ pub struct ExportRequest {
     pub audio: ExportAudio,
 }
 
+/// What a selection asked for, to tell the caller which recordings a job list leaves out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Distinct recordings the selection returned.
+    pub selected: u64,
+    /// Of those, recordings without stored audio (no row in `recordings`).
+    pub not_stored: u64,
+}
+
+impl Coverage {
+    /// Why `written` job rows fall short of the selection, or `None` when none is left out.
+    pub fn shortfall(&self, written: u64, audio: ExportAudio) -> Option<String> {
+        let left_out = self.selected.saturating_sub(written);
+        if left_out == 0 {
+            return None;
+        }
+        let mut reasons = Vec::new();
+        if self.not_stored > 0 {
+            reasons.push(format!(
+                "{} have no stored audio (not downloaded yet, or failed: `wxcc state show` \
+                 lists what the next sync retries)",
+                self.not_stored
+            ));
+        }
+        let rest = left_out.saturating_sub(self.not_stored);
+        if rest > 0 {
+            reasons.push(match audio {
+                ExportAudio::Mono16k => format!(
+                    "{rest} have no current mono16k derivative of their stored audio \
+                     (`wxcc sync --derive mono16k` makes missing ones; the `derivatives` table \
+                     shows failed ones)"
+                ),
+                ExportAudio::Original => format!("{rest} could not be matched to their audio"),
+            });
+        }
+        Some(format!(
+            "{left_out} of {} selected recordings are not in the job list: {}",
+            self.selected,
+            reasons.join("; ")
+        ))
+    }
+}
+
+/// Counts what `request`'s selection asks for (one small aggregate query), so a job list that
+/// leaves recordings out says so instead of passing for complete.
+pub async fn coverage(session: &QuerySession, request: &ExportRequest) -> Result<Coverage> {
+    let sql = COVERAGE_SQL.replace("{selection}", selection_of(request));
+    let batches = session
+        .dataframe(&sql, request.params.clone())
+        .await?
+        .collect()
+        .await
+        .map_err(QueryError::sql)?;
+    let count = |name: &str| -> u64 {
+        batches
+            .iter()
+            .filter_map(|b| b.column_by_name(name))
+            .filter_map(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>())
+            .flat_map(|a| a.iter().flatten())
+            .map(|v| u64::try_from(v).unwrap_or(0))
+            .sum()
+    };
+    Ok(Coverage {
+        selected: count("selected"),
+        not_stored: count("not_stored"),
+    })
+}
+
+fn selection_of(request: &ExportRequest) -> &str {
+    request
+        .selection_sql
+        .trim()
+        .trim_end_matches(';')
+        .trim_end()
+}
+
 /// Runs the export and returns the job rows as a stream (see the module docs for the columns).
 ///
 /// `lake` signs the URLs: it must be an S3, GCS or Azure lake when `sign` is set (the error
@@ -126,11 +215,14 @@ pub async fn export_jobs(
         }
         .into());
     }
-    let selection = request
-        .selection_sql
-        .trim()
-        .trim_end_matches(';')
-        .trim_end();
+    if request.sign.is_some() && lake.signs_with_session_credentials().await? {
+        tracing::warn!(
+            "the URLs are signed with temporary credentials (an STS session or instance role): \
+             each stops working when that session ends, which may be before its url_expires_at; \
+             sign with long-lived keys, or keep --sign within the session's remaining lifetime"
+        );
+    }
+    let selection = selection_of(request);
     let probe = session.dataframe(selection, None).await?;
     let missing: Vec<&str> = SELECTION_KEYS
         .into_iter()

@@ -233,3 +233,24 @@ async fn export_refuses_to_sign_a_manifest_row_outside_audio() {
         assert!(err.to_string().contains("only recordings under"), "{err}");
     }
 }
+
+#[test]
+fn a_short_job_list_says_how_many_are_left_out_and_why() {
+    let cov = super::Coverage {
+        selected: 9,
+        not_stored: 3,
+    };
+    assert_eq!(cov.shortfall(9, ExportAudio::Original), None);
+    let why = cov.shortfall(6, ExportAudio::Original).expect("short");
+    assert!(
+        why.starts_with("3 of 9 selected") && why.contains("3 have no stored audio"),
+        "{why}"
+    );
+    let why = cov.shortfall(4, ExportAudio::Mono16k).expect("short");
+    assert!(
+        why.contains("2 have no current mono16k derivative"),
+        "{why}"
+    );
+    let why = cov.shortfall(5, ExportAudio::Original).expect("short");
+    assert!(why.contains("1 could not be matched"), "{why}");
+}

@@ -20,7 +20,7 @@ pub mod saved;
 pub mod session;
 
 pub use error::{QueryError, Result};
-pub use export::{ExportAudio, ExportRequest, export_jobs};
+pub use export::{Coverage, ExportAudio, ExportRequest, coverage, export_jobs};
 pub use format::{OutputFormat, format_batches};
 pub use output::{Destination, write_stream};
 pub use saved::{SavedQuery, find_saved_query, saved_queries, saved_query};

@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 
@@ -71,7 +71,7 @@ impl ParamType {
         Ok(match self {
             ParamType::Text => ScalarValue::Utf8(Some(v.to_string())),
             ParamType::Date => {
-                let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| bad())?;
+                let d = crate::lake::partition::parse_day(v).ok_or_else(bad)?;
                 ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()))
             }
             ParamType::Timestamp if v.eq_ignore_ascii_case("now") => {
@@ -83,11 +83,12 @@ impl ParamType {
             ParamType::Timestamp => {
                 let t = DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&Utc))
-                    .or_else(|_| {
-                        NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .ok()
+                    .or_else(|| {
+                        crate::lake::partition::parse_day(v)
                             .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
                     })
-                    .map_err(|_| bad())?;
+                    .ok_or_else(bad)?;
                 ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), Some("UTC".into()))
             }
             ParamType::Int => ScalarValue::Int64(Some(v.parse().map_err(|_| bad())?)),
@@ -333,6 +334,9 @@ mod tests {
             ("since DAY", "unknown type"),
             ("since DATE defaults 1", "expected `default"),
             ("since DATE default 2024-13-01", "YYYY-MM-DD"),
+            // chrono's `%Y` alone reads this as the year 26: everything, or nothing.
+            ("since DATE default 26-01-05", "YYYY-MM-DD"),
+            ("since TIMESTAMP default 26-01-05", "expected"),
         ] {
             let err = ParamDecl::parse(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");

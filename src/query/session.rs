@@ -52,6 +52,8 @@ impl QuerySession {
         optimizer.hash_join_single_partition_threshold_rows = COLLECT_LEFT_MAX_ROWS;
         let ctx = SessionContext::new_with_config(config);
         ctx.register_object_store(lake.url(), Arc::clone(lake.store()));
+        // The tables' listings at once: on a cloud store each is a round trip or more.
+        futures::future::try_join_all(Table::ALL.map(|t| refuse_empty_files(lake, t))).await?;
         for table in Table::ALL {
             register(&ctx, lake, table)?;
         }
@@ -119,6 +121,25 @@ async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>> {
     } else {
         Ok(batches)
     }
+}
+
+/// Fails on a table file of 0 bytes, which DataFusion's listing drops silently (DuckDB and
+/// pyarrow report it): a query must not answer without a file's rows as if they never were.
+async fn refuse_empty_files(lake: &Lake, table: Table) -> Result<()> {
+    use futures::TryStreamExt;
+    let prefix = lake.path(table.name());
+    let mut files = lake.store().list(Some(&prefix));
+    while let Some(meta) = files.try_next().await.map_err(|source| QueryError::List {
+        uri: lake.uri(&prefix),
+        source,
+    })? {
+        if meta.size == 0 && meta.location.extension() == Some("parquet") {
+            return Err(QueryError::EmptyFile {
+                uri: lake.uri(&meta.location),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn register(ctx: &SessionContext, lake: &Lake, table: Table) -> Result<()> {

@@ -317,3 +317,27 @@ async fn missing_parameter_value_is_an_error_naming_it() {
         .expect_err("unbound placeholder");
     assert!(err.to_string().contains("since"), "{err}");
 }
+
+/// A part file cut to 0 bytes (a write lost after its rename) is an error naming it, not a
+/// silent loss of its rows: DataFusion's listing skips such files.
+#[tokio::test]
+async fn a_table_file_of_zero_bytes_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(tmp.path().to_str().expect("utf8")).expect("open");
+    populate(&lake).await;
+    QuerySession::open(&lake).await.expect("a whole lake opens");
+    let part = tmp.path().join(format!(
+        "manifest/org_id={ORG}/date=2024-03-06/part-0.parquet"
+    ));
+    assert!(part.exists(), "{}", part.display());
+    std::fs::write(&part, b"").expect("truncate");
+    let err = QuerySession::open(&lake)
+        .await
+        .err()
+        .expect("an empty file is refused")
+        .to_string();
+    assert!(
+        err.contains("date=2024-03-06/part-0.parquet") && err.contains("0 bytes"),
+        "{err}"
+    );
+}

@@ -138,6 +138,9 @@ pub async fn run_workers(
     opts: &ListenOptions,
 ) -> Result<()> {
     let org = super::resolve_org_id(&ctx, opts.org_id.clone()).await?;
+    if opts.org_id.is_some() {
+        super::check_token_owner(&ctx, &org).await?;
+    }
     let state = OrgState::new(&ctx.lake, &org);
     mark_active(&ctx, &org).await?;
     let mut dates = TaskDays::default();

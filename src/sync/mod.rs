@@ -58,6 +58,16 @@ pub enum SyncError {
     #[error("organization id {0:?} is not a plain UUID-like token")]
     UnsafeOrg(String),
     #[error(
+        "the access token was issued for org {token_org}, but this run is configured for org \
+         {configured}: its calls would land in the wrong org's partitions. Give org {configured} \
+         its own token (`wxcc auth login --org-id {configured}`, or its [[orgs]] entry), or fix \
+         the configured org id"
+    )]
+    OrgMismatch {
+        configured: String,
+        token_org: String,
+    },
+    #[error(
         "the captures API keeps failing for task after task ({0}); stopping the run, the next \
          one retries"
     )]
@@ -437,6 +447,10 @@ async fn run_locked(
     let org = resolve_org(ctx, opts).await?;
     summary.org_id = Some(org.clone());
     let state = state_out.insert(OrgState::new(&ctx.lake, &org)).clone();
+    // A dry run sends no request, so it does not ask for a token to check.
+    if opts.org_id.is_some() && !opts.dry_run {
+        check_token_owner(ctx, &org).await?;
+    }
     let now = opts.policy.now.unwrap_or(started_at);
     let (from, to) = resolve_range(&opts.range, &state, now).await?;
     let windows = day_windows(from, to);
@@ -541,8 +555,25 @@ pub(crate) async fn resolve_org_id(
             }
         }
     };
-    crate::audio::check_id(&org).map_err(|_| SyncError::UnsafeOrg(org.clone()))?;
+    crate::lake::partition::validate_org_id(&org).map_err(|_| SyncError::UnsafeOrg(org.clone()))?;
     Ok(org)
+}
+
+/// Refuses a configured org that the access token says is another's (its `…_<orgId>` suffix):
+/// a pasted token or a shared environment would fill this org's partitions with that org's
+/// calls. A token that cannot be had now, or names no org, passes: the run meets and reports
+/// the former itself, under this org.
+pub(crate) async fn check_token_owner(ctx: &SyncContext, org: &str) -> Result<()> {
+    let Ok(token) = ctx.api.tokens().access_token().await else {
+        return Ok(());
+    };
+    match crate::auth::org_from_token(token.expose_secret()) {
+        Some(owner) if !owner.eq_ignore_ascii_case(org) => Err(SyncError::OrgMismatch {
+            configured: org.to_owned(),
+            token_org: owner,
+        }),
+        _ => Ok(()),
+    }
 }
 
 async fn resolve_range(

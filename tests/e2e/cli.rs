@@ -111,12 +111,32 @@ async fn a_mistyped_lake_location_is_refused_not_read_as_empty() {
         &["no lake at", "no-such-lake", "--data"],
     )
     .await;
+    // A folder that exists but holds nothing a sync wrote (`--data ~`, `--data lake/tasks`):
+    // every command that reads refuses it, and `duckdb-init` creates nothing there.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_lake = dir.path().join("notes");
+    std::fs::create_dir_all(not_a_lake.join("2026")).unwrap();
+    std::fs::write(not_a_lake.join("todo.txt"), "x").unwrap();
+    let at = not_a_lake.to_str().unwrap();
+    for args in [
+        vec!["sql", "SELECT count(*) FROM tasks", "--data", at],
+        vec!["query", "run", "recordings_to_transcribe", "--data", at],
+        vec!["report", "--output", "r.html", "--data", at],
+        vec!["duckdb-init", "--data", at],
+    ] {
+        let out = wxcc(&args, &HashMap::new(), dir.path()).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(USAGE), "{args:?}: {stderr}");
+        assert!(stderr.contains("no lake at"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("r.html").exists());
+    assert!(!not_a_lake.join("tasks").exists());
 }
 
 #[tokio::test]
 async fn an_existing_lake_given_as_a_file_url_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("my lake")).unwrap();
+    std::fs::create_dir_all(dir.path().join("my lake/_state")).unwrap();
     let url = url::Url::from_directory_path(dir.path().join("my lake")).unwrap();
     assert!(url.as_str().contains("%20"));
     let out = wxcc(
@@ -141,6 +161,7 @@ async fn a_storage_location_that_cannot_be_configured_is_a_usage_error() {
 #[tokio::test]
 async fn a_sql_syntax_error_reads_plainly_and_is_not_retried() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tasks")).unwrap();
     let out = wxcc(
         &["sql", "selec", "--data", "."],
         &HashMap::new(),

@@ -167,14 +167,17 @@ async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
         a.credentials().org_id.clone(),
         b.credentials().org_id.clone(),
     );
+    // A's token pasted under another org id: refused, never written under that id.
+    let wrong = "11111111-1111-4111-8111-111111111111";
     let toml = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         entry(&a, &a.credentials().refresh_token, &org_a),
         entry(
             &b,
             "revoked-long-ago",
             "00000000-0000-4000-8000-000000000000"
         ),
+        entry(&a, &a.credentials().refresh_token, wrong),
         entry(&b, &b.credentials().refresh_token, &org_b),
     );
     std::fs::write(dir.path().join("wxcc.toml"), toml).unwrap();
@@ -182,12 +185,19 @@ async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
     let no_env = std::collections::HashMap::new();
     let output = sync_small_world(out.to_str().unwrap(), &[], &no_env, dir.path()).await;
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(4), "partial success: {stderr}");
+    // The configuration error wins over the login, and both over the others' success.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("00000000-0000-4000-8000-000000000000"),
         "{stderr}"
     );
     assert!(stderr.contains("wxcc auth login"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "issued for org {org_a}, but this run is configured for org {wrong}"
+        )),
+        "{stderr}"
+    );
     let mut orgs = vec![org_a, org_b];
     orgs.sort();
     let loc = out.to_str().unwrap();
@@ -202,7 +212,7 @@ async fn several_orgs_sync_into_one_lake_and_one_failure_spares_the_others() {
         .collect();
     assert_eq!(
         statuses,
-        ["\"ok\"", "\"failed\"", "\"ok\""],
+        ["\"ok\"", "\"failed\"", "\"failed\"", "\"ok\""],
         "one summary per org"
     );
     a.shutdown().await;

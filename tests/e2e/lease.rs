@@ -342,6 +342,20 @@ async fn state_reset_needs_confirmation_and_the_lease() {
     std::fs::write(&watermark, "{not json").unwrap();
     let o = wxcc(&["state", "show", "--output", loc], &env, dir.path()).await;
     assert_eq!(o.status.code(), Some(1));
+    // A mistyped org is refused, not shown as a blank state.
+    let typo = "22222222-2222-4222-8222-222222222222";
+    let other = wxcc(
+        &["state", "show", "--output", loc, "--org", typo],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other.stderr));
+    assert!(
+        text(&other.stderr).contains(&format!("no sync state for org {typo}")),
+        "{}",
+        text(&other.stderr)
+    );
     assert!(
         text(&o.stderr).contains("wxcc state reset"),
         "{}",

@@ -450,6 +450,47 @@ async fn export_writes_the_same_job_list_on_every_run() {
     assert_eq!(parquet_rows(std::fs::read(&file).expect("written")), 6);
 }
 
+/// A job list that leaves selected recordings out says how many and why, and exits 4 (partial),
+/// so a transcription pipeline cannot take it for the whole selection.
+#[tokio::test]
+async fn an_export_that_leaves_recordings_out_says_so_and_exits_partial() {
+    let dir = setup().await;
+    let d = d(&dir);
+    // The second day's derivatives are gone.
+    let day = d.join(format!("lake/derivatives/org_id={ORG}/date=2026-01-06"));
+    std::fs::remove_dir_all(&day).expect("remove a day of derivatives");
+    let r = run(d, &["export", "--audio", "mono16k"]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    assert_eq!(text(&r.stdout).lines().count(), 3, "the first day's jobs");
+    assert!(
+        r.stderr
+            .contains("3 of 6 selected recordings are not in the job list")
+            && r.stderr.contains("3 have no current mono16k derivative"),
+        "{}",
+        r.stderr
+    );
+    // Three recordings the lake never stored, next to the six it did.
+    let sql = "SELECT org_id, task_id, recording_id FROM recordings \
+               UNION ALL SELECT org_id, task_id, 'rec-not-stored-' || task_id FROM recordings \
+               WHERE date = '2026-01-05'";
+    let r = run(d, &["export", "--sql", sql, "--format", "csv"]).await;
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
+    assert_eq!(
+        text(&r.stdout).lines().count(),
+        7,
+        "header and the six stored"
+    );
+    let short = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("not in the job list"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(
+        short.contains("3 of 9 selected") && short.contains("have no stored audio"),
+        "{short}"
+    );
+}
+
 const READ_WITH_OTHER_ENGINES: &str = r#"
 import json, sys
 import duckdb

@@ -237,6 +237,23 @@ async fn export_refuses_to_sign_a_manifest_row_outside_the_audio_prefix() {
         "signs its own audio"
     );
 
+    // Temporary credentials: a URL dies with its session, maybe before url_expires_at.
+    let mut session_env = env.clone();
+    session_env.insert(
+        "AWS_SESSION_TOKEN".into(),
+        "FQoGZXIvYXdzEXAMPLEsession".into(),
+    );
+    let temporary = wxcc(&sign, &session_env, dir.path()).await;
+    let err = text(&temporary.stderr);
+    assert!(temporary.status.success(), "{err}");
+    assert!(text(&temporary.stdout).contains("X-Amz-Security-Token"));
+    assert!(err.contains("temporary credentials"), "{err}");
+    assert!(
+        !err.contains("FQoGZXIv"),
+        "the token stays out of the log: {err}"
+    );
+    assert!(!text(&ok.stderr).contains("temporary credentials"));
+
     // A manifest row pointing at a table file (or anything else outside audio/) gets no URL.
     let options: Vec<(String, String)> = moto
         .env()
