@@ -227,6 +227,12 @@ pub struct SyncFileConfig {
     pub commit_every_secs: Option<u64>,
     /// Tasks listed and processed at a time within a busy day (memory follows this).
     pub tasks_per_part: Option<usize>,
+    /// Retries of one failing request (429, 5xx, a dropped connection) before it counts as
+    /// failed (a task listing then narrows its span, a captures batch splits).
+    pub max_retries: Option<u32>,
+    /// Longest wait between two retries of one request, in seconds (waits grow from 0.5 s,
+    /// with jitter; a `Retry-After` is honoured whatever this says).
+    pub retry_max_delay_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -657,6 +663,10 @@ pub struct Config {
     pub commit_every_secs: u64,
     /// See [`SyncFileConfig::tasks_per_part`].
     pub tasks_per_part: usize,
+    /// See [`SyncFileConfig::max_retries`].
+    pub max_retries: u32,
+    /// See [`SyncFileConfig::retry_max_delay_secs`].
+    pub retry_max_delay_secs: u64,
     /// See [`StorageConfig::rows_per_file`].
     pub rows_per_file: usize,
     /// object_store options for the output store (`[storage]`, without wxcc's own keys).
@@ -750,6 +760,22 @@ impl Config {
                 value: url_expiration as i64,
             });
         }
+        let max_retries = file_sync.max_retries.unwrap_or(10);
+        if max_retries > 20 {
+            return Err(ConfigError::OutOfRange {
+                name: "max_retries ([sync] in the config file)",
+                rule: "between 0 and 20",
+                value: i64::from(max_retries),
+            });
+        }
+        let retry_max_delay_secs = file_sync.retry_max_delay_secs.unwrap_or(60);
+        if !(1..=600).contains(&retry_max_delay_secs) {
+            return Err(ConfigError::OutOfRange {
+                name: "retry_max_delay_secs ([sync] in the config file)",
+                rule: "between 1 and 600",
+                value: i64::try_from(retry_max_delay_secs).unwrap_or(i64::MAX),
+            });
+        }
         Ok(Config {
             api_base_url: api_base,
             oauth_base_url: auth.oauth_base_url,
@@ -768,6 +794,8 @@ impl Config {
             commit_every_recordings: file_sync.commit_every_recordings.unwrap_or(500).max(1),
             commit_every_secs: file_sync.commit_every_secs.unwrap_or(60).max(1),
             tasks_per_part: file_sync.tasks_per_part.unwrap_or(1_000).max(1),
+            max_retries,
+            retry_max_delay_secs,
             rows_per_file: storage.rows_per_file,
             pii: PiiSetting::resolve(values.pii.as_deref(), values.pii_key.as_deref())?,
             derive: parse_derive(values.derive.as_deref().unwrap_or_default())?,
@@ -1174,6 +1202,31 @@ mod tests {
         let merged = base.for_org(&own, true).unwrap();
         assert_eq!(merged.refresh_token.as_deref(), Some("own"));
         assert_eq!(merged.access_token, None, "never another org's token");
+    }
+
+    #[test]
+    fn retry_settings_are_taken_within_bounds() {
+        let base = Overrides {
+            region: Some("us1".into()),
+            ..Default::default()
+        };
+        let sync = |max_retries, retry_max_delay_secs| SyncFileConfig {
+            max_retries,
+            retry_max_delay_secs,
+            ..Default::default()
+        };
+        let cfg = Config::resolve(base.clone(), &sync(None, None)).unwrap();
+        assert_eq!((cfg.max_retries, cfg.retry_max_delay_secs), (10, 60));
+        let cfg = Config::resolve(base.clone(), &sync(Some(0), Some(1))).unwrap();
+        assert_eq!((cfg.max_retries, cfg.retry_max_delay_secs), (0, 1));
+        for (bad, name) in [
+            (sync(Some(21), None), "max_retries"),
+            (sync(None, Some(0)), "retry_max_delay_secs"),
+            (sync(None, Some(601)), "retry_max_delay_secs"),
+        ] {
+            let err = Config::resolve(base.clone(), &bad).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -192,7 +192,11 @@ impl SyncContext {
     /// Wires the API client, token provider and output store from configuration.
     pub fn from_config(cfg: &Config) -> Result<SyncContext> {
         let http = net::api_http_client();
-        let retry = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_retries: cfg.max_retries as usize,
+            max_delay: std::time::Duration::from_secs(cfg.retry_max_delay_secs),
+            ..RetryPolicy::default()
+        };
         let tokens = TokenProvider::from_config(cfg, http.clone(), retry.clone())?;
         let mut settings = ApiSettings::new(cfg.api_base_url.clone());
         settings.org_id = cfg.org_id.clone();

@@ -65,6 +65,13 @@ async fn malformed_dates_show_the_expected_format() {
         &["--from", "YYYY-MM-DD"],
     )
     .await;
+    // chrono alone reads `26-01-05` as the year 26: a report over nothing, with exit 0.
+    fails_with(
+        &["report", "--from", "26-01-05"],
+        &[],
+        &["--from", "YYYY-MM-DD"],
+    )
+    .await;
 }
 
 #[tokio::test]

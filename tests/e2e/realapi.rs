@@ -313,6 +313,12 @@ async fn a_listing_range_that_keeps_failing_is_recorded_and_listed_again() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // Short waits between retries: the defaults (up to 60 s) made this the suite's long pole.
+    std::fs::write(
+        dir.path().join("wxcc.toml"),
+        "[sync]\nretry_max_delay_secs = 1\n",
+    )
+    .unwrap();
     let (code, summary) = backfill(&sim, dir.path()).await;
     assert_eq!(code, 4, "{summary}");
     let gaps = summary["gaps"].as_array().unwrap();

@@ -229,6 +229,24 @@ async fn export_refuses_to_sign_a_manifest_row_outside_the_audio_prefix() {
     env.extend(moto.env());
     let out = sync_small_world(lake_url, &[], &env, dir.path()).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A mistyped prefix in the same bucket holds no lake: refused, not read as empty.
+    let typo = wxcc(
+        &[
+            "sql",
+            "--data",
+            "s3://wxcc-sign/lak",
+            "SELECT count(*) FROM tasks",
+        ],
+        &env,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(typo.status.code(), Some(2), "{}", text(&typo.stderr));
+    assert!(
+        text(&typo.stderr).contains("no lake at s3://wxcc-sign/lak"),
+        "{}",
+        text(&typo.stderr)
+    );
     let sign = ["export", "--data", lake_url, "--sign", "1h"];
     let ok = wxcc(&sign, &env, dir.path()).await;
     assert!(ok.status.success(), "{}", text(&ok.stderr));
