@@ -97,15 +97,7 @@ async fn open(config_path: Option<PathBuf>, target: Target) -> Result<(Lake, Org
 
 /// The orgs an output holds sync state for.
 async fn orgs_with_state(lake: &Lake) -> Result<Vec<String>> {
-    let listed = lake
-        .store()
-        .list_with_delimiter(Some(&lake.path("_state")))
-        .await?;
-    Ok(listed
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("org_id=").map(str::to_owned))
-        .collect())
+    Ok(lake.org_ids("_state").await?)
 }
 
 /// The org of an output that holds state for exactly one.

@@ -198,6 +198,28 @@ impl Lake {
         }))
     }
 
+    /// The orgs with an `org_id=<org>` folder under `folder` (a table, `_state`), sorted.
+    pub async fn org_ids(&self, folder: &str) -> Result<Vec<String>> {
+        let prefix = self.path(folder);
+        let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(LakeError::Store {
+                    path: self.uri(&prefix),
+                    source,
+                });
+            }
+        };
+        let mut orgs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("org_id=").map(str::to_owned))
+            .collect();
+        orgs.sort();
+        Ok(orgs)
+    }
+
     /// The object path of `relative` (`/`-separated) under the lake root. Each segment is
     /// encoded as one path part, so `..` cannot climb out of the root.
     pub fn path(&self, relative: &str) -> Path {

@@ -35,13 +35,17 @@ pub enum ReportError {
     Table(#[source] datafusion::error::DataFusionError),
     #[error("--from {from} must be before --to {to}")]
     Range { from: NaiveDate, to: NaiveDate },
+    #[error("org {org} has no data or sync state in this lake (orgs here: {known}): check --org")]
+    UnknownOrg { org: String, known: String },
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
 }
 
 impl ReportError {
     /// Whether the error is the caller's to fix (exit code 2).
     pub fn is_usage(&self) -> bool {
         match self {
-            ReportError::Range { .. } => true,
+            ReportError::Range { .. } | ReportError::UnknownOrg { .. } => true,
             ReportError::Query(q) => q.is_usage(),
             _ => false,
         }
@@ -49,6 +53,25 @@ impl ReportError {
 }
 
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+/// A mistyped `--org` (or another case of it) would draw an empty report with exit 0.
+async fn refuse_unknown_org(lake: &Lake, org: &str) -> Result<()> {
+    let mut known = lake.org_ids("_state").await?;
+    known.extend(lake.org_ids(crate::lake::Table::Tasks.name()).await?);
+    known.sort();
+    known.dedup();
+    if known.iter().any(|k| k == org) {
+        return Ok(());
+    }
+    Err(ReportError::UnknownOrg {
+        org: org.to_owned(),
+        known: if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        },
+    })
+}
 
 /// Days covered when `from` is not given.
 pub const DEFAULT_DAYS: u64 = 30;
@@ -107,6 +130,9 @@ impl Report {
 
 /// Runs every report query over the lake.
 pub async fn build(lake: &Lake, request: &ReportRequest) -> Result<Report> {
+    if let Some(org) = &request.org {
+        refuse_unknown_org(lake, org).await?;
+    }
     let session = QuerySession::open(lake).await?;
     let to = match request.to {
         Some(to) => to,

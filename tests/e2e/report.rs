@@ -118,6 +118,27 @@ async fn report_page_draws_every_chart_from_its_named_query_and_fetches_nothing(
     assert!(out.status.success(), "report: {}", text(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
 
+    // The synced org by name draws; a mistyped one is refused, not drawn empty with exit 0.
+    let org = sim.credentials().org_id.clone();
+    for (who, code) in [
+        (org.as_str(), 0),
+        ("33333333-3333-4333-8333-333333333333", 2),
+    ] {
+        let one = [
+            "report", "--data", lake_str, "--org", who, "--format", "json",
+        ];
+        let out = wxcc(&one, &env, dir.path()).await;
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        if code == 2 {
+            assert!(
+                text(&out.stderr).contains(&format!("org {who} has no data or sync state"))
+                    && text(&out.stderr).contains(&org),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+
     // Nothing to fetch: a CSP that forbids it, and no URL but the SVG namespace.
     assert!(html.contains(
         r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">"#
