@@ -181,43 +181,40 @@ impl Lake {
     /// answer every query with nothing.
     pub async fn holds_a_lake(&self) -> Result<bool> {
         const OURS: [&str; 3] = ["_state", "_rejects", "audio"];
-        let root = (!self.root.as_ref().is_empty()).then_some(&self.root);
-        let listing = match self.store.list_with_delimiter(root).await {
-            Ok(l) => l,
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(source) => {
-                return Err(LakeError::Store {
-                    path: self.url.to_string(),
-                    source,
-                });
-            }
-        };
-        Ok(listing.common_prefixes.iter().any(|p| {
-            p.filename()
-                .is_some_and(|name| OURS.contains(&name) || super::Table::from_name(name).is_some())
-        }))
+        let root = (!self.root.as_ref().is_empty()).then(|| self.root.clone());
+        Ok(self
+            .folders(root)
+            .await?
+            .iter()
+            .any(|name| OURS.contains(&name.as_str()) || super::Table::from_name(name).is_some()))
     }
 
     /// The orgs with an `org_id=<org>` folder under `folder` (a table, `_state`), sorted.
     pub async fn org_ids(&self, folder: &str) -> Result<Vec<String>> {
-        let prefix = self.path(folder);
-        let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
-            Ok(l) => l,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(LakeError::Store {
-                    path: self.uri(&prefix),
-                    source,
-                });
-            }
-        };
-        let mut orgs: Vec<String> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename()?.strip_prefix("org_id=").map(str::to_owned))
+        let mut orgs: Vec<String> = self
+            .folders(Some(self.path(folder)))
+            .await?
+            .into_iter()
+            .filter_map(|name| name.strip_prefix("org_id=").map(str::to_owned))
             .collect();
         orgs.sort();
         Ok(orgs)
+    }
+
+    /// Names of the folders directly under `prefix` (none when it does not exist).
+    async fn folders(&self, prefix: Option<Path>) -> Result<Vec<String>> {
+        match self.store.list_with_delimiter(prefix.as_ref()).await {
+            Ok(listing) => Ok(listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_owned))
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(source) => Err(LakeError::Store {
+                path: prefix.map_or_else(|| self.url.to_string(), |p| self.uri(&p)),
+                source,
+            }),
+        }
     }
 
     /// The object path of `relative` (`/`-separated) under the lake root. Each segment is
