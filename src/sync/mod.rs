@@ -59,7 +59,7 @@ pub enum SyncError {
     UnsafeOrg(String),
     #[error(
         "the access token was issued for org {token_org}, but this run is configured for org \
-         {configured}: its calls would land in the wrong org's partitions. Give org {configured} \
+         {configured}, whose data it cannot read. Give org {configured} \
          its own token (`wxcc auth login --org-id {configured}`, or its [[orgs]] entry), or fix \
          the configured org id"
     )]
@@ -563,10 +563,10 @@ pub(crate) async fn resolve_org_id(
     Ok(org)
 }
 
-/// Refuses a configured org that the access token says is another's (its `…_<orgId>` suffix):
-/// a pasted token or a shared environment would fill this org's partitions with that org's
-/// calls. A token that cannot be had now, or names no org, passes: the run meets and reports
-/// the former itself, under this org.
+/// Refuses a configured org that the access token says is another's (its `…_<orgId>` suffix),
+/// a pasted token or a shared environment: a configuration to fix (exit 2), said up front,
+/// where the API would answer each request with a 403 that reads like an outage. A token that
+/// cannot be had now, or names no org, passes: the run meets and reports the former itself.
 pub(crate) async fn check_token_owner(ctx: &SyncContext, org: &str) -> Result<()> {
     let Ok(token) = ctx.api.tokens().access_token().await else {
         return Ok(());
